@@ -1,0 +1,9 @@
+#include "bindings/bindings.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pyrt native core (private: use the pyrt package)";
+  pyrt::bindings::register_errors(m);
+  pyrt::bindings::register_runtime(m);
+  pyrt::bindings::register_formats(m);
+  pyrt::bindings::register_ops(m);
+}

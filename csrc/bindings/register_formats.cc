@@ -1,0 +1,80 @@
+// quantize / dequantize over raw byte buffers; pyrt/tensor.py wraps them in pyrt.Tensor.
+#include <pybind11/stl.h>
+
+#include "bindings/bindings.h"
+#include "pyrt/formats.h"
+
+namespace pyrt::bindings {
+namespace {
+
+// x: float32, C-contiguous; quantized along its last dimension. Returns the raw bytes (1-D uint8).
+py::array_t<uint8_t> quantize(const py::array& x, const std::string& format, int block) {
+  require_array(x, "array", 'f', 4);
+  const Format f = format_from_name(format);
+  const int B = effective_block(f, block);
+  const int64_t K = x.ndim() == 0 ? 1 : x.shape(x.ndim() - 1);
+  const int64_t rows = K == 0 ? 0 : x.size() / K;
+  const int64_t rb = row_bytes(f, B, K);
+  py::array_t<uint8_t> out(rows * rb);
+  const float* src = static_cast<const float*>(x.data());
+  uint8_t* dst = out.mutable_data();
+  const auto fn = format_traits(f).quantize_row;
+  {
+    py::gil_scoped_release release;
+    for (int64_t r = 0; r < rows; ++r) {
+      try {
+        fn(src + r * K, dst + r * rb, K, B);
+      } catch (const Error& e) {
+        throw Error(e.kind(), "row " + std::to_string(r) + ": " + e.what());
+      }
+    }
+  }
+  return out;
+}
+
+py::array_t<float> dequantize(const py::array& data, const std::string& format, int block,
+                              int64_t rows, int64_t K) {
+  require_array(data, "data", 'u', 1);
+  const Format f = format_from_name(format);
+  const int B = effective_block(f, block);
+  PYRT_CHECK(rows >= 0 && K >= 0, Shape, "negative shape");
+  const int64_t rb = row_bytes(f, B, K);
+  PYRT_CHECK(data.nbytes() == rows * rb, Shape, "buffer has ", data.nbytes(), " bytes, ", format,
+             " [", rows, ", ", K, "] needs ", rows * rb);
+  py::array_t<float> out(rows * K);
+  const auto* src = static_cast<const uint8_t*>(data.data());
+  float* dst = out.mutable_data();
+  const auto fn = format_traits(f).dequantize_row;
+  {
+    py::gil_scoped_release release;
+    for (int64_t r = 0; r < rows; ++r) fn(src + r * rb, dst + r * K, K, B);
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_formats(py::module_& m) {
+  m.def("quantize", &quantize, py::arg("x"), py::arg("format"), py::arg("block"));
+  m.def("dequantize", &dequantize, py::arg("data"), py::arg("format"), py::arg("block"),
+        py::arg("rows"), py::arg("cols"));
+  m.def("row_bytes", [](const std::string& format, int block, int64_t K) {
+    return row_bytes(format_from_name(format), block, K);
+  });
+  m.def("format_table", []() {
+    py::list out;
+    for (int i = 0; i < kNumFormats; ++i) {
+      const FormatTraits& t = format_traits(static_cast<Format>(i));
+      py::dict d;
+      d["name"] = t.name;
+      d["id"] = i;
+      d["blocked"] = t.blocked;
+      d["header_bytes"] = t.header_bytes;
+      d["bits_per_element"] = t.bits_per_element;
+      out.append(d);
+    }
+    return out;
+  });
+}
+
+}  // namespace pyrt::bindings

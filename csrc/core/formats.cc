@@ -1,0 +1,198 @@
+// The traits table and the scalar (reference) quantizers. They must stay byte-identical with
+// pyrt/formats.py: every division and rounding below is the same IEEE FP32 operation numpy does.
+#include "pyrt/formats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "pyrt/errors.h"
+#include "pyrt/half.h"
+
+namespace pyrt {
+namespace {
+
+void check_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    PYRT_CHECK(std::isfinite(x[i]), Range, "cannot quantize a non-finite value (", x[i], ") at flat index ", i);
+}
+
+// FP16 storage of a scale or minimum: refuse instead of writing inf.
+uint16_t to_fp16_checked(float v, const char* what) {
+  PYRT_CHECK(std::fabs(v) <= kFp16Max, Range, "block ", what, " ", v,
+             " exceeds the FP16 range (65504); use f32, bf16 or scale the weights");
+  return fp32_to_fp16(v);
+}
+
+// ---- f32 / f16 / bf16 -------------------------------------------------------------------------
+void quantize_f32(const float* src, void* dst, int64_t n, int) {
+  check_finite(src, n);
+  std::memcpy(dst, src, size_t(n) * 4);
+}
+void dequantize_f32(const void* src, float* dst, int64_t n, int) { std::memcpy(dst, src, size_t(n) * 4); }
+
+void quantize_f16(const float* src, void* dst, int64_t n, int) {
+  check_finite(src, n);
+  auto* out = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    PYRT_CHECK(std::fabs(src[i]) <= kFp16Max, Range, "value ", src[i], " at flat index ", i,
+               " exceeds the FP16 range (65504); use bf16 or f32 for this tensor");
+    out[i] = fp32_to_fp16(src[i]);
+  }
+}
+void dequantize_f16(const void* src, float* dst, int64_t n, int) {
+  const auto* in = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(in[i]);
+}
+
+void quantize_bf16(const float* src, void* dst, int64_t n, int) {
+  check_finite(src, n);
+  auto* out = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = fp32_to_bf16(src[i]);
+    PYRT_CHECK((out[i] & 0x7fff) != 0x7f80, Range, "value ", src[i], " at flat index ", i,
+               " overflows BF16 when rounded");
+  }
+}
+void dequantize_bf16(const void* src, float* dst, int64_t n, int) {
+  const auto* in = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(in[i]);
+}
+
+// ---- q8 ----------------------------------------------------------------------------------------
+void quantize_q8(const float* src, void* dst, int64_t n, int B) {
+  check_finite(src, n);
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / B; ++b, src += B, out += 2 + B) {
+    float amax = 0.0f;
+    for (int i = 0; i < B; ++i) amax = std::max(amax, std::fabs(src[i]));
+    const uint16_t d16 = to_fp16_checked(amax / 127.0f, "scale");
+    const float d = fp16_to_fp32(d16);
+    std::memcpy(out, &d16, 2);
+    auto* q = reinterpret_cast<int8_t*>(out + 2);
+    for (int i = 0; i < B; ++i)
+      q[i] = d == 0.0f ? 0 : int8_t(std::clamp(std::nearbyint(src[i] / d), -127.0f, 127.0f));
+  }
+}
+void dequantize_q8(const void* src, float* dst, int64_t n, int B) {
+  const auto* in = static_cast<const uint8_t*>(src);
+  for (int64_t b = 0; b < n / B; ++b, in += 2 + B, dst += B) {
+    uint16_t d16;
+    std::memcpy(&d16, in, 2);
+    const float d = fp16_to_fp32(d16);
+    const auto* q = reinterpret_cast<const int8_t*>(in + 2);
+    for (int i = 0; i < B; ++i) dst[i] = float(q[i]) * d;
+  }
+}
+
+// ---- q4 (symmetric) ----------------------------------------------------------------------------
+void pack_nibbles(const uint8_t* levels, uint8_t* out, int B) {
+  for (int j = 0; j < B / 2; ++j) out[j] = uint8_t(levels[j] | (levels[j + B / 2] << 4));
+}
+
+void quantize_q4(const float* src, void* dst, int64_t n, int B) {
+  check_finite(src, n);
+  auto* out = static_cast<uint8_t*>(dst);
+  uint8_t levels[128];
+  for (int64_t b = 0; b < n / B; ++b, src += B, out += 2 + B / 2) {
+    // The value of largest magnitude maps exactly to level -8, which uses all 16 levels.
+    float vmax = 0.0f, amax = 0.0f;
+    for (int i = 0; i < B; ++i)
+      if (std::fabs(src[i]) > amax) amax = std::fabs(src[i]), vmax = src[i];
+    const uint16_t d16 = to_fp16_checked(vmax / -8.0f, "scale");
+    const float d = fp16_to_fp32(d16);
+    std::memcpy(out, &d16, 2);
+    for (int i = 0; i < B; ++i)
+      levels[i] = d == 0.0f ? 8 : uint8_t(std::clamp(std::nearbyint(src[i] / d), -8.0f, 7.0f) + 8.0f);
+    pack_nibbles(levels, out + 2, B);
+  }
+}
+void dequantize_q4(const void* src, float* dst, int64_t n, int B) {
+  const auto* in = static_cast<const uint8_t*>(src);
+  for (int64_t b = 0; b < n / B; ++b, in += 2 + B / 2, dst += B) {
+    uint16_t d16;
+    std::memcpy(&d16, in, 2);
+    const float d = fp16_to_fp32(d16);
+    for (int j = 0; j < B / 2; ++j) {
+      dst[j] = float(int(in[2 + j] & 0x0f) - 8) * d;
+      dst[j + B / 2] = float(int(in[2 + j] >> 4) - 8) * d;
+    }
+  }
+}
+
+// ---- q4a (asymmetric) --------------------------------------------------------------------------
+void quantize_q4a(const float* src, void* dst, int64_t n, int B) {
+  check_finite(src, n);
+  auto* out = static_cast<uint8_t*>(dst);
+  uint8_t levels[128];
+  for (int64_t b = 0; b < n / B; ++b, src += B, out += 4 + B / 2) {
+    float lo = src[0], hi = src[0];
+    for (int i = 1; i < B; ++i) lo = std::min(lo, src[i]), hi = std::max(hi, src[i]);
+    const uint16_t d16 = to_fp16_checked((hi - lo) / 15.0f, "scale");
+    const uint16_t m16 = to_fp16_checked(lo, "minimum");
+    const float d = fp16_to_fp32(d16), m = fp16_to_fp32(m16);
+    std::memcpy(out, &d16, 2);
+    std::memcpy(out + 2, &m16, 2);
+    for (int i = 0; i < B; ++i)
+      levels[i] = d == 0.0f ? 0 : uint8_t(std::clamp(std::nearbyint((src[i] - m) / d), 0.0f, 15.0f));
+    pack_nibbles(levels, out + 4, B);
+  }
+}
+void dequantize_q4a(const void* src, float* dst, int64_t n, int B) {
+  const auto* in = static_cast<const uint8_t*>(src);
+  for (int64_t b = 0; b < n / B; ++b, in += 4 + B / 2, dst += B) {
+    uint16_t d16, m16;
+    std::memcpy(&d16, in, 2);
+    std::memcpy(&m16, in + 2, 2);
+    const float d = fp16_to_fp32(d16), m = fp16_to_fp32(m16);
+    for (int j = 0; j < B / 2; ++j) {
+      dst[j] = float(in[4 + j] & 0x0f) * d + m;
+      dst[j + B / 2] = float(in[4 + j] >> 4) * d + m;
+    }
+  }
+}
+
+const FormatTraits kTraits[kNumFormats] = {
+    {Format::f32, "f32", false, 0, 32, quantize_f32, dequantize_f32},
+    {Format::f16, "f16", false, 0, 16, quantize_f16, dequantize_f16},
+    {Format::bf16, "bf16", false, 0, 16, quantize_bf16, dequantize_bf16},
+    {Format::q8, "q8", true, 2, 8, quantize_q8, dequantize_q8},
+    {Format::q4, "q4", true, 2, 4, quantize_q4, dequantize_q4},
+    {Format::q4a, "q4a", true, 4, 4, quantize_q4a, dequantize_q4a},
+};
+
+}  // namespace
+
+const FormatTraits& format_traits(Format f) {
+  const int i = static_cast<int>(f);
+  PYRT_INTERNAL_CHECK(i >= 0 && i < kNumFormats);
+  return kTraits[i];
+}
+
+Format format_from_name(const std::string& name) {
+  for (const auto& t : kTraits)
+    if (name == t.name) return t.format;
+  PYRT_THROW(Dtype, "unknown weight format '", name, "' (expected one of f32, f16, bf16, q8, q4, q4a)");
+}
+
+int effective_block(Format f, int block) {
+  if (!format_traits(f).blocked) return 1;
+  PYRT_CHECK(is_valid_block(block), Dtype, "block size must be 32, 64 or 128 for ",
+             format_traits(f).name, ", got ", block);
+  return block;
+}
+
+int64_t bytes_per_block(Format f, int block) {
+  const FormatTraits& t = format_traits(f);
+  if (!t.blocked) return t.bits_per_element / 8;
+  return t.header_bytes + int64_t(block) * t.bits_per_element / 8;
+}
+
+int64_t row_bytes(Format f, int block, int64_t K) {
+  const int B = effective_block(f, block);
+  PYRT_CHECK(K % B == 0, Shape, "the last dimension (", K, ") must be a multiple of the block size ", B,
+             " for ", format_traits(f).name);
+  return (K / B) * bytes_per_block(f, B);
+}
+
+}  // namespace pyrt

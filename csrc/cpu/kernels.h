@@ -1,0 +1,33 @@
+// The interface every per-ISA matmul kernel implements (matmul_scalar.cc, matmul_avx2.cc,
+// matmul_avx512.cc). csrc/ops/matmul.cc validates inputs, converts activations to FP32 and splits
+// the N dimension across threads; a kernel only computes.
+#pragma once
+#include <cstdint>
+
+#include "pyrt/formats.h"
+
+namespace pyrt::cpu {
+
+struct KernelArgs {
+  const float* x;       // [M, K] row-major FP32 activations (exact, never quantized)
+  int64_t M;
+  int64_t K;
+  WeightView w;         // [N, K]
+  const float* bias;    // [N] or null
+  float* y;             // [M, N] row-major
+  int64_t N;
+};
+
+// Computes y[:, n_begin:n_end] (every row m) and nothing else. Called concurrently by several
+// threads with disjoint ranges; must not throw (inputs are already validated) and must write every
+// output element of its range. Any per-thread scratch is the kernel's own (thread_local).
+using MatmulKernel = void (*)(const KernelArgs& a, int64_t n_begin, int64_t n_end);
+
+namespace scalar { void matmul(const KernelArgs& a, int64_t n_begin, int64_t n_end); }
+namespace avx2 { void matmul(const KernelArgs& a, int64_t n_begin, int64_t n_end); }
+namespace avx512 { void matmul(const KernelArgs& a, int64_t n_begin, int64_t n_end); }
+
+// Converts FP16 activations to FP32 with the best ISA available (scalar reference otherwise).
+void fp16_to_fp32_array(const uint16_t* src, float* dst, int64_t n);
+
+}  // namespace pyrt::cpu

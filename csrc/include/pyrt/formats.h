@@ -1,0 +1,79 @@
+// Weight storage formats. Each format is defined here once: its block layout (structs with
+// static_assert'ed sizes) and one row of the traits table (csrc/core/formats.cc). pyrt/formats.py
+// mirrors this table and carries the numpy reference quantizer; tests check both give the same bytes.
+//
+// Layout of a quantized tensor [rows, K]: each row is K/B consecutive blocks, blocks along K.
+//   q8 : { fp16 d; int8  q[B]   }          x = q * d,            d = absmax / 127
+//   q4 : { fp16 d; uint8 q[B/2] }          x = (nibble - 8) * d, d = v / -8 (v: the value of largest |x|)
+//   q4a: { fp16 d; fp16 m; uint8 q[B/2] }  x = nibble * d + m,   d = (max - min) / 15, m = min
+// Nibbles: byte j holds element j in its low half and element j + B/2 in its high half, so one
+// 16-byte load yields 32 consecutive weights after a mask and a shift.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace pyrt {
+
+enum class Format : int { f32 = 0, f16 = 1, bf16 = 2, q8 = 3, q4 = 4, q4a = 5 };
+constexpr int kNumFormats = 6;
+
+constexpr int kDefaultBlock = 32;
+inline bool is_valid_block(int block) { return block == 32 || block == 64 || block == 128; }
+
+template <int B>
+struct BlockQ8 {
+  uint16_t d;
+  int8_t q[B];
+};
+template <int B>
+struct BlockQ4 {
+  uint16_t d;
+  uint8_t q[B / 2];
+};
+template <int B>
+struct BlockQ4A {
+  uint16_t d;
+  uint16_t m;
+  uint8_t q[B / 2];
+};
+static_assert(sizeof(BlockQ8<32>) == 34 && sizeof(BlockQ8<64>) == 66 && sizeof(BlockQ8<128>) == 130, "q8 block");
+static_assert(sizeof(BlockQ4<32>) == 18 && sizeof(BlockQ4<64>) == 34 && sizeof(BlockQ4<128>) == 66, "q4 block");
+static_assert(sizeof(BlockQ4A<32>) == 20 && sizeof(BlockQ4A<64>) == 36 && sizeof(BlockQ4A<128>) == 68, "q4a block");
+
+// Quantize `n` floats (n a multiple of the block for q-formats) into `dst`; throws pyrt::Error
+// (Range) on NaN/Inf or values the format cannot represent. Dequantize is the exact inverse map.
+using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n, int block);
+using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n, int block);
+
+struct FormatTraits {
+  Format format;
+  const char* name;
+  bool blocked;                 // q-formats: block size in {32, 64, 128}
+  int header_bytes;             // per block (scale, min); 0 for plain formats
+  int bits_per_element;         // payload bits per weight (32, 16, 8, 4)
+  QuantizeRowFn quantize_row;
+  DequantizeRowFn dequantize_row;
+};
+
+const FormatTraits& format_traits(Format f);
+Format format_from_name(const std::string& name);  // throws Dtype on unknown names
+int effective_block(Format f, int block);          // 1 for plain formats; validated block otherwise
+
+// Bytes of one block (q-formats) or one element (plain formats).
+int64_t bytes_per_block(Format f, int block);
+// Bytes of a row of K weights; throws Shape when K is not a multiple of the block.
+int64_t row_bytes(Format f, int block, int64_t K);
+
+// A read-only view of a 2-D weight matrix [rows, cols] stored in `format`.
+struct WeightView {
+  Format format = Format::f32;
+  int block = 1;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const uint8_t* data = nullptr;
+  int64_t row_stride = 0;  // bytes between rows
+  const uint8_t* row(int64_t r) const { return data + r * row_stride; }
+};
+
+}  // namespace pyrt

@@ -1,0 +1,63 @@
+// matmul: validate, convert FP16 activations once, split N across threads, call the ISA kernel.
+#include "pyrt/matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu/cpu_isa.h"
+#include "pyrt/errors.h"
+#include "pyrt/runtime.h"
+
+#ifdef PYRT_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace pyrt {
+
+void matmul(const MatmulParams& p) {
+  const WeightView& w = p.w;
+  PYRT_CHECK(p.M >= 0 && w.rows >= 0 && w.cols >= 0, Shape, "negative dimension");
+  PYRT_CHECK(w.block == effective_block(w.format, w.block), Dtype, "invalid block ", w.block);
+  PYRT_CHECK(w.row_stride >= row_bytes(w.format, w.block, w.cols), Shape, "weight row stride ",
+             w.row_stride, " is shorter than a row");
+  PYRT_CHECK(p.y != nullptr && (p.x != nullptr || p.M == 0 || w.cols == 0), Internal, "null pointer");
+  const int64_t M = p.M, N = w.rows, K = w.cols;
+  if (M == 0 || N == 0) return;
+
+  std::vector<float> x_f32;
+  const float* x = static_cast<const float*>(p.x);
+  if (p.x_type == ActivationType::f16) {
+    x_f32.resize(size_t(M * K));
+    cpu::fp16_to_fp32_array(static_cast<const uint16_t*>(p.x), x_f32.data(), M * K);
+    x = x_f32.data();
+  }
+
+  const cpu::KernelArgs args{x, M, K, w, p.bias, p.y, N};
+  const cpu::MatmulKernel kernel = cpu::matmul_kernel(cpu::active_isa());
+
+  // Each thread takes a contiguous slice of weight rows (aligned to 16 so SIMD kernels see whole
+  // row groups); the weights are read once in total, which is what bounds small-M speed.
+  constexpr int64_t kAlign = 16;
+  const int64_t work = M * N * std::max<int64_t>(K, 1);
+  int threads = std::max(1, num_threads());
+  if (work < (int64_t(1) << 15)) threads = 1;  // too small to pay for waking threads
+  threads = int(std::min<int64_t>(threads, (N + kAlign - 1) / kAlign));
+  if (threads <= 1) {
+    kernel(args, 0, N);
+    return;
+  }
+#ifdef PYRT_WITH_OPENMP
+  const int64_t chunks = (N + kAlign - 1) / kAlign;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
+    const int64_t n0 = c0 * kAlign, n1 = std::min(N, c1 * kAlign);
+    if (n0 < n1) kernel(args, n0, n1);
+  }
+#else
+  kernel(args, 0, N);
+#endif
+}
+
+}  // namespace pyrt

@@ -1,0 +1,23 @@
+"""pyrt: a lightweight inference runtime. Half-precision and block-quantized weights, exact
+activations, fast CPU kernels, no PyTorch. See README.md and docs/."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (
+    ChecksumError, DeviceError, DtypeError, FileFormatError, FileIOError, InternalError, PyrtError,
+    RangeError, ShapeError, TruncatedFileError, UnsupportedError, VersionError,
+)
+from .formats import FORMATS, BLOCK_SIZES
+from .ops import Linear, matmul
+from .runtime import (
+    available_cpu_isas, build_info, get_cpu_isa, get_num_threads, set_cpu_isa, set_num_threads,
+)
+from .tensor import Tensor, quantize
+
+__all__ = [
+    "__version__", "Tensor", "quantize", "matmul", "Linear", "build_info", "FORMATS", "BLOCK_SIZES",
+    "get_num_threads", "set_num_threads", "get_cpu_isa", "set_cpu_isa", "available_cpu_isas",
+    "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError", "TruncatedFileError",
+    "ChecksumError", "VersionError", "FileIOError", "DeviceError", "UnsupportedError", "InternalError",
+]

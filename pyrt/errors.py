@@ -1,0 +1,61 @@
+"""pyrt's exception hierarchy. Every error raised by pyrt is a :class:`PyrtError`.
+
+Problems with the caller's data are also :class:`ValueError` (shapes, dtypes, ranges, corrupt
+files), so generic ``except ValueError`` code keeps working. The native core maps its errors onto
+these classes by name (csrc/bindings/register_errors.cc).
+"""
+
+
+class PyrtError(Exception):
+    """Base class of all pyrt errors."""
+
+
+class ShapeError(PyrtError, ValueError):
+    """Shapes do not fit: wrong rank, mismatched K, a dimension not divisible by the block."""
+
+
+class DtypeError(PyrtError, ValueError):
+    """Wrong array dtype or memory layout, unknown weight format or block size."""
+
+
+class RangeError(PyrtError, ValueError):
+    """NaN/Inf input, or a value the target format cannot hold (FP16 overflow)."""
+
+
+class FileFormatError(PyrtError, ValueError):
+    """A model file is corrupt, inconsistent or not a pyrt file."""
+
+
+class TruncatedFileError(FileFormatError):
+    """A model file ends before the data its header describes."""
+
+
+class ChecksumError(FileFormatError):
+    """A tensor's bytes do not match the checksum stored in the file."""
+
+
+class VersionError(FileFormatError):
+    """The file was written by a newer, incompatible version of the format."""
+
+
+class FileIOError(PyrtError, OSError):
+    """The operating system refused to open, map or write a file."""
+
+
+class DeviceError(PyrtError, RuntimeError):
+    """A device (CUDA) is missing, or a device call failed."""
+
+
+class UnsupportedError(PyrtError, RuntimeError):
+    """The request is valid but this build or CPU cannot serve it (e.g. a forced ISA)."""
+
+
+class InternalError(PyrtError, RuntimeError):
+    """A bug in pyrt. Please report it with ``pyrt.build_info()``."""
+
+
+__all__ = [
+    "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError",
+    "TruncatedFileError", "ChecksumError", "VersionError", "FileIOError", "DeviceError",
+    "UnsupportedError", "InternalError",
+]

@@ -1,0 +1,204 @@
+"""Weight formats: the table mirrored from csrc/include/pyrt/formats.h and a numpy reference
+quantizer that produces byte-for-byte the same output as the C++ one (tests check this).
+
+The converter uses the fast C++ quantizer when the native core is built; this module is the
+readable definition and works without it.
+
+=====  ========================================  ====================================
+name   block layout (B = 32, 64 or 128)           bits per weight (B=32 / 64 / 128)
+=====  ========================================  ====================================
+f32    IEEE binary32                              32
+f16    IEEE binary16, round to nearest even       16
+bf16   bfloat16, round to nearest even            16
+q8     fp16 d; int8 q[B]        x = q*d           8.5 / 8.25 / 8.125
+q4     fp16 d; u8 q[B/2]        x = (n-8)*d       4.5 / 4.25 / 4.125
+q4a    fp16 d, m; u8 q[B/2]     x = n*d + m       5.0 / 4.5 / 4.25
+=====  ========================================  ====================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DtypeError, RangeError, ShapeError
+
+FP16_MAX = 65504.0
+BLOCK_SIZES = (32, 64, 128)
+DEFAULT_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    name: str
+    id: int
+    blocked: bool
+    header_bytes: int      # per block: fp16 scale (and minimum)
+    bits_per_element: int  # payload bits per weight
+
+    def block_bytes(self, block: int) -> int:
+        """Bytes of one block (q-formats) or one element (plain formats)."""
+        if not self.blocked:
+            return self.bits_per_element // 8
+        return self.header_bytes + block * self.bits_per_element // 8
+
+    def bits_per_weight(self, block: int = DEFAULT_BLOCK) -> float:
+        if not self.blocked:
+            return float(self.bits_per_element)
+        return self.block_bytes(block) * 8 / block
+
+
+FORMATS: dict[str, FormatInfo] = {
+    f.name: f
+    for f in (
+        FormatInfo("f32", 0, False, 0, 32),
+        FormatInfo("f16", 1, False, 0, 16),
+        FormatInfo("bf16", 2, False, 0, 16),
+        FormatInfo("q8", 3, True, 2, 8),
+        FormatInfo("q4", 4, True, 2, 4),
+        FormatInfo("q4a", 5, True, 4, 4),
+    )
+}
+
+
+def format_info(name: str) -> FormatInfo:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise DtypeError(f"unknown weight format {name!r} (expected one of {', '.join(FORMATS)})") from None
+
+
+def effective_block(name: str, block: int) -> int:
+    info = format_info(name)
+    if not info.blocked:
+        return 1
+    if block not in BLOCK_SIZES:
+        raise DtypeError(f"block size must be 32, 64 or 128 for {name}, got {block}")
+    return block
+
+
+def row_bytes(name: str, block: int, k: int) -> int:
+    b = effective_block(name, block)
+    if k % b:
+        raise ShapeError(f"the last dimension ({k}) must be a multiple of the block size {b} for {name}")
+    return (k // b) * format_info(name).block_bytes(b)
+
+
+# ---- half precision, bit-exact with csrc/include/pyrt/half.h -------------------------------------
+
+def fp32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    rounded = ((u + (0x7FFF + ((u >> 16) & 1))) >> 16).astype(np.uint16)
+    return np.where(nan, ((u >> 16) | 0x40).astype(np.uint16), rounded)
+
+
+def bf16_bits_to_fp32(b: np.ndarray) -> np.ndarray:
+    return (np.asarray(b, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _fp16_checked(v: np.ndarray, what: str) -> np.ndarray:
+    bad = np.abs(v) > FP16_MAX
+    if bad.any():
+        raise RangeError(f"block {what} {float(v[bad][0])} exceeds the FP16 range (65504); "
+                         "use f32, bf16 or scale the weights")
+    return v.astype(np.float16)
+
+
+def _check_finite(x: np.ndarray) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise RangeError(f"cannot quantize a non-finite value ({x.ravel()[i]}) at flat index {i}")
+
+
+def _pack_nibbles(levels: np.ndarray, block: int) -> np.ndarray:
+    half = block // 2
+    return (levels[:, :half] | (levels[:, half:] << 4)).astype(np.uint8)
+
+
+def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> np.ndarray:
+    """Quantize ``x`` (float32) along its last axis; returns the raw bytes as a 1-D uint8 array."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    b = effective_block(name, block)
+    k = x.shape[-1] if x.ndim else 1
+    row_bytes(name, b, k)  # validates divisibility
+    _check_finite(x)
+    if name == "f32":
+        return x.reshape(-1).view(np.uint8).copy()
+    if name == "f16":
+        big = np.abs(x) > FP16_MAX
+        if big.any():
+            i = int(np.flatnonzero(big.ravel())[0])
+            raise RangeError(f"value {x.ravel()[i]} at flat index {i} exceeds the FP16 range (65504); "
+                             "use bf16 or f32 for this tensor")
+        return x.astype(np.float16).reshape(-1).view(np.uint8).copy()
+    if name == "bf16":
+        bits = fp32_to_bf16_bits(x)
+        if ((bits & 0x7FFF) == 0x7F80).any():
+            raise RangeError("a value overflows BF16 when rounded")
+        return bits.reshape(-1).view(np.uint8).copy()
+
+    blocks = x.reshape(-1, b)
+    if name == "q8":
+        amax = np.abs(blocks).max(axis=1)
+        d16 = _fp16_checked(amax / np.float32(127.0), "scale")
+        d = d16.astype(np.float32)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.clip(np.rint(blocks / d), -127, 127)
+        q = np.where(d == 0, 0, q).astype(np.int8)
+        out = np.empty((blocks.shape[0], 2 + b), dtype=np.uint8)
+        out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
+        out[:, 2:] = q.view(np.uint8)
+    elif name == "q4":
+        idx = np.abs(blocks).argmax(axis=1)  # first occurrence, as the C++ loop
+        vmax = blocks[np.arange(blocks.shape[0]), idx]
+        d16 = _fp16_checked(vmax / np.float32(-8.0), "scale")
+        d = d16.astype(np.float32)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.clip(np.rint(blocks / d), -8, 7) + 8
+        levels = np.where(d == 0, 8, q).astype(np.uint8)
+        out = np.empty((blocks.shape[0], 2 + b // 2), dtype=np.uint8)
+        out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
+        out[:, 2:] = _pack_nibbles(levels, b)
+    elif name == "q4a":
+        lo, hi = blocks.min(axis=1), blocks.max(axis=1)
+        d16 = _fp16_checked((hi - lo) / np.float32(15.0), "scale")
+        m16 = _fp16_checked(lo, "minimum")
+        d = d16.astype(np.float32)[:, None]
+        m = m16.astype(np.float32)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.clip(np.rint((blocks - m) / d), 0, 15)
+        levels = np.where(d == 0, 0, q).astype(np.uint8)
+        out = np.empty((blocks.shape[0], 4 + b // 2), dtype=np.uint8)
+        out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
+        out[:, 2:4] = m16.view(np.uint8).reshape(-1, 2)
+        out[:, 4:] = _pack_nibbles(levels, b)
+    else:  # pragma: no cover - format_info already rejected it
+        raise DtypeError(name)
+    return out.reshape(-1)
+
+
+def dequantize_reference(data: np.ndarray, name: str, block: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`quantize_reference`, in float64 (exact for every format)."""
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    b = effective_block(name, block)
+    n = int(np.prod(shape)) if shape else 1
+    if name == "f32":
+        return data.view(np.float32).astype(np.float64).reshape(shape)
+    if name == "f16":
+        return data.view(np.float16).astype(np.float64).reshape(shape)
+    if name == "bf16":
+        return bf16_bits_to_fp32(data.view(np.uint16)).astype(np.float64).reshape(shape)
+    info = format_info(name)
+    blocks = data.reshape(n // b, info.block_bytes(b))
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float64)
+    if name == "q8":
+        q = blocks[:, 2:].view(np.int8).astype(np.float64)
+        return (q * d).reshape(shape)
+    packed = blocks[:, info.header_bytes:]
+    levels = np.concatenate([packed & 0x0F, packed >> 4], axis=1).astype(np.float64)
+    if name == "q4":
+        return ((levels - 8) * d).reshape(shape)
+    m = blocks[:, 2:4].copy().view(np.float16).astype(np.float64)
+    return (levels * d + m).reshape(shape)

@@ -1,0 +1,84 @@
+"""Matrix products with pyrt weight tensors."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ._native import require_core
+from .errors import DtypeError, ShapeError
+from .tensor import Tensor, quantize
+
+
+def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``x @ w.T (+ bias)`` with FP32 accumulation; the activations are never quantized.
+
+    x: float32 or float16 array of shape [..., K], C-contiguous. w: a 2-D :class:`Tensor` [N, K] in
+    any format. bias: float32 [N]. out: optional float32 C-contiguous array of shape [..., N] that
+    receives the result. Returns a float32 array of shape [..., N]. The GIL is released while the
+    kernel runs, on ``pyrt.get_num_threads()`` threads.
+    """
+    if not isinstance(w, Tensor):
+        raise DtypeError(f"w must be a pyrt.Tensor (see pyrt.quantize), got {type(w).__name__}")
+    if w.ndim != 2:
+        raise ShapeError(f"w must be 2-D [N, K], got shape {w.shape}")
+    n, k = w.shape
+    if not isinstance(x, np.ndarray):
+        raise DtypeError(f"x must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in (np.float32, np.float16):
+        raise DtypeError(f"x must be float32 or float16, got {x.dtype}; convert with x.astype(np.float32)")
+    if x.ndim < 1 or x.shape[-1] != k:
+        raise ShapeError(f"x has shape {x.shape}, its last dimension must equal the weight's K={k}")
+    if not x.flags.c_contiguous:
+        raise DtypeError("x must be C-contiguous (use np.ascontiguousarray)")
+    out_shape = x.shape[:-1] + (n,)
+    if bias is not None:
+        if not isinstance(bias, np.ndarray) or bias.dtype != np.float32:
+            raise DtypeError("bias must be a float32 numpy array")
+        if bias.shape != (n,):
+            raise ShapeError(f"bias has shape {bias.shape}, expected ({n},)")
+        bias = np.ascontiguousarray(bias)
+    if out is None:
+        out = np.empty(out_shape, dtype=np.float32)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+            raise DtypeError("out must be a float32 numpy array")
+        if out.shape != out_shape:
+            raise ShapeError(f"out has shape {out.shape}, expected {out_shape}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise DtypeError("out must be C-contiguous and writable")
+        if np.shares_memory(out, x):
+            raise ShapeError("out must not overlap x")
+    require_core().matmul(x, w.numpy(), w.dtype, w.block, n, k, bias, out)
+    return out
+
+
+class Linear:
+    """A dense layer ``y = x @ weight.T + bias`` with stored (possibly quantized) weights.
+
+    ``weight`` is a :class:`Tensor` [N, K] or a float array, quantized with ``dtype``/``block``.
+    """
+
+    def __init__(self, weight, bias: Optional[np.ndarray] = None, dtype: str = "f32", block: int = 32):
+        if not isinstance(weight, Tensor):
+            weight = quantize(np.asarray(weight), dtype=dtype, block=block)
+        if weight.ndim != 2:
+            raise ShapeError(f"Linear weight must be 2-D [out_features, in_features], got {weight.shape}")
+        self.weight = weight
+        self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        if self.bias is not None and self.bias.shape != (weight.shape[0],):
+            raise ShapeError(f"bias has shape {self.bias.shape}, expected ({weight.shape[0]},)")
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def __call__(self, x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        return matmul(x, self.weight, self.bias, out)
+
+    def __repr__(self) -> str:
+        return f"pyrt.Linear(in={self.in_features}, out={self.out_features}, dtype={self.weight.dtype!r}, bias={self.bias is not None})"

@@ -1,0 +1,39 @@
+"""Shared test helpers. Numerical tests compare with float64 numpy, on random data, with outputs
+poisoned before the kernel writes them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pyrt
+
+POISON = np.float32(np.nan)
+
+
+def poisoned(shape, dtype=np.float32) -> np.ndarray:
+    """An output buffer full of NaN: any element the kernel forgets to write fails the test."""
+    return np.full(shape, POISON, dtype=dtype)
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    # A seed per test id: reproducible, different across tests.
+    seed = abs(hash(request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(params=pyrt.available_cpu_isas())
+def cpu_isa(request):
+    """Runs the test once per CPU kernel set this machine supports, then restores the default."""
+    previous = pyrt.get_cpu_isa()
+    pyrt.set_cpu_isa(request.param)
+    yield request.param
+    pyrt.set_cpu_isa(previous)
+
+
+def models_dir() -> Path:
+    """Where tools/fetch_models.py puts the real checkpoints (PYRT_MODELS overrides)."""
+    return Path(os.environ.get("PYRT_MODELS", Path(__file__).resolve().parents[1] / "models_cache"))
