@@ -1,14 +1,12 @@
 """Bad input gets a typed, clear error and never a crash."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import pyrt
+
+from conftest import run_python
 
 
 @pytest.fixture
@@ -121,22 +119,17 @@ def test_unsupported_isa():
         pyrt.set_cpu_isa("sse9")
 
 
-def run_python(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
-
-
 def test_environment_variables_select_isa_and_threads():
     for isa in pyrt.available_cpu_isas():
-        r = run_python("import pyrt; i = pyrt.build_info(); print(i['cpu_isa'], i['threads'])",
-                       PYRT_FORCE_CPU_ISA=isa, PYRT_NUM_THREADS="3")
+        r = run_python("-c", "import pyrt; i = pyrt.build_info(); print(i['cpu_isa'], i['threads'])",
+                       env={"PYRT_FORCE_CPU_ISA": isa, "PYRT_NUM_THREADS": "3"})
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == [isa, "3"]
 
 
 def test_bad_environment_variables_raise_clear_errors():
-    r = run_python("import numpy as np, pyrt; pyrt.matmul(np.ones((1,32),np.float32), pyrt.quantize(np.ones((2,32),np.float32),'f32'))",
-                   PYRT_FORCE_CPU_ISA="sse9")
+    r = run_python("-c", "import numpy as np, pyrt; pyrt.matmul(np.ones((1,32),np.float32), pyrt.quantize(np.ones((2,32),np.float32),'f32'))",
+                   env={"PYRT_FORCE_CPU_ISA": "sse9"})
     assert r.returncode != 0 and "PYRT_FORCE_CPU_ISA" in r.stderr and "Segmentation" not in r.stderr
-    r = run_python("import pyrt; pyrt.get_num_threads()", PYRT_NUM_THREADS="many")
+    r = run_python("-c", "import pyrt; pyrt.get_num_threads()", env={"PYRT_NUM_THREADS": "many"})
     assert r.returncode != 0 and "PYRT_NUM_THREADS" in r.stderr
