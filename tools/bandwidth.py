@@ -97,6 +97,16 @@ class Bounds:
     cache: ReadBandwidth
     sgemm_gflops: float
 
+    def merged(self, other: "Bounds") -> "Bounds":
+        """The best of two measurements (start and end of a run): load from other processes only
+        ever lowers a measured bound, so the higher one is closer to the machine's."""
+        def best(a: ReadBandwidth, b: ReadBandwidth) -> ReadBandwidth:
+            methods = {m: max(a.by_method.get(m, 0.0), b.by_method.get(m, 0.0))
+                       for m in {**a.by_method, **b.by_method}}
+            return ReadBandwidth(a.buffer_bytes, a.threads, methods)
+        return Bounds(best(self.dram, other.dram), best(self.cache, other.cache),
+                      max(self.sgemm_gflops, other.sgemm_gflops))
+
     def to_dict(self) -> dict:
         def bw(b: ReadBandwidth) -> dict:
             return {"buffer_bytes": b.buffer_bytes, "threads": b.threads, "gbps": b.gbps,
@@ -107,8 +117,8 @@ class Bounds:
 def measure_bounds(threads: int, dram_bytes: int = 1 << 30, cache_bytes: int = 16 << 20,
                    quick: bool = False) -> Bounds:
     """DRAM bound over ``dram_bytes`` (far above L3), cache bound over ``cache_bytes`` (inside L3)."""
-    dram = read_bandwidth(dram_bytes, threads, repeats=3 if quick else 6)
-    cache = read_bandwidth(cache_bytes, threads, repeats=20 if quick else 100)
+    dram = read_bandwidth(dram_bytes, threads, repeats=3 if quick else 8)
+    cache = read_bandwidth(cache_bytes, threads, repeats=30 if quick else 200)
     gflops = sgemm_gflops(size=1024 if quick else 2048, repeats=3 if quick else 5)
     return Bounds(dram=dram, cache=cache, sgemm_gflops=gflops)
 

@@ -158,14 +158,17 @@ def cache_summary(cache_list: list[dict]) -> str:
 def markdown_lines(info: dict) -> list[str]:
     """The machine as markdown bullet lines (the "Machine" block of docs/benchmarks.md)."""
     load = info["load_average"]
+    load_end = info.get("load_average_end")
+    load_text = " / ".join(f"{v:.2f}" for v in load) if load else "unknown"
+    if load_end:
+        load_text += " at start, " + " / ".join(f"{v:.2f}" for v in load_end) + " at end"
     return [
         f"- CPU: {info['cpu_model']}, {info['cores_usable']} usable cores",
         f"- ISA flags: {' '.join(info['isa_flags']) or 'unknown'}",
         f"- Caches: {cache_summary(info['caches'])}",
         f"- Memory: {_human(info['memory_bytes'])}",
         f"- OS: {info['os']}, Python {info['python']}",
-        f"- Load average at start (1/5/15 min): "
-        + (" / ".join(f"{v:.2f}" for v in load) if load else "unknown"),
+        f"- Load average (1/5/15 min): {load_text}",
         f"- Date: {info['date_utc']}",
     ]
 
