@@ -29,6 +29,8 @@ RING_FACTOR = 2.0           # ring weights must total more than this many last-l
 CACHE_FIT_FRACTION = 0.9    # a repeated matrix up to this fraction of L3 is judged cache-resident
 CHECK_TOLERANCE = 1e-4      # relative L2 error for FP32-accumulating paths (observed ~1e-6)
 INT8_ACT_TOLERANCE = 3e-2   # ORT accuracy_level 4 quantizes activations to int8 (observed ~5e-3)
+SLOW_STEP_S = 0.1           # steps slower than this get only SLOW_MIN_SAMPLES timed calls
+SLOW_MIN_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,8 @@ class Timing:
 def time_instance(instance: Instance, x: np.ndarray, budget_s: float, min_samples: int,
                   max_samples: int = 400, warmup_s: float = 0.05) -> Timing:
     """Warm up (every copy at least once, and ``warmup_s``), then time single steps until
-    ``budget_s`` is spent, at least ``min_samples`` of them; slow cases get fewer samples."""
+    ``budget_s`` is spent, at least ``min_samples`` of them (SLOW_MIN_SAMPLES for steps slower
+    than SLOW_STEP_S)."""
     step = instance.step
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a timed call is noise, not the kernel
@@ -283,6 +286,8 @@ def time_instance(instance: Instance, x: np.ndarray, budget_s: float, min_sample
             step(x)
             warm += 1
         per_step = (time.perf_counter() - start) / warm
+        if per_step > SLOW_STEP_S:  # seconds per call: a median of 3 already says enough
+            min_samples = min(min_samples, SLOW_MIN_SAMPLES)
         samples = int(min(max_samples, max(min_samples, budget_s / max(per_step, 1e-9))))
         times = []
         for _ in range(samples):

@@ -133,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     import numpy as np
-    pyrt = import_pyrt()
+    try:
+        pyrt = import_pyrt()
+        pyrt.set_num_threads(args.threads)
+    except (ImportError, RuntimeError) as exc:  # no pyrt, or pyrt without its native core
+        print(f"error: pyrt with its native core is needed ({exc}); build it with tools/dev_build.sh",
+              file=sys.stderr)
+        return 2
     sys.path.insert(0, str(TOOLS))
     import bandwidth
     import bench_cases as bc
@@ -141,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     import machine_info
     import ort_peers
 
-    pyrt.set_num_threads(args.threads)
     default_isa = pyrt.get_cpu_isa()
     if args.isa in (None, ""):
         isas = [default_isa]
