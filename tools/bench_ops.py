@@ -30,6 +30,7 @@ TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 DEFAULT_SHAPES = "4096x4096,11008x4096"
 ALL_FORMATS = ("f32", "f16", "bf16", "q8", "q4", "q4a")
+BUSY_LOAD = 0.5  # 1-minute load average above which other work disturbs a 2-thread benchmark
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.isa == "all":
         isas = pyrt.available_cpu_isas()
     else:
-        isas = [i for i in args.isa.split(",") if i]
+        isas = list(dict.fromkeys(i for i in args.isa.split(",") if i))
     for isa in isas:
         try:
             pyrt.set_cpu_isa(isa)
@@ -165,9 +166,16 @@ def main(argv: list[str] | None = None) -> int:
 
     use_ort = ort_peers.AVAILABLE and not args.no_ort
     notes = []
+    load = machine["load_average"]
+    if load and load[0] > BUSY_LOAD:
+        notes.append(f"The machine was busy when this run started (1-minute load average {load[0]:.2f}): "
+                     "threads of other processes preempt the benchmark's, which shows as multi-ms "
+                     "outliers and a large spread. Rerun on an idle machine before quoting numbers.")
+    ort_skip_reason = None
     if not use_ort:
         reason = "--no-ort given" if args.no_ort else ort_peers.UNAVAILABLE_REASON
-        notes.append(f"ONNX Runtime columns skipped: {reason}.")
+        ort_skip_reason = f"ONNX Runtime columns skipped: {reason}."
+        notes.append(ort_skip_reason)
 
     machine = machine_info.describe()  # load average and date at the start of the run
     llc = (args.llc_kib << 10) if args.llc_kib else machine_info.last_level_cache_bytes()
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "pyrt_prefixes": [f"pyrt[{i}]" if label_isa else "pyrt" for i in isas],
         "numpy": {"version": np.__version__, "blas": blas, "threads": blas_threads},
         "onnxruntime": {"version": ort_peers.VERSION if use_ort else None,
-                        "reason": None if use_ort else notes[0]},
+                        "reason": None if use_ort else ort_skip_reason},
         "threads": args.threads,
         "settings": {"block": args.block, "budget_s": args.budget, "min_samples": args.min_samples,
                      "ring_factor": bc.RING_FACTOR, "cache_fit_fraction": bc.CACHE_FIT_FRACTION,

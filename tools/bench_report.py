@@ -108,7 +108,10 @@ def method_block(header: dict) -> list[str]:
 
 
 def shape_table(shape: str, results: list[dict], bounds: dict, header: dict) -> list[str]:
-    rows = [r for r in results if r["shape"] == shape]
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["subject"] for r in results))}
+    # Grouped by M and residency so that all implementations of one case sit together.
+    rows = sorted((r for r in results if r["shape"] == shape),
+                  key=lambda r: (r["m"], r["residency"] != "repeat", order[r["subject"]]))
     n, k = rows[0]["n"], rows[0]["k"]
     dram = bounds["dram"]["gbps"]
     info = header["machine"]
