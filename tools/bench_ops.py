@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     pyrt.set_cpu_isa(default_isa)
 
+    machine = machine_info.describe()  # load average and date at the start of the run
     use_ort = ort_peers.AVAILABLE and not args.no_ort
     notes = []
     load = machine["load_average"]
@@ -177,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         ort_skip_reason = f"ONNX Runtime columns skipped: {reason}."
         notes.append(ort_skip_reason)
 
-    machine = machine_info.describe()  # load average and date at the start of the run
     llc = (args.llc_kib << 10) if args.llc_kib else machine_info.last_level_cache_bytes()
     def measure(when: str):
         log(f"measuring bounds at the {when} (DRAM buffer {args.dram_mib} MiB, cache {args.cache_mib} MiB)...")
