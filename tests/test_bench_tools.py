@@ -276,3 +276,8 @@ def test_runs_without_onnxruntime(tmp_path):
     run = json.loads(out_json.read_text())
     assert {r["subject"] for r in run["results"]} == {"numpy f32", "pyrt q4"}
     assert all(r["status"] == "ok" for r in run["results"])
+
+
+def test_k_must_be_a_multiple_of_the_block():
+    with pytest.raises(SystemExit):
+        bench_ops.parse_args(["--shapes", "64x100"])

@@ -72,6 +72,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.ring_m_list = [m for m in _int_list(args.ring_m) if m in args.m_list]
     except ValueError as exc:
         p.error(str(exc))
+    bad_k = [f"{n}x{k}" for n, k in args.shape_list if k % args.block]
+    if bad_k:
+        p.error(f"K must be a multiple of the block size {args.block}: {', '.join(bad_k)}")
     args.format_list = [f for f in args.formats.split(",") if f]
     unknown = set(args.format_list) - set(ALL_FORMATS)
     if unknown:
@@ -121,7 +124,7 @@ def blas_description(threads: int) -> tuple[str, str]:
 def import_pyrt():
     """The pyrt of this checkout when it has a built core (tools/dev_build.sh), else the installed
     one; the report prints which."""
-    if list((ROOT / "pyrt").glob("_core*")):
+    if list((ROOT / "pyrt").glob("_core*")) and str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import pyrt
     return pyrt
@@ -141,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: pyrt with its native core is needed ({exc}); build it with tools/dev_build.sh",
               file=sys.stderr)
         return 2
-    sys.path.insert(0, str(TOOLS))
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
     import bandwidth
     import bench_cases as bc
     import bench_report
@@ -149,36 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     import ort_peers
 
     default_isa = pyrt.get_cpu_isa()
-    if args.isa in (None, ""):
-        isas = [default_isa]
-    elif args.isa == "all":
-        isas = pyrt.available_cpu_isas()
-    else:
-        isas = list(dict.fromkeys(i for i in args.isa.split(",") if i))
-    for isa in isas:
-        try:
-            pyrt.set_cpu_isa(isa)
-        except pyrt.PyrtError as exc:
-            print(f"error: --isa {isa}: {exc} (available: {', '.join(pyrt.available_cpu_isas())})",
-                  file=sys.stderr)
-            return 2
-    pyrt.set_cpu_isa(default_isa)
+    try:
+        isas = select_isas(pyrt, args.isa)
+    except pyrt.PyrtError as exc:
+        print(f"error: --isa {args.isa}: {exc} (available: {', '.join(pyrt.available_cpu_isas())})",
+              file=sys.stderr)
+        return 2
 
     machine = machine_info.describe()  # load average and date at the start of the run
     use_ort = ort_peers.AVAILABLE and not args.no_ort
-    notes = []
-    load = machine["load_average"]
-    if load and load[0] > BUSY_LOAD:
-        notes.append(f"The machine was busy when this run started (1-minute load average {load[0]:.2f}): "
-                     "threads of other processes preempt the benchmark's, which shows as multi-ms "
-                     "outliers and a large spread. Rerun on an idle machine before quoting numbers.")
-    ort_skip_reason = None
-    if not use_ort:
-        reason = "--no-ort given" if args.no_ort else ort_peers.UNAVAILABLE_REASON
-        ort_skip_reason = f"ONNX Runtime columns skipped: {reason}."
-        notes.append(ort_skip_reason)
-
+    ort_skip_reason = None if use_ort else (
+        "ONNX Runtime columns skipped: "
+        + ("--no-ort given." if args.no_ort else ort_peers.UNAVAILABLE_REASON + "."))
+    notes = [n for n in (busy_note(machine), ort_skip_reason) if n]
     llc = (args.llc_kib << 10) if args.llc_kib else machine_info.last_level_cache_bytes()
+
     def measure(when: str):
         log(f"measuring bounds at the {when} (DRAM buffer {args.dram_mib} MiB, cache {args.cache_mib} MiB)...")
         b = bandwidth.measure_bounds(args.threads, args.dram_mib << 20, args.cache_mib << 20, args.quick)
@@ -186,29 +175,16 @@ def main(argv: list[str] | None = None) -> int:
         return b
 
     bounds_start = measure("start")
-
-    subjects = [bc.numpy_subject()]
-    if use_ort:
-        subjects.append(bc.ort_f32_subject(args.threads))
-    label_isa = len(isas) > 1
-    for isa in isas:
-        subjects += [bc.pyrt_subject(f, isa, label_isa) for f in args.format_list]
-    if use_ort:
-        subjects += [bc.ort_nbits_subject(bits, acc, args.threads) for bits in (4, 8) for acc in (0, 4)]
-
+    subjects = build_subjects(bc, isas, args, use_ort)
     rng = np.random.default_rng(args.seed)
     results = []
     for n, k in args.shape_list:
-        if k % args.block:
-            print(f"error: K={k} is not a multiple of the block size {args.block}", file=sys.stderr)
-            return 2
         ws = bc.WeightSet(bc.Shape(n, k), args.m_list, args.block, rng)
         for subject in subjects:
             pyrt.set_cpu_isa(subject.isa or default_isa)
             for residency, ms in (("repeat", args.m_list), ("ring", args.ring_m_list)):
-                if not ms:
-                    continue
-                results += run_subject(bc, subject, ws, residency, ms, llc, args)
+                if ms:
+                    results += run_subject(bc, subject, ws, residency, ms, llc, args)
         del ws
     pyrt.set_cpu_isa(default_isa)
     bounds_end = measure("end")
@@ -217,14 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     pyrt_info = pyrt.build_info()
     pyrt_info["path"] = str(Path(pyrt.__file__).resolve().parent)
     blas, blas_threads = blas_description(args.threads)
+    machine["load_average_end"] = machine_info.load_average()
     header = {
         "machine": machine,
         "pyrt": pyrt_info,
         "pyrt_isas": isas,
-        "pyrt_prefixes": [f"pyrt[{i}]" if label_isa else "pyrt" for i in isas],
+        "pyrt_prefixes": [f"pyrt[{i}]" if len(isas) > 1 else "pyrt" for i in isas],
         "numpy": {"version": np.__version__, "blas": blas, "threads": blas_threads},
-        "onnxruntime": {"version": ort_peers.VERSION if use_ort else None,
-                        "reason": None if use_ort else ort_skip_reason},
+        "onnxruntime": {"version": ort_peers.VERSION if use_ort else None, "reason": ort_skip_reason},
         "threads": args.threads,
         "settings": {"block": args.block, "budget_s": args.budget, "min_samples": args.min_samples,
                      "ring_factor": bc.RING_FACTOR, "cache_fit_fraction": bc.CACHE_FIT_FRACTION,
@@ -233,10 +209,48 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
         "runtime_s": time.perf_counter() - started,
     }
-    header["machine"]["load_average_end"] = machine_info.load_average()
-    run = {"header": header, "bounds": {**bounds.to_dict(), "start": bounds_start.to_dict(),
-                                        "end": bounds_end.to_dict()},
-           "results": results}
+    run = {"header": header, "results": results,
+           "bounds": {**bounds.to_dict(), "start": bounds_start.to_dict(), "end": bounds_end.to_dict()}}
+    write_outputs(bench_report, run, args)
+    return 0 if all(r.get("status") == "ok" for r in results) else 1
+
+
+def select_isas(pyrt, spec: str | None) -> list[str]:
+    """pyrt kernel sets to run: the default, 'all', or a comma list (each must be available)."""
+    default = pyrt.get_cpu_isa()
+    if not spec:
+        return [default]
+    isas = pyrt.available_cpu_isas() if spec == "all" else list(dict.fromkeys(i for i in spec.split(",") if i))
+    try:
+        for isa in isas:
+            pyrt.set_cpu_isa(isa)  # raises UnsupportedError for an unknown or unavailable set
+    finally:
+        pyrt.set_cpu_isa(default)
+    return isas
+
+
+def busy_note(machine: dict) -> str | None:
+    load = machine["load_average"]
+    if not load or load[0] <= BUSY_LOAD:
+        return None
+    return (f"The machine was busy when this run started (1-minute load average {load[0]:.2f}): "
+            "threads of other processes preempt the benchmark's, which shows as multi-ms outliers "
+            "and a large spread. Rerun on an idle machine before quoting numbers.")
+
+
+def build_subjects(bc, isas: list[str], args, use_ort: bool) -> list:
+    """The columns, in the order they run: the FP32 peers, pyrt's formats, ORT's quantized ops."""
+    subjects = [bc.numpy_subject()]
+    if use_ort:
+        subjects.append(bc.ort_f32_subject(args.threads))
+    for isa in isas:
+        subjects += [bc.pyrt_subject(f, isa, len(isas) > 1) for f in args.format_list]
+    if use_ort:
+        subjects += [bc.ort_nbits_subject(bits, acc, args.threads) for bits in (4, 8) for acc in (0, 4)]
+    return subjects
+
+
+def write_outputs(bench_report, run: dict, args) -> None:
     markdown, ratios = bench_report.render_markdown(run)
     print(markdown)
     if args.output:
@@ -247,8 +261,6 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         else:
             Path(args.json).write_text(text + "\n")
-    failed = [r for r in results if r.get("status") != "ok"]
-    return 1 if failed else 0
 
 
 def run_subject(bc, subject, ws, residency: str, ms: list[int], llc: int, args) -> list[dict]:
