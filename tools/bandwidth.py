@@ -76,7 +76,6 @@ def read_bandwidth(buffer_bytes: int, threads: int, repeats: int) -> ReadBandwid
         def threaded_dot():
             return list(pool.map(lambda c: np.dot(c, c), chunks))
         result.by_method["sdot_per_thread"] = nbytes / best_seconds(threaded_dot, repeats) / 1e9
-    del matrix, chunks, buffer
     return result
 
 
@@ -97,7 +96,7 @@ class Bounds:
     cache: ReadBandwidth
     sgemm_gflops: float
 
-    def merged(self, other: "Bounds") -> "Bounds":
+    def merged(self, other: Bounds) -> Bounds:
         """The best of two measurements (start and end of a run): load from other processes only
         ever lowers a measured bound, so the higher one is closer to the machine's."""
         def best(a: ReadBandwidth, b: ReadBandwidth) -> ReadBandwidth:

@@ -17,13 +17,12 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
+import ort_peers
 
 import pyrt
-
-import ort_peers
 
 RING_FACTOR = 2.0           # ring weights must total more than this many last-level caches
 CACHE_FIT_FRACTION = 0.9    # a repeated matrix up to this fraction of L3 is judged cache-resident
@@ -150,12 +149,12 @@ class Subject:
     tolerance: float
     build: Callable[[WeightSet, list[int]], Instance]  # (weights, row shifts of the copies)
     weight_bytes: Callable[[WeightSet], int]           # bytes of one matrix in its storage
-    isa: Optional[str] = None
+    isa: str | None = None
     weight_format: str = ""
     notes: list[str] = field(default_factory=list)
 
 
-def pyrt_subject(fmt: str, isa: Optional[str], label_isa: bool) -> Subject:
+def pyrt_subject(fmt: str, isa: str | None, label_isa: bool) -> Subject:
     def build(ws: WeightSet, shifts: list[int]) -> Instance:
         base = ws.tensor(fmt)
         tensors = []
@@ -211,7 +210,7 @@ def ort_nbits_subject(bits: int, accuracy_level: int, threads: int) -> Subject:
 
     def build(ws: WeightSet, shifts: list[int]) -> Instance:
         weights = packed(ws)
-        model_for = lambda sh: ort_peers.matmul_nbits_model(  # noqa: E731
+        model_for = lambda sh: ort_peers.matmul_nbits_model(
             [weights.rolled(s) if s else weights for s in sh], accuracy_level)
         return _ort_instance(model_for, shifts, weights.nbytes, threads)
 
@@ -235,7 +234,7 @@ def verify_nbits_packing(weights: ort_peers.NBitsWeights, tensor: pyrt.Tensor, c
 
 def ort_f32_subject(threads: int) -> Subject:
     def build(ws: WeightSet, shifts: list[int]) -> Instance:
-        model_for = lambda sh: ort_peers.matmul_f32_model(  # noqa: E731
+        model_for = lambda sh: ort_peers.matmul_f32_model(
             [ws.base if s == 0 else np.roll(ws.base, s, axis=0) for s in sh])
         return _ort_instance(model_for, shifts, ws.base.nbytes, threads)
 

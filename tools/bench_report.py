@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Optional
 
 import machine_info
 
@@ -16,7 +15,7 @@ RESIDENCY_TEXT = {"repeat": "repeat", "ring": "ring (DRAM)"}
 COMPUTE_BOUND_M = 64  # from here on a matmul reuses each weight enough to be limited by arithmetic
 
 
-def _fmt(value: Optional[float], digits: int = 3) -> str:
+def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if value >= 100:
@@ -26,7 +25,7 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def _ratio(num: Optional[float], den: Optional[float]) -> str:
+def _ratio(num: float | None, den: float | None) -> str:
     if not num or not den:
         return "n/a"
     return f"{num / den:.2f}x"
@@ -41,7 +40,7 @@ def _lookup(results: list[dict]) -> dict:
     return {(r["shape"], r["m"], r["residency"], r["subject"]): r for r in results}
 
 
-def _ok(record: Optional[dict]) -> Optional[dict]:
+def _ok(record: dict | None) -> dict | None:
     return record if record and record.get("status") == "ok" else None
 
 
@@ -65,12 +64,12 @@ def machine_block(header: dict, bounds: dict) -> list[str]:
         lines.append(f"- onnxruntime: **skipped**, {o.get('reason')}")
     dram, cache = bounds["dram"], bounds["cache"]
     lines += [
-        "", "**Bounds measured in this run** (at its start and end, best of several passes each; "
-        "the bound is the fastest method)", "",
-        f"- DRAM read: **{dram['gbps']:.1f} GB/s** over {dram['buffer_bytes'] / 2**20:.0f} MiB "
-        f"({_methods(dram)}, {dram['threads']} threads{_start_end(bounds, 'dram')})",
-        f"- Cache read: **{cache['gbps']:.1f} GB/s** over {cache['buffer_bytes'] / 2**20:.0f} MiB "
-        f"({_methods(cache)}, {cache['threads']} threads{_start_end(bounds, 'cache')})",
+        "", ("**Bounds measured in this run** (at its start and end, best of several passes each; "
+        "the bound is the fastest method)"), "",
+        (f"- DRAM read: **{dram['gbps']:.1f} GB/s** over {dram['buffer_bytes'] / 2**20:.0f} MiB "
+        f"({_methods(dram)}, {dram['threads']} threads{_start_end(bounds, 'dram')})"),
+        (f"- Cache read: **{cache['gbps']:.1f} GB/s** over {cache['buffer_bytes'] / 2**20:.0f} MiB "
+        f"({_methods(cache)}, {cache['threads']} threads{_start_end(bounds, 'cache')})"),
         f"- FP32 SGEMM (numpy/OpenBLAS): **{bounds['sgemm_gflops']:.0f} GFLOP/s**",
     ]
     return lines
@@ -90,19 +89,19 @@ def method_block(header: dict) -> list[str]:
     s = header["settings"]
     return [
         "", "**Method**", "",
-        f"- Median of timed single calls after warm-up; about {s['budget_s']} s of samples per case, "
-        f"at least {s['min_samples']} samples. Activations FP32, block {s['block']}, random normal data.",
-        "- *repeat*: one weight matrix, repeated calls (cache-resident when it fits in L3). "
+        (f"- Median of timed single calls after warm-up; about {s['budget_s']} s of samples per case, "
+        f"at least {s['min_samples']} samples. Activations FP32, block {s['block']}, random normal data."),
+        ("- *repeat*: one weight matrix, repeated calls (cache-resident when it fits in L3). "
         f"*ring (DRAM)*: distinct copies of the weights totalling > {s['ring_factor']:g}x L3, each "
         "call uses the next, so weights stream from DRAM. ORT runs a ring as one session whose graph "
-        "has one node per copy (one Run per pass, time divided by the copies).",
-        "- weight GB/s = bytes of the weights as that implementation stores them (ORT: B + float32 "
+        "has one node per copy (one Run per pass, time divided by the copies)."),
+        ("- weight GB/s = bytes of the weights as that implementation stores them (ORT: B + float32 "
         "scales as given to the op) / median time. % of bound: against the cache bound for a "
-        f"*repeat* matrix up to {s['cache_fit_fraction']:g}x L3, else the DRAM bound.",
+        f"*repeat* matrix up to {s['cache_fit_fraction']:g}x L3, else the DRAM bound."),
         "- spread = interquartile range of the timings / median (noise from other processes shows here).",
         "- x numpy = numpy time / this time for the same shape, M and residency (> 1: faster than numpy).",
-        "- Every output was checked against float64 numpy on the same (dequantized) weights before "
-        "timing: relative L2 error <= 1e-4 (ORT accuracy_level 4, int8 activations: <= 3e-2).",
+        ("- Every output was checked against float64 numpy on the same (dequantized) weights before "
+        "timing: relative L2 error <= 1e-4 (ORT accuracy_level 4, int8 activations: <= 3e-2)."),
         f"- Command: `{header['command']}`; total runtime {header.get('runtime_s', 0):.0f} s.",
     ]
 
@@ -117,9 +116,9 @@ def shape_table(shape: str, results: list[dict], bounds: dict, header: dict) -> 
     info = header["machine"]
     lines = [
         "", f"#### N={n}, K={k}", "",
-        f"Machine: {info['cpu_model']}, {info['cores_usable']} cores, "
+        (f"Machine: {info['cpu_model']}, {info['cores_usable']} cores, "
         f"{machine_info.cache_summary(info['caches'])}; pyrt kernels {', '.join(header['pyrt_isas'])}; "
-        f"{header['threads']} threads; DRAM {dram:.1f} GB/s, cache {bounds['cache']['gbps']:.1f} GB/s.",
+        f"{header['threads']} threads; DRAM {dram:.1f} GB/s, cache {bounds['cache']['gbps']:.1f} GB/s."),
         "",
         "| M | weights | implementation | weight MiB | ms | spread | weight GB/s | % of bound | GFLOP/s | x numpy |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -217,10 +216,10 @@ def verification_line(results: list[dict]) -> list[str]:
     text = ", ".join(f"{k} {v:.1e}" for k, v in sorted(worst.items()))
     if wrong:
         names = sorted({f"{r['subject']} {r['shape']} M={r['m']}" for r in wrong})
-        return ["", f"**VERIFICATION FAILED** for {len(wrong)} case(s), not timed: {'; '.join(names)}. "
-                    f"Worst relative errors: {text}."]
-    return ["", f"All {len(checked)} cases matched the float64 reference before timing "
-                f"(worst relative L2 error: {text})."]
+        return ["", (f"**VERIFICATION FAILED** for {len(wrong)} case(s), not timed: {'; '.join(names)}. "
+                    f"Worst relative errors: {text}.")]
+    return ["", (f"All {len(checked)} cases matched the float64 reference before timing "
+                f"(worst relative L2 error: {text}).")]
 
 
 def render_markdown(run: dict) -> tuple[str, list[dict]]:

@@ -19,13 +19,12 @@ reordered, q8 codes shift by +128. So ORT and pyrt multiply by bit-identical wei
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 try:
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -116,7 +115,7 @@ class NBitsWeights:
     def nbytes(self) -> int:
         return int(self.b.nbytes + self.scales.nbytes)
 
-    def rolled(self, shift: int) -> "NBitsWeights":
+    def rolled(self, shift: int) -> NBitsWeights:
         """The same weights with output rows rotated by ``shift``: new bytes at a new address."""
         return NBitsWeights(np.roll(self.b, shift, axis=0), np.roll(self.scales, shift, axis=0),
                             self.bits, self.block)
