@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import ort_peers
 
 import pyrt
+
+import ort_peers  # tools/ sibling
 
 RING_FACTOR = 2.0           # ring weights must total more than this many last-level caches
 CACHE_FIT_FRACTION = 0.9    # a repeated matrix up to this fraction of L3 is judged cache-resident
@@ -182,11 +183,10 @@ def numpy_subject() -> Subject:
                    weight_format="f32")
 
 
-def _ort_instance(model_for: Callable[[list[int]], object], shifts: list[int], weight_bytes: int,
-                  threads: int) -> Instance:
+def _ort_instance(model, shifts: list[int], weight_bytes: int, threads: int) -> Instance:
     """All copies as nodes of one session: one Run streams through every matrix (the way a real
     decoder graph runs), so a step performs len(shifts) matmuls."""
-    runner = ort_peers.OrtRunner(model_for(shifts), threads)
+    runner = ort_peers.OrtRunner(model, threads)
 
     def outputs(x):
         return list(zip(shifts, runner.run(x)))
@@ -210,9 +210,9 @@ def ort_nbits_subject(bits: int, accuracy_level: int, threads: int) -> Subject:
 
     def build(ws: WeightSet, shifts: list[int]) -> Instance:
         weights = packed(ws)
-        model_for = lambda sh: ort_peers.matmul_nbits_model(
-            [weights.rolled(s) if s else weights for s in sh], accuracy_level)
-        return _ort_instance(model_for, shifts, weights.nbytes, threads)
+        model = ort_peers.matmul_nbits_model([weights.rolled(s) if s else weights for s in shifts],
+                                             accuracy_level)
+        return _ort_instance(model, shifts, weights.nbytes, threads)
 
     tolerance = INT8_ACT_TOLERANCE if accuracy_level == 4 else CHECK_TOLERANCE
     return Subject(f"ORT {bits}-bit acc{accuracy_level}", "onnxruntime", fmt, tolerance, build,
@@ -234,9 +234,8 @@ def verify_nbits_packing(weights: ort_peers.NBitsWeights, tensor: pyrt.Tensor, c
 
 def ort_f32_subject(threads: int) -> Subject:
     def build(ws: WeightSet, shifts: list[int]) -> Instance:
-        model_for = lambda sh: ort_peers.matmul_f32_model(
-            [ws.base if s == 0 else np.roll(ws.base, s, axis=0) for s in sh])
-        return _ort_instance(model_for, shifts, ws.base.nbytes, threads)
+        model = ort_peers.matmul_f32_model([ws.base if s == 0 else np.roll(ws.base, s, axis=0) for s in shifts])
+        return _ort_instance(model, shifts, ws.base.nbytes, threads)
 
     return Subject("ORT f32", "onnxruntime", "f32", CHECK_TOLERANCE, build, lambda ws: ws.base.nbytes,
                    weight_format="MatMul f32")
