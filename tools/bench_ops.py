@@ -55,7 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="last-level cache size that sizes the rings (default: read from sysfs; tests shrink it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="also write the markdown report to this file")
-    p.add_argument("--json", help="write the full results as JSON to this file ('-': stdout)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="write the full results as JSON to FILE (no FILE or '-': stdout, after the table)")
     args = p.parse_args(argv)
     quick = args.quick
     args.shapes = args.shapes or ("4096x4096" if quick else DEFAULT_SHAPES)
