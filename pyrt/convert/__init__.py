@@ -1,0 +1,1 @@
+"""pyrt-convert: checkpoints (safetensors, HF folders, .npz, PyTorch, GGUF) to .pyrt files."""
