@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def _progress(items: list[SourceTensor], quiet: bool) -> Iterable[SourceTensor]:
 def _overflow(name: str, what: str, policy: str, fallback: str) -> str:
     if policy == "stop":
         raise RangeError(f"tensor {name!r}: {what}; rerun with --fp16-overflow bf16, or give it bf16/f32 "
-                         f"with --rule '{name}=bf16'")
+                         f"with --rule '{re.escape(name)}=bf16'")
     return f"{what}: {fallback}"
 
 
@@ -142,7 +143,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                     writer.add_tensor(st.name, stored)
                 except FileIOError as exc:
                     raise _as_output_error(exc) from exc
-                rel, max_abs = roundtrip_error(x, stored)
+                rel, max_abs = roundtrip_error(x, stored) if finite else (None, None)
                 rows.append({"name": st.name, "shape": list(st.shape), "source_dtype": st.source_dtype,
                              "source_bytes": st.source_bytes, "format": used, "block": stored.block,
                              "bytes": stored.nbytes, "elements": int(np.prod(st.shape)) if st.shape else 1,

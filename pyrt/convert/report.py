@@ -17,8 +17,8 @@ CHUNK_ELEMENTS = 1 << 16  # float64 work in cache-sized slices: bounded memory f
 
 
 def roundtrip_error(source: np.ndarray, stored: Tensor) -> tuple[float | None, float | None]:
-    """(relative Frobenius error, max abs error) of the stored values against ``source``, in float64.
-    None where undefined (non-finite source values)."""
+    """(relative Frobenius error, max abs error) of the stored values against ``source`` (finite),
+    in float64. The relative error is None for an all-zero source with a nonzero error."""
     src = np.ascontiguousarray(source, dtype=np.float32).reshape(-1)
     got = stored.dequantize().reshape(-1)
     sq_err = sq_ref = 0.0
