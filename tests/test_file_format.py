@@ -37,11 +37,15 @@ def small_model(path, rng):
 
 
 # ---- reading the raw structure back, to forge broken variants --------------------------------
-def read_layout(data: bytes):
+def read_header(data: bytes) -> dict:
     fields = HEADER.unpack(data[:HEADER_BYTES])
-    header = dict(zip(("magic", "bom", "major", "minor", "header_bytes", "alignment", "features", "file_size",
-                       "entry_count", "table_offset", "table_bytes", "metadata_offset", "metadata_bytes",
-                       "table_crc", "metadata_crc", "reserved", "header_crc"), fields))
+    return dict(zip(("magic", "bom", "major", "minor", "header_bytes", "alignment", "features", "file_size",
+                     "entry_count", "table_offset", "table_bytes", "metadata_offset", "metadata_bytes",
+                     "table_crc", "metadata_crc", "reserved", "header_crc"), fields))
+
+
+def read_layout(data: bytes):
+    header = read_header(data)
     entries, pos = [], header["table_offset"]
     for _ in range(header["entry_count"]):
         e = dict(zip(("entry_bytes", "kind", "format", "ndim", "r0", "block", "name_bytes", "offset", "size",
@@ -58,10 +62,10 @@ def read_layout(data: bytes):
 
 def reseal(data: bytearray, **header_changes) -> bytearray:
     """Recomputes the table, metadata and header CRCs (after edits), applying header changes."""
-    h, _ = read_layout(bytes(data))
+    h = read_header(bytes(data))
     h.update(header_changes)
     t0, m0 = h["table_offset"], h["metadata_offset"]
-    table_crc = zlib.crc32(bytes(data[t0:t0 + h["table_bytes"]]))
+    table_crc = zlib.crc32(bytes(data[t0:t0 + h["table_bytes"]]))  # slices clamp: regions may be bogus
     meta_crc = zlib.crc32(bytes(data[m0:m0 + h["metadata_bytes"]]))
     data[:HEADER_BYTES] = pack_header(
         file_size=h["file_size"], entry_count=h["entry_count"], table_offset=t0, table_bytes=h["table_bytes"],

@@ -131,6 +131,9 @@ uint64_t tensor_bytes(const std::string& name, Format format, int block, const s
   for (size_t d = 0; d + 1 < shape.size(); ++d)
     PYRT_CHECK(!__builtin_mul_overflow(rows, uint64_t(shape[d]), &rows), Format, "tensor '", name,
                "': shape product overflows");
+  // Zero-length rows hold no data, but code that walks rows would still loop over them all.
+  PYRT_CHECK(K != 0 || rows <= mf::kMaxEmptyRows, Format, "tensor '", name, "' has ", rows,
+             " rows of length 0 (at most ", mf::kMaxEmptyRows, " allowed)");
   const FormatTraits& t = format_traits(format);
   PYRT_CHECK(t.blocked ? is_valid_block(block) : block == 1, Format, "tensor '", name, "': block ", block,
              " is invalid for ", t.name);

@@ -29,6 +29,7 @@ constexpr uint64_t kEntryFixedBytes = 48;           // an entry before its shape
 constexpr uint32_t kMinAlignment = 64;
 constexpr uint32_t kMaxAlignment = 1u << 20;
 constexpr int kMaxDims = 8;
+constexpr uint64_t kMaxEmptyRows = 1u << 20;  // rows of a tensor whose last dimension is 0
 constexpr uint64_t kKnownFeatures = 0;  // required-feature bits this reader understands
 }  // namespace model_file
 
