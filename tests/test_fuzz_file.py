@@ -15,7 +15,7 @@ from pyrt.convert.writer import ENTRY, save_model
 
 from test_file_format import read_layout, reseal
 
-SETTINGS = settings(max_examples=700, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=1000, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

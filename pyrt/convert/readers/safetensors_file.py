@@ -73,7 +73,10 @@ def open_safetensors(path: Path, prefix: str = "", use_package: bool | None = No
     """Tensors of one safetensors file; names get `prefix` prepended."""
     header, data_start, _ = read_header(path)
     safe_open = _package() if use_package in (None, True) else None
-    handle = safe_open(str(path), framework="numpy") if safe_open is not None else None
+    try:
+        handle = safe_open(str(path), framework="numpy") if safe_open is not None else None
+    except Exception as exc:  # noqa: BLE001 - the package's own error type
+        raise FileFormatError(f"{path}: the safetensors package refused the file: {exc}") from exc
     mm = np.memmap(path, dtype=np.uint8, mode="r") if len(header) else None
 
     def loader(name: str, info: dict):
@@ -82,7 +85,10 @@ def open_safetensors(path: Path, prefix: str = "", use_package: bool | None = No
 
         def load() -> np.ndarray:
             if handle is not None and dtype != "BF16":
-                return handle.get_tensor(name)
+                try:
+                    return handle.get_tensor(name)
+                except Exception as exc:  # noqa: BLE001 - SafetensorError is not importable by name everywhere
+                    raise FileFormatError(f"{path}: cannot read tensor {name!r}: {exc}") from exc
             begin, end = info["data_offsets"]
             raw = mm[data_start + begin:data_start + end].view(DTYPES[dtype]).reshape(shape)
             return bf16_bits_to_fp32(raw).reshape(shape) if dtype == "BF16" else raw
