@@ -47,7 +47,7 @@ class Model:
             f.verify_all()
         try:
             metadata = json.loads(f.metadata_json.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise FileFormatError(f"{self.path}: metadata is not valid JSON: {exc}") from exc
         if not isinstance(metadata, dict):
             raise FileFormatError(f"{self.path}: metadata must be a JSON object")

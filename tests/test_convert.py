@@ -257,6 +257,12 @@ def test_gguf_source_every_supported_type(tmp_path, rng):
         assert tok["tokens"] == ["<s>", "</s>", "a", "b", "ab"] and tok["merges"] == ["a b"]
         assert tok["chat_template"] == "{{ messages }}" and tok["bos_token_id"] == 0
         assert model.metadata["gguf"]["general.architecture"] == "llama"
+    # The decoder for gguf releases without ReaderField.contents() agrees with contents().
+    from pyrt.convert.readers.gguf_file import _decode_parts, field_value
+    fields = gguf.GGUFReader(str(tmp_path / "m.gguf")).fields
+    for name, field in fields.items():
+        if not name.startswith("GGUF."):
+            assert _decode_parts(field) == field_value(field), name
 
 
 def test_pytorch_checkpoint_needs_torch(tmp_path, monkeypatch):

@@ -40,22 +40,28 @@ def _module():
     return gguf
 
 
+def _decode_parts(field: Any) -> Any:
+    """A field's value from its raw parts (older gguf releases have no contents(); invalid UTF-8
+    in a token is replaced rather than fatal)."""
+    gguf = _module()
+    main = field.types[0]
+    if main == gguf.GGUFValueType.STRING:
+        return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+    if main == gguf.GGUFValueType.ARRAY:
+        sub = field.types[-1]
+        items = [field.parts[i] for i in field.data]
+        if sub == gguf.GGUFValueType.STRING:
+            return [bytes(p).decode("utf-8", errors="replace") for p in items]
+        return [p.tolist()[0] for p in items]
+    return field.parts[field.data[0]].tolist()[0]
+
+
 def field_value(field: Any) -> Any:
     """A GGUF key/value field as plain Python (str, int, float, bool or list of them)."""
-    if hasattr(field, "contents"):
-        value = field.contents()
-    else:  # older gguf releases: decode from the parts
-        gguf = _module()
-        main = field.types[0]
-        if main == gguf.GGUFValueType.STRING:
-            value = bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
-        elif main == gguf.GGUFValueType.ARRAY:
-            sub = field.types[-1]
-            items = [field.parts[i] for i in field.data]
-            value = [bytes(p).decode("utf-8", errors="replace") if sub == gguf.GGUFValueType.STRING
-                     else p.tolist()[0] for p in items]
-        else:
-            value = field.parts[field.data[0]].tolist()[0]
+    try:
+        value = field.contents() if hasattr(field, "contents") else _decode_parts(field)
+    except UnicodeDecodeError:
+        value = _decode_parts(field)
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -87,7 +93,10 @@ def open_gguf(path: Path) -> Source:
         reader = gguf.GGUFReader(str(path), "r")
     except (ValueError, OSError, IndexError, KeyError, TypeError) as exc:
         raise FileFormatError(f"{path}: not a readable GGUF file: {exc}") from exc
-    kv = {name: field_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
+    try:
+        kv = {name: field_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
+    except (ValueError, IndexError, TypeError) as exc:
+        raise FileFormatError(f"{path}: unreadable GGUF key/value data: {exc}") from exc
 
     def loader(t):
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
