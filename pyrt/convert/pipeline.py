@@ -107,6 +107,32 @@ def _refuse_overwriting_source(source: Source, out: Path) -> None:
         raise _as_output_error(FileIOError(f"refusing to write {out}: it is one of the source files"))
 
 
+def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, block: int, rules: tuple[Rule, ...],
+                    fp16_overflow: str) -> tuple[Tensor, dict[str, Any]]:
+    """One tensor: its stored form and its report row."""
+    if finite:
+        stored, used, note = store_tensor(st.name, x, choose(st.name, st.shape, dtype, block, rules), fp16_overflow)
+        rel, max_abs = roundtrip_error(x, stored)
+    else:  # allowed non-finite values: kept bit for bit, as f32 can hold NaN/Inf
+        stored = Tensor(x.reshape(-1).view(np.uint8), "f32", x.shape, 1)
+        used, note, rel, max_abs = "f32", "non-finite values kept as f32 (--allow-nonfinite)", None, None
+    row = {"name": st.name, "shape": list(st.shape), "source_dtype": st.source_dtype, "source_bytes": st.source_bytes,
+           "format": used, "block": stored.block, "bytes": stored.nbytes,
+           "elements": int(np.prod(st.shape)) if st.shape else 1, "rel_error": rel, "max_abs_error": max_abs,
+           "note": note}
+    return stored, row
+
+
+def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, Any],
+              report: dict[str, Any]) -> dict[str, Any]:
+    config = source.config
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list) or not architectures:
+        architectures = [config.get("model_type", source.kind)]
+    return {"architecture": str(architectures[0]), "config": config, "provenance": provenance,
+            "conversion": conversion, "report": report, **source.metadata}
+
+
 def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: str = "q8", block: int = 32,
                        rules: Iterable[str | Rule] = (), report: str | os.PathLike | None = None,
                        quiet: bool = True, allow_nonfinite: bool = False,
@@ -126,6 +152,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         raise DtypeError(f"fp16_overflow must be one of {OVERFLOW_POLICIES}, got {fp16_overflow!r}")
     if report is not None and Path(report).suffix.lower() not in (".md", ".markdown", ".json"):
         raise DtypeError(f"report file {report} must end in .md or .json")
+    conversion = {"dtype": dtype, "block": block, "rules": [r.text for r in rules],
+                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow}
     out = Path(out)
     with open_source(src) as source:
         _refuse_overwriting_source(source, out)
@@ -146,35 +174,20 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                     nonfinite.append(f"{st.name} ({int((~np.isfinite(x)).sum())} values)")
                 if nonfinite and not allow_nonfinite:
                     continue  # keep scanning so that the error names every bad tensor
-                if finite:
-                    choice = choose(st.name, st.shape, dtype, block, rules)
-                    stored, used, note = store_tensor(st.name, x, choice, fp16_overflow)
-                else:  # allowed: kept bit for bit, as f32 can hold NaN/Inf
-                    stored = Tensor(x.reshape(-1).view(np.uint8), "f32", x.shape, 1)
-                    used, note = "f32", "non-finite values kept as f32 (--allow-nonfinite)"
+                stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow)
                 try:
                     writer.add_tensor(st.name, stored)
                 except FileIOError as exc:
                     raise _as_output_error(exc) from exc
-                rel, max_abs = roundtrip_error(x, stored) if finite else (None, None)
-                rows.append({"name": st.name, "shape": list(st.shape), "source_dtype": st.source_dtype,
-                             "source_bytes": st.source_bytes, "format": used, "block": stored.block,
-                             "bytes": stored.nbytes, "elements": int(np.prod(st.shape)) if st.shape else 1,
-                             "rel_error": rel, "max_abs_error": max_abs, "note": note})
+                rows.append(row)
             if nonfinite and not allow_nonfinite:
                 raise RangeError("NaN/Inf in the source, conversion refused (use --allow-nonfinite to keep "
                                  "such tensors as f32): " + ", ".join(nonfinite))
             result = {"tensors": rows, "totals": totals(rows, skipped)}
-            config = source.config
-            architectures = config.get("architectures") or [config.get("model_type", source.kind)]
-            metadata = {"architecture": architectures[0], "config": config, "provenance": provenance,
-                        "conversion": {"dtype": dtype, "block": block, "rules": [r.text for r in rules],
-                                       "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow},
-                        "report": result, **source.metadata}
             try:
                 for name, data in source.files.items():
                     writer.add_file(name, data)
-                writer.commit(metadata)
+                writer.commit(_metadata(source, provenance, conversion, result))
             except FileIOError as exc:
                 raise _as_output_error(exc) from exc
     result = dict(result, seconds=time.perf_counter() - start)
