@@ -10,8 +10,10 @@ import struct
 import sys
 from pathlib import Path
 
+import gguf  # test dependency (pyproject [test]): a missing one must fail, not skip
 import numpy as np
 import pytest
+import safetensors.numpy as safetensors_numpy
 
 import pyrt
 from pyrt.cli import main as pyrt_main
@@ -23,8 +25,6 @@ from pyrt.formats import FORMATS, dequantize_reference, quantize_reference
 
 from conftest import models_dir
 
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
-gguf = pytest.importorskip("gguf")
 
 # Relative Frobenius error bounds of a round trip of Gaussian weights, per stored format.
 REL_TOL = {"f32": 0.0, "f16": 1e-3, "bf16": 6e-3, "q8": 1.5e-2, "q4": 0.2, "q4a": 0.2}

@@ -3,7 +3,6 @@ its own pyrt error (never a crash). Spec: docs/format.md."""
 from __future__ import annotations
 
 import gc
-import json
 import struct
 import zlib
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 import pyrt
 from pyrt import _native
-from pyrt.convert.writer import ENTRY, HEADER, HEADER_BYTES, ModelWriter, pack_entry, pack_header, save_model
+from pyrt.convert.writer import ENTRY, HEADER, HEADER_BYTES, ModelWriter, pack_header, save_model
 from pyrt.formats import FORMATS, dequantize_reference, quantize_reference
 
 DATA_DIR = Path(__file__).parent / "data"
