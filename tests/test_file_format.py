@@ -358,3 +358,22 @@ def test_os_errors_are_file_io_errors(tmp_path):
         pyrt.load(tmp_path)
     with pytest.raises(pyrt.TruncatedFileError):
         pyrt.load(write(tmp_path, b""))
+
+
+def test_larger_alignment_and_metadata_shape_checks(tmp_path, rng):
+    t = pyrt.quantize(rng.standard_normal((2, 64)).astype(np.float32), "q4", 32)
+    with ModelWriter(tmp_path / "a.pyrt", alignment=4096) as w:
+        w.add_tensor("x", t)
+        w.add_tensor("y", t)
+        w.commit({"config": {}})
+    with pyrt.load(tmp_path / "a.pyrt", verify=True) as model:
+        for tensor in model.tensors.values():
+            assert tensor.numpy().ctypes.data % 4096 == 0
+            assert np.array_equal(tensor.numpy(), t.numpy())
+    for meta in ({"config": [1]}, {"report": {"tensors": 5}}, {"provenance": "x"}):
+        save_model(tmp_path / "b.pyrt", {"x": t}, meta)
+        with pytest.raises(pyrt.FileFormatError, match="metadata"):
+            pyrt.load(tmp_path / "b.pyrt")
+    save_model(tmp_path / "c.pyrt", {"x": t}, {})
+    with pyrt.load(tmp_path / "c.pyrt") as model:  # a bare file: empty config, no report
+        assert model.config == {} and model.report == [] and model.files == {}
