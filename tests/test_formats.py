@@ -149,3 +149,10 @@ def test_quantize_accepts_other_numeric_dtypes(rng):
     np.testing.assert_allclose(t.dequantize(), x, atol=100 / 127)
     t16 = pyrt.quantize(x.astype(np.float64), "f16")
     np.testing.assert_array_equal(t16.dequantize(), x.astype(np.float32))
+
+
+def test_scalars_and_empty_arrays_keep_their_shape():
+    t = pyrt.quantize(np.float32(1.5), "f16")
+    assert t.shape == () and t.dequantize().shape == () and float(t.dequantize()) == 1.5
+    e = pyrt.quantize(np.zeros((1000000, 0), np.float32), "f32")
+    assert e.shape == (1000000, 0) and e.nbytes == 0 and e.dequantize().shape == (1000000, 0)
