@@ -259,7 +259,7 @@ def test_tiny_end_to_end_run(tmp_path, capsys):
 def test_runs_without_onnxruntime(tmp_path):
     """The bench extra is optional: with onnxruntime unimportable the run still completes and says
     that the ORT columns were skipped."""
-    import subprocess
+    from conftest import run_python
 
     out_json = tmp_path / "run.json"
     script = (
@@ -269,8 +269,7 @@ def test_runs_without_onnxruntime(tmp_path):
         f"'--json', {str(out_json)!r}]; "
         f"runpy.run_path({str(TOOLS / 'bench_ops.py')!r}, run_name='__main__')"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
-                          cwd=str(TOOLS.parent))
+    proc = run_python("-c", script, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "ONNX Runtime columns skipped" in proc.stdout
     run = json.loads(out_json.read_text())
