@@ -49,6 +49,13 @@ inline cudaStream_t stream_from_handle(uintptr_t handle) {
 // A 16-byte read-only load; callers check 16-byte alignment first (misaligned loads fault).
 __device__ __forceinline__ uint4 load_16_bytes(const void* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
 
+// Byte i (0..15) of a 16-byte load, by shifts: indexing the uint4 through a pointer would force it
+// into local memory (ptxas reported a stack frame for that form).
+__device__ __forceinline__ uint32_t byte_of(const uint4& v, int i) {
+  const uint32_t w = i < 4 ? v.x : i < 8 ? v.y : i < 12 ? v.z : v.w;
+  return (w >> (8 * (i % 4))) & 0xffu;
+}
+
 __device__ __forceinline__ float half_bits_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 }  // namespace pyrt::gpu

@@ -14,18 +14,23 @@ struct DeviceQuery {
   std::string reason;
 };
 
-DeviceQuery query_devices() {
-  DeviceQuery q;
-  const cudaError_t status = cudaGetDeviceCount(&q.count);
-  if (status != cudaSuccess) {
-    cudaGetLastError();  // reset the last-error state so the next, unrelated call is not blamed
-    q.count = 0;
-    q.reason = std::string("no usable CUDA device: cudaGetDeviceCount failed: ") + cudaGetErrorString(status) +
-               " (" + cudaGetErrorName(status) + ")";
-  } else if (q.count == 0) {
-    q.reason = "no usable CUDA device: cudaGetDeviceCount returned 0";
-  }
-  return q;
+// Queried once: the CUDA runtime fixes the visible devices at initialization, and matmul checks
+// the device on every call, where a fresh driver query would cost microseconds.
+const DeviceQuery& query_devices() {
+  static const DeviceQuery cached = [] {
+    DeviceQuery q;
+    const cudaError_t status = cudaGetDeviceCount(&q.count);
+    if (status != cudaSuccess) {
+      cudaGetLastError();  // reset the last-error state so the next, unrelated call is not blamed
+      q.count = 0;
+      q.reason = std::string("no usable CUDA device: cudaGetDeviceCount failed: ") + cudaGetErrorString(status) +
+                 " (" + cudaGetErrorName(status) + ")";
+    } else if (q.count == 0) {
+      q.reason = "no usable CUDA device: cudaGetDeviceCount returned 0";
+    }
+    return q;
+  }();
+  return cached;
 }
 
 }  // namespace
@@ -43,7 +48,7 @@ int device_count() noexcept {
 std::string unavailable_reason() { return query_devices().reason; }
 
 void require_device(int device) {
-  const DeviceQuery q = query_devices();
+  const DeviceQuery& q = query_devices();
   PYRT_CHECK(q.count > 0, Device, q.reason);
   PYRT_CHECK(device >= 0 && device < q.count, Device, "CUDA device ", device, " does not exist (",
              q.count, " device(s) visible)");

@@ -34,10 +34,6 @@ __device__ __forceinline__ float sum8(const uint4 xv) {
   return s;
 }
 
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
-
 template <WeightKind W, int MT>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) gemv_kernel(const KernelArgs a) {
   const int lane = threadIdx.x & 31;
@@ -66,6 +62,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) gemv_kernel(const KernelA
 #pragma unroll
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
 
+  // Two chunks per lane in flight: the loads of the second issue before the first is consumed.
+#pragma unroll 2
   for (int64_t c = lane; c < chunks; c += 32) {
     const uint4 wv = load_16_bytes(wrow + c * 16);
     if constexpr (W == WeightKind::f16) {
@@ -86,7 +84,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) gemv_kernel(const KernelA
       const float d = __half2float(a.scales[n * blocks_per_row + (k >> a.block_shift)]);
       float w[16];
 #pragma unroll
-      for (int i = 0; i < 16; ++i) w[i] = float(int8_t(uint8_t(word(wv, i / 4) >> (8 * (i % 4)))));
+      for (int i = 0; i < 16; ++i) w[i] = float(int8_t(uint8_t(byte_of(wv, i))));
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         if (m < M) {
@@ -107,7 +105,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) gemv_kernel(const KernelA
       float lo[16], hi[16];
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        const uint32_t b = (word(wv, i / 4) >> (8 * (i % 4))) & 0xffu;
+        const uint32_t b = byte_of(wv, i);
         lo[i] = float(b & 0xfu) - offset;
         hi[i] = float(b >> 4) - offset;
       }

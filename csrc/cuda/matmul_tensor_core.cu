@@ -61,22 +61,20 @@ __device__ __forceinline__ void stage_weights(const KernelArgs& a, int64_t n, in
       const float d = __half2float(a.scales[scale_index]);
       if constexpr (W == WeightKind::q8) {
         const uint4 q = load_16_bytes(a.quants + n * a.K + k);
-        const int8_t* qs = reinterpret_cast<const int8_t*>(&q);
 #pragma unroll
-        for (int i = 0; i < 16; ++i) v[i] = float(qs[i]) * d;
+        for (int i = 0; i < 16; ++i) v[i] = float(int8_t(uint8_t(byte_of(q, i)))) * d;
       } else {
         const int half_block = block / 2;
         const int j = int(k - blk * block);
         const uint4 q = load_16_bytes(a.quants + n * (a.K / 2) + blk * half_block + (j % half_block));
-        const uint8_t* qs = reinterpret_cast<const uint8_t*>(&q);
         const int shift = j >= half_block ? 4 : 0;
         if constexpr (W == WeightKind::q4) {
 #pragma unroll
-          for (int i = 0; i < 16; ++i) v[i] = (float((qs[i] >> shift) & 0xf) - 8.0f) * d;
+          for (int i = 0; i < 16; ++i) v[i] = (float((byte_of(q, i) >> shift) & 0xfu) - 8.0f) * d;
         } else {
           const float mn = __half2float(a.mins[scale_index]);
 #pragma unroll
-          for (int i = 0; i < 16; ++i) v[i] = fmaf(float((qs[i] >> shift) & 0xf), d, mn);
+          for (int i = 0; i < 16; ++i) v[i] = fmaf(float((byte_of(q, i) >> shift) & 0xfu), d, mn);
         }
       }
     }
