@@ -193,9 +193,9 @@ def test_build_info_reports_cuda_consistently():
 # --- on a GPU: every format against float64 ---------------------------------------------------------
 
 # |error| <= TOL * (|x| @ |W|^T) per output. f16 weights: FP16 products are exact in FP32, only the
-# FP32 sums round. Quantized weights: the tensor-core path rounds each dequantized weight to FP16
+# FP32 sums round (tensor cores may truncate rather than round them: K * 2^-23 ~ 3e-5 at K = 264). Quantized weights: the tensor-core path rounds each dequantized weight to FP16
 # (relative 2^-11) before the product, the GEMV path dequantizes in FP32.
-TOL = {"f16": 5e-5, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3}
+TOL = {"f16": 1e-4, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3}
 
 
 def run_and_check(rng, dtype, block, M, N, K, with_bias=True, stream=None, x_offset=0, batch=()):
