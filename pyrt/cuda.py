@@ -258,6 +258,6 @@ def matmul(x: Any, w: Any, bias: Any = None, out: Any = None):
 
 
 __all__ = [
-    "CudaTensor", "DEVICE_FORMATS", "DeviceArray", "device_array", "device_count", "is_available",
+    "DEVICE_FORMATS", "CudaTensor", "DeviceArray", "device_array", "device_count", "is_available",
     "join_planes", "matmul", "parse_device", "split_planes", "tensor_to", "unavailable_reason",
 ]

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the in-tree pyrt, like `python -m`
-import pyrt  # noqa: E402
-from pyrt import cuda  # noqa: E402
+import pyrt
+from pyrt import cuda
 
 DEFAULT_M = [1, 4, 16, 64, 256, 4096]
 DEFAULT_SHAPES = ["4096x4096", "4096x11008", "11008x4096"]
@@ -85,15 +85,14 @@ def main() -> int:
         for m in args.m:
             x = cupy.asarray(rng.standard_normal((m, k)).astype(np.float16))
             out = cupy.empty((m, n), dtype=cupy.float32)
-            cupy_us = time_us(cupy, lambda: cupy.matmul(x, w16_dev.T), args.repeat)
+            cupy_us = time_us(cupy, lambda x=x, w16=w16_dev: cupy.matmul(x, w16.T), args.repeat)
             for fmt, w in weights.items():
-                us = time_us(cupy, lambda: pyrt.matmul(x, w, out=out), args.repeat)
+                us = time_us(cupy, lambda x=x, w=w, out=out: pyrt.matmul(x, w, out=out), args.repeat)
                 moved = w.nbytes + x.nbytes + out.nbytes
                 bound_us = moved / bandwidth / 1e3
                 print(f"{shape:>11} {m:>5} {fmt:>4} {us:9.1f} {w.nbytes / us / 1e3:7.0f} "
                       f"{2 * m * n * k / us / 1e6:8.2f} {bound_us:9.1f} {100 * bound_us / us:5.0f}% "
                       f"{cupy_us:9.1f} {cupy_us / us:6.2f}x")
-        del weights, w16_dev
     return 0
 
 

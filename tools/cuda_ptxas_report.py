@@ -22,7 +22,9 @@ USED = re.compile(r"Used (\d+) registers.*?(?:(\d+) bytes smem)?(?:,|$)")
 def demangle(names: list[str]) -> dict[str, str]:
     if not shutil.which("c++filt"):
         return {n: n for n in names}
-    out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    kinds = ["f16", "q8", "q4", "q4a"]  # pyrt::gpu::WeightKind values, in order
     readable = {}
     for mangled, full in zip(names, out):
         # pyrt::gpu::(anonymous namespace)::gemv_kernel<(pyrt::gpu::WeightKind)2, 16>(...) -> gemv_kernel<q4, 16>
@@ -30,7 +32,6 @@ def demangle(names: list[str]) -> dict[str, str]:
         if not m:
             readable[mangled] = full
             continue
-        kinds = ["f16", "q8", "q4", "q4a"]
         args = re.sub(r"\(pyrt::gpu::WeightKind\)(\d)", lambda k: kinds[int(k.group(1))], m.group(2))
         readable[mangled] = f"{m.group(1)}<{args}>"
     return readable
@@ -39,7 +40,9 @@ def demangle(names: list[str]) -> dict[str, str]:
 def main(path: str) -> int:
     rows: dict[tuple[str, str], dict] = {}
     current = None
-    for line in open(path, errors="replace"):
+    with open(path, errors="replace") as f:
+        lines = f.readlines()
+    for line in lines:
         if m := ENTRY.search(line):
             current = (m.group(1), m.group(2))
             rows[current] = {"stack": 0, "spill_st": 0, "spill_ld": 0, "regs": None, "smem": 0}
