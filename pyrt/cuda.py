@@ -66,7 +66,7 @@ def split_planes(data: np.ndarray, dtype: str, block: int, rows: int, cols: int)
     if data.nbytes != rows * _formats.row_bytes(dtype, block, cols):
         raise ShapeError(f"{data.nbytes} bytes do not hold a [{rows}, {cols}] {dtype} matrix (block {block})")
     if dtype == "f16":
-        return data.copy(), None, None
+        return data, None, None  # already one plane; uploading reads it without a copy
     header = _header_bytes(dtype)
     blocks = data.reshape(rows * (cols // block), -1)
     scales = np.ascontiguousarray(blocks[:, 0:2]).reshape(-1)

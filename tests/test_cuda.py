@@ -155,6 +155,12 @@ def test_matmul_checks_device_arguments_before_touching_them():
         pyrt.matmul(FakeDeviceArray((2, 64), "<f2"), fake_cuda_tensor((2, 4, 64)))
 
 
+@pytest.mark.skipif(cupy is not None, reason="checks the message given when cupy is missing")
+def test_output_allocation_without_cupy_asks_for_out():
+    with pytest.raises(pyrt.UnsupportedError, match="out="):
+        pyrt.matmul(FakeDeviceArray((2, 64), "<f2"), fake_cuda_tensor((4, 64)))
+
+
 # --- without a usable GPU: typed errors, never a crash ------------------------------------------
 
 @no_gpu
