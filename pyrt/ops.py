@@ -5,6 +5,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import cuda as _cuda
 from ._native import require_core
 from .errors import DtypeError, ShapeError
 from .tensor import Tensor, quantize
@@ -17,7 +18,14 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
     any format. bias: float32 [N]. out: optional float32 C-contiguous array of shape [..., N] that
     receives the result. Returns a float32 array of shape [..., N]. The GIL is released while the
     kernel runs, on ``pyrt.get_num_threads()`` threads.
+
+    With a cupy (``__cuda_array_interface__``) float16 ``x`` and a weight moved with
+    ``w.to("cuda")``, the product runs on the GPU and returns a float32 cupy array (see
+    :func:`pyrt.cuda.matmul`).
     """
+    if _cuda.is_device_call(x, w):
+        # GPU operands (cupy arrays, Tensor.to("cuda")): zero-copy, x must be float16 (pyrt/cuda.py).
+        return _cuda.matmul(x, w, bias, out)
     if not isinstance(w, Tensor):
         raise DtypeError(f"w must be a pyrt.Tensor (see pyrt.quantize), got {type(w).__name__}")
     if w.ndim != 2:

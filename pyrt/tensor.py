@@ -77,6 +77,14 @@ class Tensor:
             return _formats.dequantize_reference(self._data, self._dtype, self._block, self._shape).astype(np.float32)
         return require_core().dequantize(self._data, self._dtype, self._block, rows, k).reshape(self._shape)
 
+    def to(self, device: str = "cpu"):
+        """This tensor on ``device``: itself for ``'cpu'``; for ``'cuda'`` / ``'cuda:N'`` a
+        :class:`pyrt.cuda.CudaTensor` copy in device memory (f16, q8, q4, q4a). Raises
+        :class:`pyrt.DeviceError` without a CUDA build or GPU (see ``pyrt.cuda.unavailable_reason()``)."""
+        from .cuda import tensor_to  # CUDA helpers load only when a device copy is asked for
+
+        return tensor_to(self, device)
+
     def __repr__(self) -> str:
         block = f", block={self._block}" if _formats.format_info(self._dtype).blocked else ""
         return f"pyrt.Tensor(shape={self._shape}, dtype={self._dtype!r}{block}, nbytes={self.nbytes})"

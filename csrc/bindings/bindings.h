@@ -12,6 +12,7 @@ namespace py = pybind11;
 namespace pyrt::bindings {
 
 void register_errors(py::module_& m);
+void register_cuda(py::module_& m);
 void register_formats(py::module_& m);
 void register_file(py::module_& m);
 void register_ops(py::module_& m);
