@@ -125,7 +125,10 @@ def blas_description(threads: int) -> tuple[str, str]:
 def import_pyrt():
     """The pyrt of this checkout when it has a built core (tools/dev_build.sh), else the installed
     one; the report prints which."""
-    if list((ROOT / "pyrt").glob("_core*")) and str(ROOT) not in sys.path:
+    import importlib.machinery
+
+    built = any((ROOT / "pyrt").glob(f"_core*{suffix}") for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    if built and str(ROOT) not in sys.path:  # a compiled core, not just the _core.pyi stub
         sys.path.insert(0, str(ROOT))
     import pyrt
     return pyrt
