@@ -127,7 +127,7 @@ def import_pyrt():
     one; the report prints which."""
     import importlib.machinery
 
-    built = any((ROOT / "pyrt").glob(f"_core*{suffix}") for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    built = any(any((ROOT / "pyrt").glob(f"_core*{suffix}")) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
     if built and str(ROOT) not in sys.path:  # a compiled core, not just the _core.pyi stub
         sys.path.insert(0, str(ROOT))
     import pyrt
