@@ -1,0 +1,84 @@
+#include "models/packed_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "models/nn_ops.h"
+#include "pyrt/runtime.h"
+
+#ifdef PYRT_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace pyrt::nn {
+namespace {
+
+// One (sequence, head) pair. The head's keys and values are first copied into contiguous
+// [L, head_dim] tiles so the inner loops stream through memory instead of striding by the hidden
+// size. scratch holds 2 * L * head_dim + L + head_dim floats.
+void attend_one_head(const float* q, const float* k, const float* v, int64_t row0, int64_t L,
+                     int64_t hidden, int64_t head_offset, int64_t head_dim, float scale,
+                     float* scratch, float* ctx) {
+  float* keys = scratch;
+  float* values = keys + L * head_dim;
+  float* scores = values + L * head_dim;
+  float* acc = scores + L;
+  for (int64_t j = 0; j < L; ++j) {
+    const int64_t src = (row0 + j) * hidden + head_offset;
+    std::copy(k + src, k + src + head_dim, keys + j * head_dim);
+    std::copy(v + src, v + src + head_dim, values + j * head_dim);
+  }
+  for (int64_t i = 0; i < L; ++i) {
+    const float* qi = q + (row0 + i) * hidden + head_offset;
+    for (int64_t j = 0; j < L; ++j) {
+      const float* kj = keys + j * head_dim;
+      float dot = 0.0f;
+      for (int64_t d = 0; d < head_dim; ++d) dot += qi[d] * kj[d];
+      scores[j] = dot * scale;
+    }
+    softmax_inplace(scores, L);
+    std::fill(acc, acc + head_dim, 0.0f);
+    for (int64_t j = 0; j < L; ++j) {
+      const float p = scores[j];
+      const float* vj = values + j * head_dim;
+      for (int64_t d = 0; d < head_dim; ++d) acc[d] += p * vj[d];
+    }
+    std::copy(acc, acc + head_dim, ctx + (row0 + i) * hidden + head_offset);
+  }
+}
+
+}  // namespace
+
+void packed_self_attention(const float* q, const float* k, const float* v, const int64_t* offsets,
+                           int64_t num_sequences, int64_t num_heads, int64_t head_dim, float* ctx) {
+  const int64_t hidden = num_heads * head_dim;
+  const int64_t tasks = num_sequences * num_heads;
+  if (tasks == 0) return;
+  int64_t max_len = 0;
+  for (int64_t s = 0; s < num_sequences; ++s) max_len = std::max(max_len, offsets[s + 1] - offsets[s]);
+  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks)));
+  const int64_t scratch_per_thread = 2 * max_len * head_dim + max_len + head_dim;
+  // Allocated here, outside the parallel region, so nothing inside it can throw.
+  std::unique_ptr<float[]> scratch(new float[size_t(scratch_per_thread * threads)]);
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+
+#ifdef PYRT_WITH_OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+  {
+#ifdef PYRT_WITH_OPENMP
+    float* mine = scratch.get() + int64_t(omp_get_thread_num()) * scratch_per_thread;
+#pragma omp for schedule(dynamic, 1)
+#else
+    float* mine = scratch.get();
+#endif
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t s = task / num_heads, h = task % num_heads;
+      attend_one_head(q, k, v, offsets[s], offsets[s + 1] - offsets[s], hidden, h * head_dim, head_dim,
+                      scale, mine, ctx);
+    }
+  }
+}
+
+}  // namespace pyrt::nn
