@@ -164,7 +164,8 @@ def _make_tokenizer(files: Mapping[str, FileValue], max_length: int) -> Any:
 
 
 class SentenceEncoder:
-    """Sentence embeddings from a converted sentence-transformers BERT model.
+    """Sentence embeddings from a converted sentence-transformers BERT model (``.tensors``: the
+    weights it runs, by checkpoint name; ``.settings``: what the sentence-transformers files say).
 
     ``SentenceEncoder(path)`` opens a .pyrt file with :func:`pyrt.load`; ``SentenceEncoder(model)``
     takes an already loaded :class:`pyrt.Model`; :meth:`from_parts` takes the tensors, config and

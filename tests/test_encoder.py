@@ -383,14 +383,71 @@ def test_other_1d_formats_and_prefixed_names(checkpoint, embeddings):
     assert cosines(got, embeddings("q8")[4:7]).min() >= 0.99999
 
 
-# ----------------------------------------------------------------------------- with pyrt.load
+# ----------------------------------------------------------------------------- with pyrt.load, CLI, peers
 
-def test_converted_file_gives_the_same_embeddings(folder, tmp_path, encoders, embeddings):
-    convert = pytest.importorskip("pyrt.convert", reason="pyrt.convert (convert_checkpoint) is not merged yet")
-    out = tmp_path / "minilm-q8.pyrt"
+@pytest.fixture(scope="module")
+def converted_q8(folder, tmp_path_factory):
+    convert = pytest.importorskip("pyrt.convert", reason="pyrt.convert (convert_checkpoint) is not available")
+    out = tmp_path_factory.mktemp("minilm") / "minilm-q8.pyrt"
     convert.convert_checkpoint(str(folder), str(out), dtype="q8", block=32)
-    enc = pyrt.SentenceEncoder(out)
+    return out
+
+
+def test_converted_file_gives_the_same_embeddings(converted_q8, embeddings):
+    enc = pyrt.SentenceEncoder(converted_q8)
     assert enc.max_seq_length == 256 and enc.pooling == "mean"
+    assert ("q8", 32) in enc.formats
     got = enc.encode(SENTENCES[4:9])
     # Same quantizer, same blocks: the converted q8 model is the from_parts q8 model.
     np.testing.assert_allclose(got, embeddings("q8")[4:9], rtol=0, atol=2e-6)
+
+
+def _cli(*argv: str) -> int:
+    import argparse
+
+    from pyrt.commands import demo, embed
+
+    parser = argparse.ArgumentParser(prog="pyrt")
+    sub = parser.add_subparsers(dest="command")
+    demo.register(sub)
+    embed.register(sub)
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def test_embed_command(converted_q8, embeddings, tmp_path, capsys):
+    assert _cli("embed", str(converted_q8), SENTENCES[4], SENTENCES[7]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dimension"] == 384 and out["normalized"] is True
+    np.testing.assert_allclose(np.array(out["embeddings"]), embeddings("q8")[[4, 7]], rtol=0, atol=2e-6)
+    npy = tmp_path / "e.npy"
+    assert _cli("embed", str(converted_q8), SENTENCES[5], "--output", str(npy), "--no-normalize") == 0
+    raw = np.load(npy)
+    assert raw.shape == (1, 384) and abs(np.linalg.norm(raw) - 1.0) > 1e-2
+    assert _cli("embed", str(tmp_path / "missing.pyrt"), "x") == 1
+    assert _cli("embed", str(converted_q8), "x", "--output", str(tmp_path / "e.txt")) == 2
+
+
+def test_demo_command(folder, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("pyrt.convert", reason="pyrt.convert (convert_checkpoint) is not available")
+    monkeypatch.setenv("PYRT_MODELS", str(folder.parent))
+    assert _cli("demo", "--formats", "q8", "--no-download", "--out-dir", str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    row = next(line.split() for line in out.splitlines() if line.startswith("q8 "))
+    assert float(row[2]) == pytest.approx(8.5, abs=0.1)  # bits per weight: q8/32 everywhere but 1-D tensors
+    assert float(row[5]) > 0  # sentences/s
+    assert "semantic search" in out
+    best = out.split("Which famous landmark is in France?")[1].splitlines()[1]
+    assert "Eiffel" in best
+    assert "Espresso" in out.split("How do you make coffee?")[1].splitlines()[1]
+    monkeypatch.setenv("PYRT_MODELS", str(tmp_path / "empty"))
+    assert _cli("demo", "--no-download") == 1
+
+
+def test_matches_sentence_transformers(folder, encoders, embeddings):
+    st = pytest.importorskip("sentence_transformers", reason="sentence-transformers (with torch) is not installed")
+    model = st.SentenceTransformer(str(folder), device="cpu")
+    extra = ["  surrounding whitespace  "]
+    expected = model.encode(SENTENCES + extra, batch_size=8)
+    got = np.concatenate([embeddings("f32"), encoders("f32").encode(extra)])
+    assert np.abs(got - expected).max() <= F32_MAX_ABS

@@ -53,7 +53,7 @@ SEARCH_CORPUS = [
     "The Great Barrier Reef is the world's largest coral reef system.",
     "Espresso is made by forcing hot water through finely ground coffee.",
     "Mount Everest is the highest mountain above sea level.",
-    "Int8 quantization stores each weight in a single byte with a shared scale.",
+    "Quantization makes a model smaller by storing its weights in fewer bits.",
     "The violin has four strings tuned in perfect fifths.",
 ]
 SEARCH_QUERIES = ["Which famous landmark is in France?", "How do you make coffee?",
