@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Model benchmarks. Encoder part: all-MiniLM-L6-v2 sentences/s at batch 1 and batch 32 and the
-peak RSS, per pyrt weight format, side by side with sentence-transformers on PyTorch (FP32, CPU)
+"""Model benchmarks. Encoder part: all-MiniLM-L6-v2 sentences/s at batch 1 and batch 32, the
+peak RSS and the achieved GFLOP/s at batch 32 (arithmetic bound: the machine's FMA peak), per pyrt
+weight format, side by side with sentence-transformers on PyTorch (FP32, CPU)
 when it is installed, measured in the same run.
 
 Every configuration runs in its own subprocess, so each peak RSS is that configuration's alone
@@ -46,7 +47,16 @@ def default_cache() -> Path:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """This process image's peak RSS. VmHWM, not getrusage: Linux keeps ru_maxrss across execve,
+    so a worker would report the (larger) parent that forked it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 if sys.platform != "darwin" else 1024.0**2)
 
 
 def timed(encode, sentences, batch_size: int, min_seconds: float) -> float:
@@ -93,7 +103,15 @@ def worker_pyrt(args) -> dict:
         sentences = SENTENCES[:16] if b == 1 else SENTENCES
         result[f"sent_per_s_b{b}"] = timed(lambda s, bs: encoder.encode(s, batch_size=bs), sentences, b, args.seconds)
     result["peak_rss_mb"] = peak_rss_mb()
+    result["gflop_per_sentence"] = flops_per_sentence(encoder.config, [len(t) for t in encoder.tokenize(SENTENCES)]) / 1e9
     return result
+
+
+def flops_per_sentence(config: dict, lengths: list[int]) -> float:
+    """Mean FLOPs of one sentence: the six matmuls per layer plus attention (2 L^2 H per product)."""
+    H, I, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    total = sum(layers * (2 * L * (4 * H * H + 2 * H * I) + 4 * L * L * H) for L in lengths)
+    return total / len(lengths)
 
 
 def worker_torch(args) -> dict:
@@ -103,7 +121,7 @@ def worker_torch(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model = SentenceTransformer(args.model_dir, device="cpu")
+    model = SentenceTransformer(str(args.model_dir), device="cpu")
     load_s = time.perf_counter() - start
     result = {"engine": f"sentence-transformers (torch {torch.__version__})", "format": "f32", "source": "folder",
               "load_s": load_s, "threads": torch.get_num_threads()}
@@ -164,17 +182,21 @@ def bench_encoder(args) -> list[dict]:
 
 def print_results(results: list[dict]) -> None:
     torch_row = next((r for r in results if r["engine"] != "pyrt"), None)
+    # The torch run does the same arithmetic on the same sentences: reuse pyrt's FLOP count.
+    flop_reference = next((r["gflop_per_sentence"] for r in results if "gflop_per_sentence" in r), None)
     print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences (batch 32) / 16 sentences (batch 1)")
     print(f"{'engine':<38} {'format':<6} {'source':<11} {'load s':>7} {'b1 sent/s':>10} {'b32 sent/s':>11} "
-          f"{'peak RSS MB':>12}" + ("  vs torch b1/b32" if torch_row else ""))
+          f"{'peak RSS MB':>12} {'b32 GFLOP/s':>12}" + ("  vs torch b1/b32" if torch_row else ""))
     for r in results:
         ratio = ""
         if torch_row and r is not torch_row:
             ratio = f"  {r['sent_per_s_b1'] / torch_row['sent_per_s_b1']:.2f}x / " \
                     f"{r['sent_per_s_b32'] / torch_row['sent_per_s_b32']:.2f}x"
-        engine = r["engine"] + (f" [{r['cpu_isa']}]" if "cpu_isa" in r else "")
+        engine = r["engine"] + (f" [{r['cpu_isa']}]" if "cpu_isa" in r else "") + f" {r['threads']}t"
+        gflop = r.get("gflop_per_sentence", flop_reference)
+        gflops = f"{gflop * r['sent_per_s_b32']:.1f}" if gflop else "-"
         print(f"{engine:<38} {r['format']:<6} {r['source']:<11} {r['load_s']:>7.2f} {r['sent_per_s_b1']:>10.1f} "
-              f"{r['sent_per_s_b32']:>11.1f} {r['peak_rss_mb']:>12.0f}{ratio}")
+              f"{r['sent_per_s_b32']:>11.1f} {r['peak_rss_mb']:>12.0f} {gflops:>12}{ratio}")
 
 
 def main(argv: list[str] | None = None) -> int:

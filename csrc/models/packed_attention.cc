@@ -55,9 +55,16 @@ void packed_self_attention(const float* q, const float* k, const float* v, const
   const int64_t hidden = num_heads * head_dim;
   const int64_t tasks = num_sequences * num_heads;
   if (tasks == 0) return;
-  int64_t max_len = 0;
-  for (int64_t s = 0; s < num_sequences; ++s) max_len = std::max(max_len, offsets[s + 1] - offsets[s]);
-  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks)));
+  int64_t max_len = 0, pairs = 0;
+  for (int64_t s = 0; s < num_sequences; ++s) {
+    const int64_t L = offsets[s + 1] - offsets[s];
+    max_len = std::max(max_len, L);
+    pairs += L * L;
+  }
+  // Short sentences: waking a second thread costs more than the whole attention.
+  constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
+  const bool parallel = 2 * pairs * hidden >= kMinParallelMacs;  // q.k and p.v
+  const int threads = parallel ? int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks))) : 1;
   const int64_t scratch_per_thread = 2 * max_len * head_dim + max_len + head_dim;
   // Allocated here, outside the parallel region, so nothing inside it can throw.
   std::unique_ptr<float[]> scratch(new float[size_t(scratch_per_thread * threads)]);
