@@ -14,29 +14,31 @@
 namespace pyrt::nn {
 namespace {
 
-// One (sequence, head) pair. The head's keys and values are first copied into contiguous
-// [L, head_dim] tiles so the inner loops stream through memory instead of striding by the hidden
-// size. scratch holds 2 * L * head_dim + L + head_dim floats.
+// One (sequence, head) pair. The head's keys are copied transposed into a [head_dim, L] tile and
+// its values into a [L, head_dim] tile, so both inner loops run over contiguous memory without a
+// reduction: the compiler vectorizes them (a dot-product loop it may not, without reassociating
+// the FP32 sum). scratch holds 2 * L * head_dim + L + head_dim floats.
 void attend_one_head(const float* q, const float* k, const float* v, int64_t row0, int64_t L,
                      int64_t hidden, int64_t head_offset, int64_t head_dim, float scale,
                      float* scratch, float* ctx) {
-  float* keys = scratch;
-  float* values = keys + L * head_dim;
+  float* keys_t = scratch;
+  float* values = keys_t + L * head_dim;
   float* scores = values + L * head_dim;
   float* acc = scores + L;
   for (int64_t j = 0; j < L; ++j) {
     const int64_t src = (row0 + j) * hidden + head_offset;
-    std::copy(k + src, k + src + head_dim, keys + j * head_dim);
+    for (int64_t d = 0; d < head_dim; ++d) keys_t[d * L + j] = k[src + d];
     std::copy(v + src, v + src + head_dim, values + j * head_dim);
   }
   for (int64_t i = 0; i < L; ++i) {
     const float* qi = q + (row0 + i) * hidden + head_offset;
-    for (int64_t j = 0; j < L; ++j) {
-      const float* kj = keys + j * head_dim;
-      float dot = 0.0f;
-      for (int64_t d = 0; d < head_dim; ++d) dot += qi[d] * kj[d];
-      scores[j] = dot * scale;
+    std::fill(scores, scores + L, 0.0f);
+    for (int64_t d = 0; d < head_dim; ++d) {
+      const float qd = qi[d];
+      const float* kd = keys_t + d * L;
+      for (int64_t j = 0; j < L; ++j) scores[j] += qd * kd[j];
     }
+    for (int64_t j = 0; j < L; ++j) scores[j] *= scale;
     softmax_inplace(scores, L);
     std::fill(acc, acc + head_dim, 0.0f);
     for (int64_t j = 0; j < L; ++j) {
