@@ -175,6 +175,9 @@ class SentenceEncoder:
     def __init__(self, path_or_model: Union[str, os.PathLike, Any]):
         model = path_or_model
         if isinstance(path_or_model, (str, os.PathLike)):
+            if os.path.isdir(path_or_model):
+                raise FileFormatError(f"{os.fspath(path_or_model)} is a folder: convert it first "
+                                      "(pyrt-convert FOLDER model.pyrt, or pyrt.convert.convert_checkpoint)")
             try:
                 from . import load  # the model file reader may be absent in older builds
             except ImportError as exc:

@@ -372,6 +372,8 @@ def test_bad_checkpoints_raise_typed_errors(checkpoint, encoders):
         pyrt.SentenceEncoder.from_parts(good, config, {**files, "modules.json": json.dumps(modules)})
     with pytest.raises(pyrt.DtypeError):
         pyrt.SentenceEncoder(42)
+    with pytest.raises(pyrt.FileFormatError, match="convert it first"):
+        pyrt.SentenceEncoder(models_dir() / MODEL_FOLDER)
 
 
 def test_other_1d_formats_and_prefixed_names(checkpoint, embeddings):
