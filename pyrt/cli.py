@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules under pyrt.commands, in the order `pyrt --help` lists them.
-COMMANDS = ("info",)
+COMMANDS = ("demo", "embed", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
   pyrt::bindings::register_ops(m);
   pyrt::bindings::register_file(m);
   pyrt::bindings::register_cuda(m);
+  pyrt::bindings::register_models(m);
 }

@@ -1,0 +1,252 @@
+#include "models/bert_encoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "models/nn_ops.h"
+#include "models/packed_attention.h"
+#include "pyrt/errors.h"
+#include "pyrt/matmul.h"
+#include "pyrt/runtime.h"
+
+#ifdef PYRT_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace pyrt::models {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+const TensorRef& find_tensor(const TensorRefs& t, const std::string& name) {
+  const auto it = t.find(name);
+  PYRT_CHECK(it != t.end(), Format, "BERT checkpoint has no tensor '", name, "'");
+  return it->second;
+}
+
+// Checks shape and byte size; returns the view matmul and the embedding gather use.
+WeightView weight_view(const TensorRef& ref, const std::string& name, int64_t rows, int64_t cols) {
+  PYRT_CHECK(ref.shape == std::vector<int64_t>({rows, cols}), Shape, "tensor '", name, "' has shape ",
+             shape_text(ref.shape), ", the config implies [", rows, ", ", cols, "]");
+  WeightView w;
+  w.format = ref.format;
+  w.block = effective_block(ref.format, ref.block);
+  w.rows = rows;
+  w.cols = cols;
+  try {
+    w.row_stride = row_bytes(w.format, w.block, cols);
+  } catch (const Error& e) {
+    PYRT_THROW(Shape, "tensor '", name, "': ", e.what());
+  }
+  PYRT_CHECK(ref.nbytes == rows * w.row_stride && ref.data != nullptr, Shape, "tensor '", name, "' has ",
+             ref.nbytes, " bytes, ", format_traits(w.format).name, " ", shape_text(ref.shape), " needs ",
+             rows * w.row_stride);
+  w.data = ref.data;
+  return w;
+}
+
+void linear(const float* x, int64_t M, const WeightView& w, const float* bias, float* y) {
+  MatmulParams p;
+  p.x = x;
+  p.M = M;
+  p.w = w;
+  p.bias = bias;
+  p.y = y;
+  matmul(p);
+}
+
+std::unique_ptr<float[]> uninitialized(int64_t n) { return std::unique_ptr<float[]>(new float[size_t(n)]); }
+
+std::string layer_name(int64_t i, const char* rest) { return "encoder.layer." + std::to_string(i) + "." + rest; }
+
+// The batch without its padding: kept tokens in sequence order, and where each sequence starts.
+struct PackedBatch {
+  std::vector<int32_t> ids, type_ids, positions;
+  std::vector<int64_t> offsets;  // num_sequences + 1
+  int64_t tokens() const { return int64_t(ids.size()); }
+};
+
+PackedBatch pack(const EncoderInput& in, const BertConfig& c) {
+  PackedBatch p;
+  p.offsets.reserve(size_t(in.batch + 1));
+  p.offsets.push_back(0);
+  for (int64_t b = 0; b < in.batch; ++b) {
+    for (int64_t s = 0; s < in.seq_len; ++s) {
+      const int64_t i = b * in.seq_len + s;
+      const int32_t keep = in.mask ? in.mask[i] : 1;
+      PYRT_CHECK(keep == 0 || keep == 1, Range, "attention mask[", b, ", ", s, "] is ", keep, ", expected 0 or 1");
+      if (!keep) continue;
+      const int32_t id = in.ids[i];
+      const int32_t type = in.type_ids ? in.type_ids[i] : 0;
+      PYRT_CHECK(id >= 0 && id < c.vocab_size, Range, "token id ", id, " at [", b, ", ", s,
+                 "] is outside the vocabulary of ", c.vocab_size);
+      PYRT_CHECK(type >= 0 && type < c.type_vocab_size, Range, "token type id ", type, " at [", b, ", ", s,
+                 "] is outside [0, ", c.type_vocab_size, ")");
+      PYRT_CHECK(s < c.max_positions, Shape, "sequence ", b, " has a token at position ", s,
+                 ", the model takes at most ", c.max_positions, " positions");
+      p.ids.push_back(id);
+      p.type_ids.push_back(type);
+      p.positions.push_back(int32_t(s));
+    }
+    PYRT_CHECK(p.tokens() > p.offsets.back(), Shape, "sequence ", b, " has no token under its attention mask");
+    p.offsets.push_back(p.tokens());
+  }
+  return p;
+}
+
+}  // namespace
+
+Pooling pooling_from_name(const std::string& name) {
+  if (name == "mean") return Pooling::mean;
+  if (name == "cls") return Pooling::cls;
+  if (name == "max") return Pooling::max;
+  PYRT_THROW(Unsupported, "pooling '", name, "' is not supported (mean, cls, max)");
+}
+
+WeightView BertEncoder::matrix(const TensorRefs& t, const std::string& name, int64_t rows, int64_t cols) const {
+  return weight_view(find_tensor(t, name), name, rows, cols);
+}
+
+const float* BertEncoder::vector(const TensorRefs& t, const std::string& name, int64_t n) {
+  const TensorRef& ref = find_tensor(t, name);
+  PYRT_CHECK(ref.shape == std::vector<int64_t>({n}), Shape, "tensor '", name, "' has shape ",
+             shape_text(ref.shape), ", the config implies [", n, "]");
+  const WeightView w = weight_view(TensorRef{ref.format, ref.block, {1, n}, ref.data, ref.nbytes}, name, 1, n);
+  if (w.format == Format::f32) return reinterpret_cast<const float*>(w.data);
+  // Biases and norms are tiny: a converter may still store them in another format.
+  owned_vectors_.emplace_back(size_t(n));
+  format_traits(w.format).dequantize_row(w.data, owned_vectors_.back().data(), n, w.block);
+  return owned_vectors_.back().data();
+}
+
+BertEncoder::BertEncoder(const BertConfig& config, const TensorRefs& t) : config_(config) {
+  const BertConfig& c = config_;
+  PYRT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.num_layers > 0 && c.num_heads > 0 &&
+                 c.intermediate_size > 0 && c.max_positions > 0 && c.type_vocab_size > 0,
+             Shape, "BERT config sizes must be positive");
+  PYRT_CHECK(c.hidden_size % c.num_heads == 0, Shape, "hidden_size ", c.hidden_size,
+             " is not a multiple of num_attention_heads ", c.num_heads);
+  PYRT_CHECK(std::isfinite(c.layer_norm_eps) && c.layer_norm_eps > 0, Range, "layer_norm_eps must be positive");
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+
+  word_embeddings_ = matrix(t, "embeddings.word_embeddings.weight", c.vocab_size, H);
+  position_embeddings_ = matrix(t, "embeddings.position_embeddings.weight", c.max_positions, H);
+  type_embeddings_ = matrix(t, "embeddings.token_type_embeddings.weight", c.type_vocab_size, H);
+  embed_norm_weight_ = vector(t, "embeddings.LayerNorm.weight", H);
+  embed_norm_bias_ = vector(t, "embeddings.LayerNorm.bias", H);
+
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    Layer L;
+    L.query = matrix(t, layer_name(i, "attention.self.query.weight"), H, H);
+    L.key = matrix(t, layer_name(i, "attention.self.key.weight"), H, H);
+    L.value = matrix(t, layer_name(i, "attention.self.value.weight"), H, H);
+    L.attn_out = matrix(t, layer_name(i, "attention.output.dense.weight"), H, H);
+    L.ffn_in = matrix(t, layer_name(i, "intermediate.dense.weight"), I, H);
+    L.ffn_out = matrix(t, layer_name(i, "output.dense.weight"), H, I);
+    L.query_bias = vector(t, layer_name(i, "attention.self.query.bias"), H);
+    L.key_bias = vector(t, layer_name(i, "attention.self.key.bias"), H);
+    L.value_bias = vector(t, layer_name(i, "attention.self.value.bias"), H);
+    L.attn_out_bias = vector(t, layer_name(i, "attention.output.dense.bias"), H);
+    L.ffn_in_bias = vector(t, layer_name(i, "intermediate.dense.bias"), I);
+    L.ffn_out_bias = vector(t, layer_name(i, "output.dense.bias"), H);
+    L.attn_norm_weight = vector(t, layer_name(i, "attention.output.LayerNorm.weight"), H);
+    L.attn_norm_bias = vector(t, layer_name(i, "attention.output.LayerNorm.bias"), H);
+    L.ffn_norm_weight = vector(t, layer_name(i, "output.LayerNorm.weight"), H);
+    L.ffn_norm_bias = vector(t, layer_name(i, "output.LayerNorm.bias"), H);
+    layers_.push_back(L);
+  }
+}
+
+void BertEncoder::encode(const EncoderInput& in, Pooling pooling, bool normalize, float* out) const {
+  const BertConfig& c = config_;
+  PYRT_CHECK(in.batch >= 0 && in.seq_len >= 0, Shape, "negative batch or sequence length");
+  if (in.batch == 0) return;
+  PYRT_CHECK(in.ids != nullptr && out != nullptr, Internal, "null pointer");
+  PYRT_CHECK(in.seq_len > 0, Shape, "a batch of ", in.batch, " empty sequences has nothing to encode");
+  const PackedBatch packed = pack(in, c);
+  const int64_t T = packed.tokens(), H = c.hidden_size, I = c.intermediate_size;
+  const int64_t head_dim = H / c.num_heads;
+
+  auto hidden = uninitialized(T * H);
+  auto q = uninitialized(T * H), k = uninitialized(T * H), v = uninitialized(T * H);
+  auto ctx = uninitialized(T * H);
+  auto ffn = uninitialized(T * I);
+  auto pos_type_scratch = uninitialized(2 * H * std::max(1, num_threads()));
+
+  // Embeddings: word + position + token type, each row dequantized from its stored format.
+  {
+    const auto word_row = format_traits(word_embeddings_.format).dequantize_row;
+    const auto pos_row = format_traits(position_embeddings_.format).dequantize_row;
+    const auto type_row = format_traits(type_embeddings_.format).dequantize_row;
+    const int threads = T * H < (int64_t(1) << 15) ? 1 : std::max(1, num_threads());
+    (void)threads;
+#ifdef PYRT_WITH_OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+#ifdef PYRT_WITH_OPENMP
+      float* pos = pos_type_scratch.get() + 2 * H * omp_get_thread_num();
+#else
+      float* pos = pos_type_scratch.get();
+#endif
+      float* type = pos + H;
+#ifdef PYRT_WITH_OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (int64_t t = 0; t < T; ++t) {
+        float* h = hidden.get() + t * H;
+        word_row(word_embeddings_.row(packed.ids[size_t(t)]), h, H, word_embeddings_.block);
+        pos_row(position_embeddings_.row(packed.positions[size_t(t)]), pos, H, position_embeddings_.block);
+        type_row(type_embeddings_.row(packed.type_ids[size_t(t)]), type, H, type_embeddings_.block);
+        for (int64_t d = 0; d < H; ++d) h[d] += pos[d] + type[d];
+      }
+    }
+  }
+  nn::layer_norm_rows(hidden.get(), T, H, embed_norm_weight_, embed_norm_bias_, c.layer_norm_eps);
+
+  for (const Layer& L : layers_) {
+    linear(hidden.get(), T, L.query, L.query_bias, q.get());
+    linear(hidden.get(), T, L.key, L.key_bias, k.get());
+    linear(hidden.get(), T, L.value, L.value_bias, v.get());
+    nn::packed_self_attention(q.get(), k.get(), v.get(), packed.offsets.data(), in.batch, c.num_heads, head_dim,
+                              ctx.get());
+    // Post-LayerNorm residual blocks: hidden = LN(hidden + sublayer(hidden)). q is free again.
+    linear(ctx.get(), T, L.attn_out, L.attn_out_bias, q.get());
+    nn::add_inplace(hidden.get(), q.get(), T * H);
+    nn::layer_norm_rows(hidden.get(), T, H, L.attn_norm_weight, L.attn_norm_bias, c.layer_norm_eps);
+    linear(hidden.get(), T, L.ffn_in, L.ffn_in_bias, ffn.get());
+    nn::gelu_erf_inplace(ffn.get(), T * I);
+    linear(ffn.get(), T, L.ffn_out, L.ffn_out_bias, q.get());
+    nn::add_inplace(hidden.get(), q.get(), T * H);
+    nn::layer_norm_rows(hidden.get(), T, H, L.ffn_norm_weight, L.ffn_norm_bias, c.layer_norm_eps);
+  }
+
+  for (int64_t b = 0; b < in.batch; ++b) {
+    const int64_t first = packed.offsets[size_t(b)], count = packed.offsets[size_t(b) + 1] - first;
+    float* o = out + b * H;
+    const float* rows = hidden.get() + first * H;
+    switch (pooling) {
+      case Pooling::cls:
+        std::copy(rows, rows + H, o);
+        break;
+      case Pooling::max:
+        std::copy(rows, rows + H, o);
+        for (int64_t t = 1; t < count; ++t)
+          for (int64_t d = 0; d < H; ++d) o[d] = std::max(o[d], rows[t * H + d]);
+        break;
+      case Pooling::mean:
+        std::fill(o, o + H, 0.0f);
+        for (int64_t t = 0; t < count; ++t) nn::add_inplace(o, rows + t * H, H);
+        for (int64_t d = 0; d < H; ++d) o[d] /= float(count);
+        break;
+    }
+    if (normalize) nn::l2_normalize_inplace(o, H);
+  }
+}
+
+}  // namespace pyrt::models
