@@ -26,7 +26,8 @@ REQUIRED_CONFIG_KEYS = (
 Messages = Sequence[Mapping[str, str]]
 
 
-def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], context_length: int) -> dict[str, Any]:
+def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], context_length: int,
+                    kv_cache: str) -> dict[str, Any]:
     arch = md.get("general.architecture", "llama")
     if arch != "llama":
         raise UnsupportedError(f"architecture '{arch}' (general.architecture) is not supported; only 'llama' is")
@@ -40,6 +41,8 @@ def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], contex
     head_dim = d_model // n_heads
     if int(md.get("llama.rope.dimension_count", head_dim)) != head_dim:
         raise UnsupportedError("partial rotary embeddings (llama.rope.dimension_count != head size) are not supported")
+    if kv_cache not in ("f16", "f32"):
+        raise UnsupportedError(f"kv_cache must be 'f16' or 'f32', got {kv_cache!r}")
     trained = int(md.get("llama.context_length", context_length))
     if context_length <= 0 or context_length > trained:
         raise RangeError(f"context_length {context_length} must be in [1, {trained}] (llama.context_length)")
@@ -54,6 +57,7 @@ def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], contex
         "max_context": int(context_length),
         "rms_eps": float(md["llama.attention.layer_norm_rms_epsilon"]),
         "rope_theta": float(md.get("llama.rope.freq_base", 10000.0)),
+        "kv_f32": kv_cache == "f32",
     }
 
 
@@ -97,11 +101,12 @@ class LanguageModel:
 
     ``LanguageModel(path)`` loads a .pyrt file (pyrt.load) or, directly, a llama.cpp .gguf file
     whose weights are requantized to ``dtype``/``block`` (default: q8, block 32).
-    ``context_length`` sizes the FP16 KV cache (tokens of prompt + generation).
+    ``context_length`` sizes the KV cache (tokens of prompt + generation); ``kv_cache`` is its
+    storage, "f16" (default) or "f32" (exact, twice the memory).
     """
 
     def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str = "q8",
-                 block: int = 32):
+                 block: int = 32, kv_cache: str = "f16"):
         path = Path(path)
         if path.suffix == ".gguf":
             from .llm_gguf import quantize_weights, read_gguf  # noqa: PLC0415 - needs the gguf package
@@ -113,19 +118,19 @@ class LanguageModel:
 
             model = load(path)
             tensors, metadata = dict(model.tensors), {**model.metadata, **model.config}
-        self._init(tensors, metadata, metadata, context_length)
+        self._init(tensors, metadata, metadata, context_length, kv_cache)
 
     @classmethod
     def from_parts(cls, tensors: Mapping[str, Tensor], config: Mapping[str, Any], tokenizer_info: Mapping[str, Any],
-                   *, context_length: int = DEFAULT_CONTEXT) -> "LanguageModel":
+                   *, context_length: int = DEFAULT_CONTEXT, kv_cache: str = "f16") -> "LanguageModel":
         """Builds a model from pyrt Tensors by GGUF name, the architecture keys (``llama.*``) and the
         tokenizer keys (``tokenizer.*``), both under llama.cpp's GGUF key names."""
         self = cls.__new__(cls)
-        self._init(tensors, config, tokenizer_info, context_length)
+        self._init(tensors, config, tokenizer_info, context_length, kv_cache)
         return self
 
-    def _init(self, tensors, config, tokenizer_info, context_length):
-        self.config = _decoder_config(config, tensors, context_length)
+    def _init(self, tensors, config, tokenizer_info, context_length, kv_cache):
+        self.config = _decoder_config(config, tensors, context_length, kv_cache)
         self.tokenizer = GGUFTokenizer.from_metadata(tokenizer_info)
         self.chat_template: str | None = tokenizer_info.get("tokenizer.chat_template")
         self._decoder = require_core().LlamaDecoder(self.config, _weight_specs(tensors))

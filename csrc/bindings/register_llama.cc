@@ -29,6 +29,7 @@ std::unique_ptr<PyLlamaDecoder> make_decoder(const py::dict& config, const py::d
   c.max_context = config["max_context"].cast<int64_t>();
   c.rms_eps = config["rms_eps"].cast<float>();
   c.rope_theta = config["rope_theta"].cast<float>();
+  c.kv_f32 = config.contains("kv_f32") && config["kv_f32"].cast<bool>();
   models::NamedWeights named;
   for (auto item : weights) {
     const std::string name = item.first.cast<std::string>();

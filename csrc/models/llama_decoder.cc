@@ -77,7 +77,9 @@ LlamaDecoder::LlamaDecoder(const LlamaConfig& c, const NamedWeights& weights) : 
     l.w_down = matrix(weights, p + "ffn_down.weight", d, c.d_ffn);
     layers_.push_back(l);
   }
-  const size_t cache = size_t(c.n_layers * kv_dim * c.max_context);
+  kv_format_ = c.kv_f32 ? Format::f32 : Format::f16;
+  kv_elem_bytes_ = c.kv_f32 ? 4 : 2;
+  const size_t cache = size_t(c.n_layers * kv_dim * c.max_context * kv_elem_bytes_);
   k_cache_.assign(cache, 0);
   v_cache_.assign(cache, 0);
 }
@@ -118,15 +120,26 @@ void LlamaDecoder::store_kv(int64_t layer_index, int64_t n) {
   const LlamaConfig& c = config_;
   const int64_t hd = c.head_dim, ctx = c.max_context, kv_dim = c.n_kv_heads * hd;
   for (int64_t g = 0; g < c.n_kv_heads; ++g) {
-    uint16_t* k_head = k_cache_.data() + (layer_index * c.n_kv_heads + g) * ctx * hd;
-    uint16_t* v_head = v_cache_.data() + (layer_index * c.n_kv_heads + g) * hd * ctx;
+    uint8_t* keys = k_head(layer_index, g);
+    uint8_t* values = v_head(layer_index, g);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t pos = position_ + i;
       const float* k_src = k_.data() + i * kv_dim + g * hd;
       const float* v_src = v_.data() + i * kv_dim + g * hd;
-      for (int64_t e = 0; e < hd; ++e) {
-        k_head[pos * hd + e] = fp32_to_fp16(k_src[e]);
-        v_head[e * ctx + pos] = fp32_to_fp16(v_src[e]);
+      if (kv_format_ == Format::f32) {
+        float* k_dst = reinterpret_cast<float*>(keys) + pos * hd;
+        float* v_dst = reinterpret_cast<float*>(values);
+        for (int64_t e = 0; e < hd; ++e) {
+          k_dst[e] = k_src[e];
+          v_dst[e * ctx + pos] = v_src[e];
+        }
+      } else {
+        uint16_t* k_dst = reinterpret_cast<uint16_t*>(keys) + pos * hd;
+        uint16_t* v_dst = reinterpret_cast<uint16_t*>(values);
+        for (int64_t e = 0; e < hd; ++e) {
+          k_dst[e] = fp32_to_fp16(k_src[e]);
+          v_dst[e * ctx + pos] = fp32_to_fp16(v_src[e]);
+        }
       }
     }
   }
@@ -134,19 +147,15 @@ void LlamaDecoder::store_kv(int64_t layer_index, int64_t n) {
 
 // Grouped-query attention of the n new queries over all cached positions. The query heads that
 // share a KV head are stacked into one matrix, so each KV head costs two matmuls per chunk:
-// scores = Q_group @ K^T, then out = softmax(scores) @ V, both reading the FP16 cache in place.
+// scores = Q_group @ K^T, then out = softmax(scores) @ V, both reading the cache in place.
 void LlamaDecoder::attend(int64_t layer_index, int64_t n) {
   const LlamaConfig& c = config_;
   const int64_t hd = c.head_dim, ctx = c.max_context, group = c.n_heads / c.n_kv_heads;
   const int64_t q_dim = c.n_heads * hd, end = position_ + n;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   for (int64_t g = 0; g < c.n_kv_heads; ++g) {
-    WeightView keys{Format::f16, 1, end, hd,
-                    reinterpret_cast<const uint8_t*>(k_cache_.data() + (layer_index * c.n_kv_heads + g) * ctx * hd),
-                    hd * 2};
-    WeightView values_t{Format::f16, 1, hd, end,
-                        reinterpret_cast<const uint8_t*>(v_cache_.data() + (layer_index * c.n_kv_heads + g) * hd * ctx),
-                        ctx * 2};
+    const WeightView keys{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
+    const WeightView values_t{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
     for (int64_t i0 = 0; i0 < n; i0 += kQueryChunk) {
       const int64_t rows = std::min(kQueryChunk, n - i0);
       for (int64_t h = 0; h < group; ++h) {

@@ -24,6 +24,7 @@ struct LlamaConfig {
   int64_t max_context = 0;  // KV cache capacity in tokens (<= llama.context_length)
   float rms_eps = 1e-5f;    // llama.attention.layer_norm_rms_epsilon
   float rope_theta = 10000.0f;  // llama.rope.freq_base
+  bool kv_f32 = false;      // FP32 KV cache instead of FP16: exactness tests, twice the memory
 };
 
 // Tensors by GGUF name: token_embd.weight, output_norm.weight, [output.weight],
@@ -62,6 +63,12 @@ class LlamaDecoder {
   void attention_block(const Layer& layer, int64_t layer_index, int64_t n);
   void ffn_block(const Layer& layer, int64_t n);
   void store_kv(int64_t layer_index, int64_t n);
+  // First byte of one KV head's slice of the cache (max_context * head_dim elements).
+  int64_t head_offset(int64_t layer_index, int64_t g) const {
+    return (layer_index * config_.n_kv_heads + g) * config_.max_context * config_.head_dim * kv_elem_bytes_;
+  }
+  uint8_t* k_head(int64_t layer_index, int64_t g) { return k_cache_.data() + head_offset(layer_index, g); }
+  uint8_t* v_head(int64_t layer_index, int64_t g) { return v_cache_.data() + head_offset(layer_index, g); }
   void attend(int64_t layer_index, int64_t n);
   void resize_scratch(int64_t n);
 
@@ -71,10 +78,12 @@ class LlamaDecoder {
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
 
-  // KV cache, FP16. Keys: [layer][kv_head][pos][head_dim] (a key row per position, read as the
-  // weight of the scores matmul). Values transposed: [layer][kv_head][head_dim][pos], so the
+  // KV cache, FP16 (FP32 with config.kv_f32), as raw bytes. Keys: [layer][kv_head][pos][head_dim]
+  // (a key row per position, read as the weight of the scores matmul). Values transposed: [layer][kv_head][head_dim][pos], so the
   // P @ V product reads them as an [head_dim, pos] f16 weight without any copy.
-  std::vector<uint16_t> k_cache_, v_cache_;
+  Format kv_format_ = Format::f16;
+  int64_t kv_elem_bytes_ = 2;
+  std::vector<uint8_t> k_cache_, v_cache_;
   int64_t position_ = 0;
 
   // Activations of the current call, sized for n tokens.
