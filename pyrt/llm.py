@@ -100,19 +100,20 @@ class LanguageModel:
     """A Llama-architecture language model.
 
     ``LanguageModel(path)`` loads a .pyrt file (pyrt.load) or, directly, a llama.cpp .gguf file
-    whose weights are requantized to ``dtype``/``block`` (default: q8, block 32).
+    whose weights are requantized to ``dtype``/``block`` (default q4a/32, which holds GGUF Q4_1
+    weights exactly) with the token embedding in ``embedding_dtype`` (default q8, as the GGUF).
     ``context_length`` sizes the KV cache (tokens of prompt + generation); ``kv_cache`` is its
     storage, "f16" (default) or "f32" (exact, twice the memory).
     """
 
-    def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str = "q8",
-                 block: int = 32, kv_cache: str = "f16"):
+    def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str = "q4a",
+                 block: int = 32, embedding_dtype: str | None = "q8", kv_cache: str = "f16"):
         path = Path(path)
         if path.suffix == ".gguf":
             from .llm_gguf import quantize_weights, read_gguf  # noqa: PLC0415 - needs the gguf package
 
             arrays, metadata = read_gguf(path)
-            tensors = quantize_weights(arrays, dtype, block)
+            tensors = quantize_weights(arrays, dtype, block, embedding_dtype)
         else:
             from . import load  # type: ignore[attr-defined]  # noqa: PLC0415 - provided by pyrt.convert
 

@@ -41,6 +41,16 @@ def read_gguf(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return arrays, metadata
 
 
-def quantize_weights(arrays: dict[str, np.ndarray], dtype: str, block: int = 32) -> dict[str, Tensor]:
-    """Stores every matrix in ``dtype``/``block``; 1-D tensors (norm weights) stay f32."""
-    return {name: quantize(a, "f32" if a.ndim == 1 else dtype, block) for name, a in arrays.items()}
+def quantize_weights(arrays: dict[str, np.ndarray], dtype: str, block: int = 32,
+                     embedding_dtype: str | None = None) -> dict[str, Tensor]:
+    """Stores every matrix in ``dtype``/``block``; 1-D tensors (norm weights) stay f32. The token
+    embedding (also the tied output head) uses ``embedding_dtype`` when given: llama.cpp's 4-bit
+    files keep it at 8 bits (SmolLM2's Q4_1 GGUF: Q8_0), and 4 bits there costs most of the
+    quantization loss."""
+    out = {}
+    for name, a in arrays.items():
+        fmt = "f32" if a.ndim == 1 else dtype
+        if embedding_dtype and name in ("token_embd.weight", "output.weight"):
+            fmt = embedding_dtype
+        out[name] = quantize(a, fmt, block)
+    return out
