@@ -84,6 +84,11 @@ LlamaDecoder::LlamaDecoder(const LlamaConfig& c, const NamedWeights& weights) : 
   v_cache_.assign(cache, 0);
 }
 
+void LlamaDecoder::reset() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  position_ = 0;
+}
+
 void LlamaDecoder::truncate(int64_t pos) {
   std::lock_guard<std::mutex> lock(mutex_);
   PYRT_CHECK(pos >= 0 && pos <= position_, Range, "cannot truncate the KV cache to ", pos, " tokens: it holds ",

@@ -42,7 +42,7 @@ class LlamaDecoder {
   // Tokens already in the KV cache; the next token goes to this position.
   int64_t position() const { return position_; }
   // Forget the cache (cheap: the memory is reused) or keep only its first `pos` tokens.
-  void reset() { position_ = 0; }
+  void reset();
   void truncate(int64_t pos);
 
   // Runs `n` tokens at positions position() .. position()+n-1 in one pass (prefill when n > 1),

@@ -1,0 +1,1 @@
+"""Subcommands of the `pyrt` command line, one module each with `register(subparsers)`."""
