@@ -168,8 +168,12 @@ def test_chat_template_renders_model_template(f32_model):
 
 @pytest.fixture(scope="module")
 def chat_model(gguf_parts):
-    # The model as shipped: q4a/32 holds the GGUF's Q4_1 layers exactly, the embedding stays 8-bit.
-    return _model(gguf_parts, "q4a", 32, embedding_dtype="q8")
+    # The public constructor on the .gguf with its defaults: q4a/32 holds the GGUF's Q4_1 layers
+    # exactly and the embedding stays 8-bit, i.e. the model as shipped.
+    model = pyrt.LanguageModel(_gguf_path(), context_length=256)
+    assert model._tensors["blk.0.attn_q.weight"].dtype == "q4a"
+    assert model._tensors["token_embd.weight"].dtype == "q8"
+    return model
 
 
 @pytest.fixture(scope="module")
