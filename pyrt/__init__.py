@@ -9,6 +9,7 @@ from .errors import (
     RangeError, ShapeError, TruncatedFileError, UnsupportedError, VersionError,
 )
 from .formats import FORMATS, BLOCK_SIZES
+from .llm import LanguageModel
 from .ops import Linear, matmul
 from .runtime import (
     available_cpu_isas, build_info, get_cpu_isa, get_num_threads, set_cpu_isa, set_num_threads,
@@ -18,7 +19,7 @@ from .model import Model, load
 from .encoder import SentenceEncoder
 
 __all__ = [
-    "__version__", "Tensor", "quantize", "load", "Model", "matmul", "Linear", "SentenceEncoder", "build_info", "FORMATS", "BLOCK_SIZES",
+    "__version__", "Tensor", "quantize", "load", "Model", "matmul", "Linear", "SentenceEncoder", "LanguageModel", "build_info", "FORMATS", "BLOCK_SIZES",
     "get_num_threads", "set_num_threads", "get_cpu_isa", "set_cpu_isa", "available_cpu_isas",
     "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError", "TruncatedFileError",
     "ChecksumError", "VersionError", "FileIOError", "DeviceError", "UnsupportedError", "InternalError",

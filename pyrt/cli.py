@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules under pyrt.commands, in the order `pyrt --help` lists them.
-COMMANDS = ("demo", "embed", "info")
+COMMANDS = ("demo", "embed", "generate", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ void register_cuda(py::module_& m);
 void register_formats(py::module_& m);
 void register_file(py::module_& m);
 void register_models(py::module_& m);
+void register_llama(py::module_& m);
 void register_ops(py::module_& m);
 void register_runtime(py::module_& m);
 

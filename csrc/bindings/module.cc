@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
   pyrt::bindings::register_file(m);
   pyrt::bindings::register_cuda(m);
   pyrt::bindings::register_models(m);
+  pyrt::bindings::register_llama(m);
 }

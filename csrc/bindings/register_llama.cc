@@ -1,0 +1,83 @@
+// pyrt._core.LlamaDecoder: array conversion and GIL release around the C++ decoder, nothing else.
+#include <pybind11/stl.h>
+
+#include <memory>
+
+#include "bindings/bindings.h"
+#include "models/llama_decoder.h"
+
+namespace pyrt::bindings {
+namespace {
+
+// Holds the Python arrays whose bytes the decoder's WeightViews point into.
+struct PyLlamaDecoder {
+  std::vector<py::object> keep_alive;
+  std::unique_ptr<models::LlamaDecoder> decoder;
+};
+
+// weights: {name: (uint8 array, format, block, rows, cols)}
+std::unique_ptr<PyLlamaDecoder> make_decoder(const py::dict& config, const py::dict& weights) {
+  auto self = std::make_unique<PyLlamaDecoder>();
+  models::LlamaConfig c;
+  c.n_layers = config["n_layers"].cast<int64_t>();
+  c.d_model = config["d_model"].cast<int64_t>();
+  c.n_heads = config["n_heads"].cast<int64_t>();
+  c.n_kv_heads = config["n_kv_heads"].cast<int64_t>();
+  c.head_dim = config["head_dim"].cast<int64_t>();
+  c.d_ffn = config["d_ffn"].cast<int64_t>();
+  c.vocab = config["vocab"].cast<int64_t>();
+  c.max_context = config["max_context"].cast<int64_t>();
+  c.rms_eps = config["rms_eps"].cast<float>();
+  c.rope_theta = config["rope_theta"].cast<float>();
+  c.kv_f32 = config.contains("kv_f32") && config["kv_f32"].cast<bool>();
+  models::NamedWeights named;
+  for (auto item : weights) {
+    const std::string name = item.first.cast<std::string>();
+    auto spec = item.second.cast<py::tuple>();
+    PYRT_CHECK(spec.size() == 5, Internal, "weight spec of '", name, "' must be (data, format, block, rows, cols)");
+    py::array data = spec[0].cast<py::array>();
+    require_array(data, name.c_str(), 'u', 1);
+    WeightView w;
+    w.format = format_from_name(spec[1].cast<std::string>());
+    w.block = effective_block(w.format, spec[2].cast<int>());
+    w.rows = spec[3].cast<int64_t>();
+    w.cols = spec[4].cast<int64_t>();
+    PYRT_CHECK(w.rows >= 0 && w.cols > 0, Shape, "tensor '", name, "' has shape [", w.rows, ", ", w.cols, "]");
+    w.row_stride = row_bytes(w.format, w.block, w.cols);
+    PYRT_CHECK(data.nbytes() == w.rows * w.row_stride, Shape, "tensor '", name, "' has ", data.nbytes(),
+               " bytes, its shape and format need ", w.rows * w.row_stride);
+    w.data = static_cast<const uint8_t*>(data.data());
+    named[name] = w;
+    self->keep_alive.push_back(data);
+  }
+  self->decoder = std::make_unique<models::LlamaDecoder>(c, named);
+  return self;
+}
+
+py::array_t<float> forward(PyLlamaDecoder& self, const py::array& tokens, bool all_logits) {
+  require_array(tokens, "tokens", 'i', 4);
+  const int64_t n = tokens.size();
+  const int64_t vocab = self.decoder->config().vocab;
+  py::array_t<float> logits = all_logits ? py::array_t<float>({n, vocab}) : py::array_t<float>({vocab});
+  const int32_t* ids = static_cast<const int32_t*>(tokens.data());
+  float* out = logits.mutable_data();
+  {
+    py::gil_scoped_release release;
+    self.decoder->forward(ids, n, all_logits, out);
+  }
+  return logits;
+}
+
+}  // namespace
+
+void register_llama(py::module_& m) {
+  py::class_<PyLlamaDecoder>(m, "LlamaDecoder")
+      .def(py::init(&make_decoder), py::arg("config"), py::arg("weights"))
+      .def("forward", &forward, py::arg("tokens"), py::arg("all_logits") = false)
+      .def("reset", [](PyLlamaDecoder& s) { s.decoder->reset(); })
+      .def("truncate", [](PyLlamaDecoder& s, int64_t pos) { s.decoder->truncate(pos); }, py::arg("pos"))
+      .def_property_readonly("position", [](const PyLlamaDecoder& s) { return s.decoder->position(); })
+      .def_property_readonly("max_context", [](const PyLlamaDecoder& s) { return s.decoder->config().max_context; });
+}
+
+}  // namespace pyrt::bindings

@@ -1,0 +1,95 @@
+// Llama-architecture decoder (SmolLM2, Llama 2/3 style): RMSNorm, rotary embeddings in GGUF's
+// interleaved layout, grouped-query attention over an FP16 KV cache, SwiGLU FFN, tied or separate
+// output head. Weights are pyrt WeightViews in any format (norms f32); every product runs through
+// pyrt::matmul, so the model gets whatever kernel the active CPU ISA offers.
+#pragma once
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pyrt/formats.h"
+
+namespace pyrt::models {
+
+struct LlamaConfig {
+  int64_t n_layers = 0;     // llama.block_count
+  int64_t d_model = 0;      // llama.embedding_length
+  int64_t n_heads = 0;      // llama.attention.head_count
+  int64_t n_kv_heads = 0;   // llama.attention.head_count_kv
+  int64_t head_dim = 0;     // llama.rope.dimension_count (= d_model / n_heads for Llama)
+  int64_t d_ffn = 0;        // llama.feed_forward_length
+  int64_t vocab = 0;        // rows of token_embd.weight
+  int64_t max_context = 0;  // KV cache capacity in tokens (<= llama.context_length)
+  float rms_eps = 1e-5f;    // llama.attention.layer_norm_rms_epsilon
+  float rope_theta = 10000.0f;  // llama.rope.freq_base
+  bool kv_f32 = false;      // FP32 KV cache instead of FP16: exactness tests, twice the memory
+};
+
+// Tensors by GGUF name: token_embd.weight, output_norm.weight, [output.weight],
+// blk.{i}.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down}.weight.
+// Norm vectors are f32 views with rows == 1. The caller keeps the bytes alive.
+using NamedWeights = std::unordered_map<std::string, WeightView>;
+
+class LlamaDecoder {
+ public:
+  // Validates every shape and format (Shape / Dtype errors name the tensor) and allocates the
+  // FP16 KV cache for config.max_context tokens.
+  LlamaDecoder(const LlamaConfig& config, const NamedWeights& weights);
+
+  const LlamaConfig& config() const { return config_; }
+  // Tokens already in the KV cache; the next token goes to this position.
+  int64_t position() const { return position_; }
+  // Forget the cache (cheap: the memory is reused) or keep only its first `pos` tokens.
+  void reset();
+  void truncate(int64_t pos);
+
+  // Runs `n` tokens at positions position() .. position()+n-1 in one pass (prefill when n > 1),
+  // appends their keys/values to the cache and writes float32 logits: [n, vocab] when all_logits,
+  // else only the last token's [vocab]. Throws Range for ids outside the vocabulary or a full cache.
+  // Thread-safe (one call at a time per decoder); never touches Python.
+  void forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits);
+
+ private:
+  struct Layer {
+    const float* attn_norm;
+    WeightView wq, wk, wv, wo;
+    const float* ffn_norm;
+    WeightView w_gate, w_up, w_down;
+  };
+
+  void embed(const int32_t* tokens, int64_t n, float* x) const;
+  void attention_block(const Layer& layer, int64_t layer_index, int64_t n);
+  void ffn_block(const Layer& layer, int64_t n);
+  void store_kv(int64_t layer_index, int64_t n);
+  // First byte of one KV head's slice of the cache (max_context * head_dim elements).
+  int64_t head_offset(int64_t layer_index, int64_t g) const {
+    return (layer_index * config_.n_kv_heads + g) * config_.max_context * config_.head_dim * kv_elem_bytes_;
+  }
+  uint8_t* k_head(int64_t layer_index, int64_t g) { return k_cache_.data() + head_offset(layer_index, g); }
+  uint8_t* v_head(int64_t layer_index, int64_t g) { return v_cache_.data() + head_offset(layer_index, g); }
+  void attend(int64_t layer_index, int64_t n);
+  void resize_scratch(int64_t n);
+
+  LlamaConfig config_;
+  WeightView token_embd_;
+  WeightView output_;
+  const float* output_norm_ = nullptr;
+  std::vector<Layer> layers_;
+
+  // KV cache, FP16 (FP32 with config.kv_f32), as raw bytes. Keys: [layer][kv_head][pos][head_dim]
+  // (a key row per position, read as the weight of the scores matmul). Values transposed: [layer][kv_head][head_dim][pos], so the
+  // P @ V product reads them as an [head_dim, pos] f16 weight without any copy.
+  Format kv_format_ = Format::f16;
+  int64_t kv_elem_bytes_ = 2;
+  std::vector<uint8_t> k_cache_, v_cache_;
+  int64_t position_ = 0;
+
+  // Activations of the current call, sized for n tokens.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_;
+  std::vector<float> q_group_, scores_, out_group_;
+  std::mutex mutex_;
+};
+
+}  // namespace pyrt::models

@@ -1,0 +1,25 @@
+// Small row-wise building blocks of the Llama decoder (normalization, rotary embedding, activation,
+// softmax). Everything matrix-shaped goes through pyrt::matmul instead.
+#pragma once
+#include <cstdint>
+
+namespace pyrt::models {
+
+// y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, for `rows` rows of `dim`. y may alias x.
+void rms_norm_rows(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* y);
+
+// Rotary position embedding in GGUF's layout ("interleaved pairs", llama.cpp rope type NORM):
+// element pairs (2i, 2i+1) of each head are rotated by pos * theta^(-2i/head_dim). llama.cpp's
+// converter permutes the Q/K rows of HF checkpoints so that this equals HF's rotate_half there.
+// x: [rows, n_heads * head_dim], row r at position first_pos + r; rotated in place.
+void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t first_pos,
+                           float theta);
+
+// gate[i] = silu(gate[i]) * up[i] (SwiGLU), in place on gate.
+void swiglu_inplace(float* gate, const float* up, int64_t n);
+
+// Softmax of row r over its first valid[r] entries; entries at and past valid[r] become 0.
+// valid(r) = min(cols, first_valid + r): the causal mask of query r.
+void causal_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t first_valid, float scale);
+
+}  // namespace pyrt::models

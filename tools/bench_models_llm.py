@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""LLM benchmark: SmolLM2-135M-Instruct (GGUF) with pyrt.LanguageModel, per weight format.
+
+Measures prompt processing (one prefill of --prompt-tokens tokens) and generation (--gen-tokens
+single-token decode steps after a short prompt) in tokens/s on --threads threads, and puts
+generation against the memory-bandwidth bound: every decode step reads all layer weights, the
+output head and the KV cache once, so bytes/token / time per token is the achieved bandwidth.
+Also prints the perplexity of the test paragraph (tests/test_llm.py) per format.
+
+Peer: llama-cpp-python is not measured (it compiles llama.cpp from source for 10-20 minutes, not
+available here); the ratio column is therefore against the bandwidth bound only.
+
+    PYRT_MODELS=/tmp/pyrt_models_llm python tools/bench_models_llm.py --formats f32 q8 q4a
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import pyrt  # noqa: E402
+from pyrt.llm_gguf import quantize_weights, read_gguf  # noqa: E402
+
+DRAM_GBPS = 20.0  # DRAM bandwidth measured on the project machine; q4 weights (~78-86 MB per token) exceed the 32 MiB L3
+
+
+def weight_bytes_per_token(tensors: dict) -> int:
+    """Bytes a decode step reads: every matrix except the embedding table (one row is gathered),
+    plus the output head, which is the embedding itself when tied."""
+    total = sum(t.nbytes for name, t in tensors.items() if name != "token_embd.weight")
+    if "output.weight" not in tensors:
+        total += tensors["token_embd.weight"].nbytes
+    return total
+
+
+def kv_bytes_per_token(config: dict, context: int) -> int:
+    elem = 4 if config.get("kv_f32") else 2
+    return 2 * config["n_layers"] * config["n_kv_heads"] * config["head_dim"] * context * elem
+
+
+def bench_format(arrays, md, fmt, block, emb, args):
+    tensors = quantize_weights(arrays, fmt, block, emb)
+    ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1  # 256: room for the perplexity paragraph
+    lm = pyrt.LanguageModel.from_parts(tensors, md, md, context_length=ctx)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(100, lm.config["vocab"], args.prompt_tokens).tolist()
+    lm.forward(prompt[:8])  # warm-up (allocations, thread pool)
+    lm.reset()
+    t0 = time.perf_counter()
+    lm.forward(prompt)
+    pp = args.prompt_tokens / (time.perf_counter() - t0)
+    lm.reset()
+    lm.forward(prompt[:16])
+    t0 = time.perf_counter()
+    token = 5
+    for _ in range(args.gen_tokens):
+        token = int(np.argmax(lm.forward([token])))
+    dt = (time.perf_counter() - t0) / args.gen_tokens
+    mean_ctx = 16 + args.gen_tokens / 2
+    bytes_tok = weight_bytes_per_token(tensors) + kv_bytes_per_token(lm.config, int(mean_ctx))
+    ppl = None
+    if args.perplexity:
+        from test_llm import PARAGRAPH  # noqa: PLC0415
+
+        ppl = lm.perplexity(PARAGRAPH)
+    return pp, 1.0 / dt, bytes_tok, bytes_tok / dt / 1e9, ppl
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="GGUF file (default: <PYRT_MODELS>/smollm2/*.gguf)")
+    ap.add_argument("--formats", nargs="+", default=["f32", "f16", "q8", "q4", "q4a"])
+    ap.add_argument("--blocks", nargs="+", type=int, default=[32])
+    ap.add_argument("--embedding", default=None, help="format of the token embedding/output head (default: same)")
+    ap.add_argument("--prompt-tokens", type=int, default=512)
+    ap.add_argument("--gen-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--perplexity", action="store_true", help="also score the test paragraph")
+    args = ap.parse_args()
+    models = Path(os.environ.get("PYRT_MODELS", ROOT / "models_cache"))
+    path = Path(args.model) if args.model else next(iter(sorted((models / "smollm2").glob("*.gguf"))), None)
+    if path is None or not path.exists():
+        print(f"no SmolLM2 GGUF under {models / 'smollm2'} (tools/fetch_models.py or PYRT_MODELS)")
+        return 1
+    pyrt.set_num_threads(args.threads)
+    arrays, md = read_gguf(path)
+    print(f"# {path.name}; threads={args.threads}; cpu_isa={pyrt.get_cpu_isa()}; prompt={args.prompt_tokens} "
+          f"gen={args.gen_tokens}; embedding={args.embedding or 'same'}; peer llama-cpp-python: not available")
+    print(f"{'format':>8} {'pp tok/s':>9} {'tg tok/s':>9} {'MB/token':>9} {'GB/s':>6} {'of 20GB/s':>9} {'ppl':>7}")
+    for fmt in args.formats:
+        for block in (args.blocks if fmt in ("q8", "q4", "q4a") else [32]):
+            pp, tg, bytes_tok, gbps, ppl = bench_format(arrays, md, fmt, block, args.embedding, args)
+            name = fmt if fmt not in ("q8", "q4", "q4a") else f"{fmt}/{block}"
+            ppl_s = f"{ppl:7.3f}" if ppl is not None else "      -"
+            print(f"{name:>8} {pp:9.1f} {tg:9.2f} {bytes_tok / 1e6:9.1f} {gbps:6.2f} {gbps / DRAM_GBPS:9.1%} {ppl_s}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
