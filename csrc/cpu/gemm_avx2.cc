@@ -43,8 +43,9 @@ void micro_kernel(const float* x, int64_t ldx, const float* const w[kRowsPerTile
 // Dequantizes row[k0, k0 + depth) (group-aligned) into dst[0, depth).
 template <class D>
 void dequantize_span(const uint8_t* row, int64_t k0, int64_t depth, float* dst) {
+  const float* table = fp16_table();
   for (int64_t g = k0 / D::kGroup; g < (k0 + depth) / D::kGroup; ++g) {
-    const typename D::Group grp = D::group(row, g);
+    const typename D::Group grp = D::group(row, g, table);
     float* out = dst + (g * D::kGroup - k0);
 #pragma GCC unroll 8
     for (int p = 0; p < D::kPairs; ++p) {
