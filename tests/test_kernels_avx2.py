@@ -147,3 +147,14 @@ def test_weights_with_wide_dynamic_range(avx2, rng):
         for m in (1, 9):
             ref, tol = reference_and_tolerance(x[:m], t, None)
             assert_close(run(np.ascontiguousarray(x[:m]), t, None), ref, tol, fmt)
+
+
+@pytest.mark.parametrize("fmt,block", [("f32", 1), ("bf16", 1), ("q8", 128), ("q4", 32), ("q4a", 64)])
+def test_every_row_remainder_of_both_paths(avx2, rng, fmt, block):
+    # M = 1..23 crosses the GEMV/GEMM switch of every format and leaves every remainder of the
+    # GEMV's 2-row and the GEMM's 6-row tiles; N = 37 leaves a partial 16-row strip.
+    K = 384 if block > 1 else 389
+    for M in range(1, 24):
+        x, t, bias = make_case(rng, fmt, block, M, 37, K, M % 2 == 0)
+        ref, tol = reference_and_tolerance(x, t, bias)
+        assert_close(run(x, t, bias), ref, tol, f"M={M}")

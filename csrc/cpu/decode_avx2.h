@@ -41,6 +41,7 @@ inline __m256 broadcast_fp16(const float* table, const uint8_t* p) {
 
 struct DecodeF32 {
   static constexpr int kGroup = 16;
+  static constexpr int kGroupBytes = 64;
   static constexpr int kPairs = 1;
   static constexpr bool kScaledBlocks = false;
   struct Group { const float* p; };
@@ -57,6 +58,7 @@ struct DecodeF32 {
 
 struct DecodeF16 {
   static constexpr int kGroup = 16;
+  static constexpr int kGroupBytes = 32;
   static constexpr int kPairs = 1;
   static constexpr bool kScaledBlocks = false;
   struct Group { const uint16_t* p; };
@@ -73,6 +75,7 @@ struct DecodeF16 {
 
 struct DecodeBF16 {
   static constexpr int kGroup = 16;
+  static constexpr int kGroupBytes = 32;
   static constexpr int kPairs = 1;
   static constexpr bool kScaledBlocks = false;
   struct Group { const uint16_t* p; };
@@ -99,6 +102,7 @@ struct DecodeQ8 {
   // Blocks with a scale: GEMV factors d (and the offset) out of each block's dot product.
   static constexpr bool kScaledBlocks = true;
   static constexpr int kBlockBytes = 2 + B;
+  static constexpr int kGroupBytes = kBlockBytes;
   struct Group { const int8_t* q; __m256 d; };
   static Group group(const uint8_t* row, int64_t g, const float* table) {
     const uint8_t* blk = row + g * kBlockBytes;
@@ -140,6 +144,7 @@ struct DecodeNibbles {
   static constexpr bool kScaledBlocks = true;
   static constexpr int kHeader = kAffine ? 4 : 2;
   static constexpr int kBlockBytes = kHeader + B / 2;
+  static constexpr int kGroupBytes = kBlockBytes;
   struct Group { const uint8_t* q; __m256 d; __m256 offset; };
   static Group group(const uint8_t* row, int64_t g, const float* table) {
     const uint8_t* blk = row + g * kBlockBytes;
@@ -195,6 +200,14 @@ inline float plain_weight(Format f, const uint8_t* row, int64_t k) {
       return v;
     }
   }
+}
+
+// Asks for row[k0, k0 + len) (group-aligned) to be brought into the caches ahead of use.
+template <class D>
+inline void prefetch_span(const uint8_t* row, int64_t k0, int64_t len) {
+  const uint8_t* begin = row + k0 / D::kGroup * D::kGroupBytes;
+  const uint8_t* end = row + (k0 + len) / D::kGroup * D::kGroupBytes;
+  for (const uint8_t* p = begin; p < end; p += 64) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
 }
 
 // Calls visitor(Decoder{}) with the decoder type for (format, block); block is already validated.

@@ -86,24 +86,40 @@ inline void transpose8x8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// Dequantizes rows[0..16) x [k0, k0 + depth) (group-aligned) into strip[k - k0][16].
+// Dequantizes row[k0, k0 + len) (group-aligned) into dst[0, len).
+template <class D>
+void dequantize_span(const uint8_t* row, int64_t k0, int64_t len, float* dst, const float* table) {
+  for (int64_t g = k0 / D::kGroup; g < (k0 + len) / D::kGroup; ++g) {
+    const typename D::Group grp = D::group(row, g, table);
+    float* out = dst + (g * D::kGroup - k0);
+#pragma GCC unroll 8
+    for (int p = 0; p < D::kPairs; ++p) {
+      __m256 w0, w1;
+      D::pair(grp, p, w0, w1);
+      _mm256_storeu_ps(out + D::off0(p), w0);
+      _mm256_storeu_ps(out + D::off1(p), w1);
+    }
+  }
+}
+
+// Dequantizes rows[0..16) x [k0, k0 + depth) (group-aligned) into strip[k - k0][16]: rows are
+// decoded into a small row-major buffer first, then moved with 8x8 transposes (decoding eight
+// rows straight into registers for the transpose spilled badly: 3x slower packing).
 template <class D>
 void pack_strip(const uint8_t* const rows[kStrip], int64_t k0, int64_t depth, float* strip) {
+  constexpr int64_t kChunk = 128;  // a multiple of every group size
+  alignas(32) float rowmajor[kStrip][kChunk];
   const float* table = fp16_table();
-  for (int64_t g = k0 / D::kGroup; g < (k0 + depth) / D::kGroup; ++g) {
-    float* out = strip + (g * D::kGroup - k0) * kStrip;
-    for (int half = 0; half < kStrip; half += 8) {
-      typename D::Group grp[8];
-      for (int r = 0; r < 8; ++r) grp[r] = D::group(rows[half + r], g, table);
-      for (int p = 0; p < D::kPairs; ++p) {
-        __m256 lo[8], hi[8];
-        for (int r = 0; r < 8; ++r) D::pair(grp[r], p, lo[r], hi[r]);
-        transpose8x8(lo);
-        transpose8x8(hi);
-        for (int j = 0; j < 8; ++j) {
-          _mm256_storeu_ps(out + (D::off0(p) + j) * kStrip + half, lo[j]);
-          _mm256_storeu_ps(out + (D::off1(p) + j) * kStrip + half, hi[j]);
-        }
+  for (int64_t kc = k0; kc < k0 + depth; kc += kChunk) {
+    const int64_t len = std::min(kChunk, k0 + depth - kc);
+    for (int r = 0; r < kStrip; ++r) dequantize_span<D>(rows[r], kc, len, rowmajor[r], table);
+    float* out = strip + (kc - k0) * kStrip;
+    for (int64_t k = 0; k < len; k += 8) {
+      for (int half = 0; half < kStrip; half += 8) {
+        __m256 v[8];
+        for (int r = 0; r < 8; ++r) v[r] = _mm256_load_ps(&rowmajor[half + r][k]);
+        transpose8x8(v);
+        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + (k + j) * kStrip + half, v[j]);
       }
     }
   }
@@ -167,6 +183,10 @@ void gemm_rows(const KernelArgs& a, int64_t n_begin, int64_t n_end, float* panel
         const int64_t valid = std::min<int64_t>(kStrip, rows_in_panel - s);
         // Rows past the end repeat the last one (real memory); their outputs are dropped.
         for (int r = 0; r < kStrip; ++r) rows[r] = a.w.row(nb + s + std::min<int64_t>(r, valid - 1));
+        // Sixteen short row segments defeat the hardware prefetcher: fetch the next strip's
+        // segments while this one is decoded (f16 packing was stalled on loads 70% of the time).
+        for (int64_t r = s + kStrip; r < std::min(rows_in_panel, s + 2 * kStrip); ++r)
+          prefetch_span<D>(a.w.row(nb + r), k0, depth);
         pack_strip<D>(rows, k0, depth, panel + s * depth);
       }
       for (int64_t mb = 0; mb < M; mb += kRowsOfX) {
