@@ -14,9 +14,10 @@ from .runtime import (
     available_cpu_isas, build_info, get_cpu_isa, get_num_threads, set_cpu_isa, set_num_threads,
 )
 from .tensor import Tensor, quantize
+from .model import Model, load
 
 __all__ = [
-    "__version__", "Tensor", "quantize", "matmul", "Linear", "build_info", "FORMATS", "BLOCK_SIZES",
+    "__version__", "Tensor", "quantize", "load", "Model", "matmul", "Linear", "build_info", "FORMATS", "BLOCK_SIZES",
     "get_num_threads", "set_num_threads", "get_cpu_isa", "set_cpu_isa", "available_cpu_isas",
     "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError", "TruncatedFileError",
     "ChecksumError", "VersionError", "FileIOError", "DeviceError", "UnsupportedError", "InternalError",

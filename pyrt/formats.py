@@ -162,7 +162,9 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
         out[:, 2:] = _pack_nibbles(levels, b)
     elif name == "q4a":
-        lo, hi = blocks.min(axis=1), blocks.max(axis=1)
+        # min/max of {-0, +0} may be either; adding +0 turns both into +0 (as the C++ quantizer does).
+        lo = blocks.min(axis=1) + np.float32(0.0)
+        hi = blocks.max(axis=1) + np.float32(0.0)
         d16 = _fp16_checked((hi - lo) / np.float32(15.0), "scale")
         m16 = _fp16_checked(lo, "minimum")
         d = d16.astype(np.float32)[:, None]

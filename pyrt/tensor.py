@@ -92,7 +92,9 @@ def quantize(array: np.ndarray, dtype: str = "q4", block: int = _formats.DEFAULT
     x = np.asarray(array)
     if x.dtype.kind not in "fiu":
         raise DtypeError(f"cannot quantize an array of dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    if not x.flags.c_contiguous:  # (np.ascontiguousarray would also turn a 0-d array into 1-d)
+        x = x.copy(order="C")
     block = _formats.effective_block(dtype, block)
     if core is not None:
         data = require_core().quantize(x, dtype, block)

@@ -3,6 +3,9 @@ poisoned before the kernel writes them."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +40,14 @@ def cpu_isa(request):
 def models_dir() -> Path:
     """Where tools/fetch_models.py puts the real checkpoints (PYRT_MODELS overrides)."""
     return Path(os.environ.get("PYRT_MODELS", Path(__file__).resolve().parents[1] / "models_cache"))
+
+
+def run_python(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs ``python *args`` from a neutral directory, so the subprocess imports the installed pyrt
+    (from a checkout root, ``python -c`` would pick up the uncompiled source tree instead)."""
+    # Put the directory holding the pyrt under test first, so a subprocess tests that same pyrt.
+    package_parent = str(Path(pyrt.__file__).resolve().parents[1])
+    python_path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd,
+                              env={**os.environ, "PYTHONPATH": python_path, **(env or {})}, timeout=timeout)

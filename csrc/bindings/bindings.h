@@ -13,6 +13,7 @@ namespace pyrt::bindings {
 
 void register_errors(py::module_& m);
 void register_formats(py::module_& m);
+void register_file(py::module_& m);
 void register_ops(py::module_& m);
 void register_runtime(py::module_& m);
 

@@ -6,4 +6,5 @@ PYBIND11_MODULE(_core, m) {
   pyrt::bindings::register_runtime(m);
   pyrt::bindings::register_formats(m);
   pyrt::bindings::register_ops(m);
+  pyrt::bindings::register_file(m);
 }

@@ -42,6 +42,7 @@ py::array_t<float> dequantize(const py::array& data, const std::string& format, 
   PYRT_CHECK(data.nbytes() == rows * rb, Shape, "buffer has ", data.nbytes(), " bytes, ", format,
              " [", rows, ", ", K, "] needs ", rows * rb);
   py::array_t<float> out(rows * K);
+  if (rows * K == 0) return out;
   const auto* src = static_cast<const uint8_t*>(data.data());
   float* dst = out.mutable_data();
   const auto fn = format_traits(f).dequantize_row;

@@ -96,8 +96,9 @@ void quantize_q4(const float* src, void* dst, int64_t n, int B) {
   uint8_t levels[128];
   for (int64_t b = 0; b < n / B; ++b, src += B, out += 2 + B / 2) {
     // The value of largest magnitude maps exactly to level -8, which uses all 16 levels.
-    float vmax = 0.0f, amax = 0.0f;
-    for (int i = 0; i < B; ++i)
+    // First element of largest magnitude (ties keep the earliest), exactly like numpy's argmax.
+    float vmax = src[0], amax = std::fabs(src[0]);
+    for (int i = 1; i < B; ++i)
       if (std::fabs(src[i]) > amax) amax = std::fabs(src[i]), vmax = src[i];
     const uint16_t d16 = to_fp16_checked(vmax / -8.0f, "scale");
     const float d = fp16_to_fp32(d16);
@@ -128,6 +129,9 @@ void quantize_q4a(const float* src, void* dst, int64_t n, int B) {
   for (int64_t b = 0; b < n / B; ++b, src += B, out += 4 + B / 2) {
     float lo = src[0], hi = src[0];
     for (int i = 1; i < B; ++i) lo = std::min(lo, src[i]), hi = std::max(hi, src[i]);
+    // min/max of {-0, +0} is either; adding +0 makes both +0 so the bytes never depend on it.
+    lo += 0.0f;
+    hi += 0.0f;
     const uint16_t d16 = to_fp16_checked((hi - lo) / 15.0f, "scale");
     const uint16_t m16 = to_fp16_checked(lo, "minimum");
     const float d = fp16_to_fp32(d16), m = fp16_to_fp32(m16);

@@ -1,0 +1,199 @@
+"""convert_checkpoint: source checkpoint -> .pyrt file, one tensor at a time (bounded memory).
+
+Values are checked before anything is written: NaN/Inf are refused (unless allowed) with every
+offending tensor named, and values beyond FP16 never become inf. Quantization runs in the C++ core
+through pyrt.quantize; pyrt/formats.py keeps the numpy reference it is tested against."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
+from ..formats import FP16_MAX, effective_block
+from ..tensor import Tensor, quantize
+from .readers import Source, SourceTensor, open_source
+from .report import format_table, roundtrip_error, totals, write_report
+from .rules import Q_FORMATS, Choice, Rule, choose, parse_rule
+from .writer import VERSION, ModelWriter
+
+CONVERTER = f"pyrt-convert {__version__}"
+OVERFLOW_POLICIES = ("bf16", "stop")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _provenance(source: Source) -> dict[str, Any]:
+    files = []
+    for path in source.source_files:
+        rel = path.relative_to(source.path).as_posix() if source.path.is_dir() else path.name
+        files.append({"name": rel, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+    return {"source": source.path.name, "source_kind": source.kind, "source_files": files,
+            "converter": CONVERTER, "format_version": f"{VERSION[0]}.{VERSION[1]}"}
+
+
+def _progress(items: list[SourceTensor], quiet: bool) -> Iterable[SourceTensor]:
+    if quiet:
+        return items
+    try:
+        from tqdm import tqdm  # type: ignore[import-not-found]
+    except ImportError:
+        return items
+    return tqdm(items, desc="converting", unit="tensor", file=sys.stderr, leave=False)
+
+
+def _overflow(name: str, what: str, policy: str, fallback: str) -> str:
+    if policy == "stop":
+        raise RangeError(f"tensor {name!r}: {what}; rerun with --fp16-overflow bf16, or give it bf16/f32 "
+                         f"with --rule '{re.escape(name)}=bf16'")
+    return f"{what}: {fallback}"
+
+
+def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str) -> tuple[Tensor, str, str]:
+    """(stored tensor, format actually used, note). Falls back instead of ever writing inf."""
+    dtype, block, notes = choice.dtype, choice.block, [choice.reason]
+    if dtype == "f16" and x.size:
+        amax = float(np.abs(x).max())
+        if amax > FP16_MAX:
+            notes.append(_overflow(name, f"max |x| = {amax:g} exceeds FP16 (65504)", fp16_overflow, "bf16"))
+            dtype, block = "bf16", 1
+    while True:
+        try:
+            return quantize(x, dtype, block), dtype, "; ".join(notes)
+        except RangeError as exc:
+            if dtype in Q_FORMATS:  # a block's FP16 scale or minimum overflows
+                notes.append(_overflow(name, f"{dtype} block scale exceeds FP16 ({exc})", fp16_overflow, "bf16"))
+                dtype, block = "bf16", 1
+            elif dtype == "bf16":  # only values next to the float32 maximum round to inf
+                notes.append("overflows bf16: f32")
+                dtype, block = "f32", 1
+            else:
+                raise RangeError(f"tensor {name!r}: {exc}") from exc
+
+
+def _load_values(st: SourceTensor) -> np.ndarray:
+    """The tensor's values as float32; a reader library's own exception becomes a pyrt error."""
+    try:
+        values = st.load()
+    except PyrtError:
+        raise
+    except (ValueError, TypeError, OSError, KeyError, IndexError, EOFError) as exc:
+        raise FileFormatError(f"cannot read tensor {st.name!r} ({st.source_dtype}): {exc}") from exc
+    if tuple(values.shape) != tuple(st.shape):
+        raise FileFormatError(f"tensor {st.name!r}: the source says shape {st.shape}, its data has {values.shape}")
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _as_output_error(exc: FileIOError) -> FileIOError:
+    exc.stage = "output"  # type: ignore[attr-defined]  # read by the CLI to pick the exit code
+    return exc
+
+
+def _refuse_overwriting_source(source: Source, out: Path) -> None:
+    if out.exists() and any(os.path.samefile(out, f) for f in source.source_files if f.exists()):
+        raise _as_output_error(FileIOError(f"refusing to write {out}: it is one of the source files"))
+
+
+def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, block: int, rules: tuple[Rule, ...],
+                    fp16_overflow: str) -> tuple[Tensor, dict[str, Any]]:
+    """One tensor: its stored form and its report row."""
+    if finite:
+        stored, used, note = store_tensor(st.name, x, choose(st.name, st.shape, dtype, block, rules), fp16_overflow)
+        rel, max_abs = roundtrip_error(x, stored)
+    else:  # allowed non-finite values: kept bit for bit, as f32 can hold NaN/Inf
+        stored = Tensor(x.reshape(-1).view(np.uint8), "f32", x.shape, 1)
+        used, note, rel, max_abs = "f32", "non-finite values kept as f32 (--allow-nonfinite)", None, None
+    row = {"name": st.name, "shape": list(st.shape), "source_dtype": st.source_dtype, "source_bytes": st.source_bytes,
+           "format": used, "block": stored.block, "bytes": stored.nbytes,
+           "elements": int(np.prod(st.shape)) if st.shape else 1, "rel_error": rel, "max_abs_error": max_abs,
+           "note": note}
+    return stored, row
+
+
+def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, Any],
+              report: dict[str, Any]) -> dict[str, Any]:
+    config = source.config
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list) or not architectures:
+        architectures = [config.get("model_type", source.kind)]
+    return {"architecture": str(architectures[0]), "config": config, "provenance": provenance,
+            "conversion": conversion, "report": report, **source.metadata}
+
+
+def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: str = "q8", block: int = 32,
+                       rules: Iterable[str | Rule] = (), report: str | os.PathLike | None = None,
+                       quiet: bool = True, allow_nonfinite: bool = False,
+                       fp16_overflow: str = "bf16") -> dict[str, Any]:
+    """Converts ``src`` (HF folder, .safetensors, .npz, .bin/.pt with torch, .gguf) into ``out``.
+
+    ``dtype``/``block``: format of the matmul weights (see pyrt.convert.rules for the defaults of
+    the other tensors); ``rules``: 'REGEX=DTYPE[:BLOCK]' overrides, first match wins; ``report``:
+    also write the report to this .md or .json file; ``fp16_overflow``: 'bf16' (fall back) or
+    'stop' (raise RangeError). Returns the report dict (also stored in the file). Raises pyrt
+    errors; on any failure ``out`` is left as it was and no temporary file remains.
+    """
+    start = time.perf_counter()
+    effective_block(dtype, block)
+    rules = tuple(parse_rule(r) if isinstance(r, str) else r for r in rules)
+    if fp16_overflow not in OVERFLOW_POLICIES:
+        raise DtypeError(f"fp16_overflow must be one of {OVERFLOW_POLICIES}, got {fp16_overflow!r}")
+    if report is not None and Path(report).suffix.lower() not in (".md", ".markdown", ".json"):
+        raise DtypeError(f"report file {report} must end in .md or .json")
+    conversion = {"dtype": dtype, "block": block, "rules": [r.text for r in rules],
+                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow}
+    out = Path(out)
+    with open_source(src) as source:
+        _refuse_overwriting_source(source, out)
+        provenance = _provenance(source)
+        try:
+            writer = ModelWriter(out)
+        except FileIOError as exc:
+            raise _as_output_error(exc) from exc
+        with writer:
+            rows, skipped, nonfinite = [], [], []
+            for st in _progress(source.tensors, quiet):
+                if not st.is_float:
+                    skipped.append({"name": st.name, "reason": f"{st.source_dtype} buffer, not a weight"})
+                    continue
+                x = _load_values(st)
+                finite = bool(np.isfinite(x).all())
+                if not finite:
+                    nonfinite.append(f"{st.name} ({int((~np.isfinite(x)).sum())} values)")
+                if nonfinite and not allow_nonfinite:
+                    continue  # keep scanning so that the error names every bad tensor
+                stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow)
+                try:
+                    writer.add_tensor(st.name, stored)
+                except FileIOError as exc:
+                    raise _as_output_error(exc) from exc
+                rows.append(row)
+            if nonfinite and not allow_nonfinite:
+                raise RangeError("NaN/Inf in the source, conversion refused (use --allow-nonfinite to keep "
+                                 "such tensors as f32): " + ", ".join(nonfinite))
+            result = {"tensors": rows, "totals": totals(rows, skipped)}
+            try:
+                for name, data in source.files.items():
+                    writer.add_file(name, data)
+                writer.commit(_metadata(source, provenance, conversion, result))
+            except FileIOError as exc:
+                raise _as_output_error(exc) from exc
+    result = dict(result, seconds=time.perf_counter() - start)
+    if report is not None:
+        write_report(result, report)
+    if not quiet:
+        print(format_table(result))
+        print(f"wrote {out} in {result['seconds']:.2f} s")
+    return result

@@ -1,0 +1,126 @@
+"""Reader of GGUF files through the `gguf` package: tensors are dequantized to float32 by
+gguf.quants.dequantize; the architecture config and the tokenizer come from the key/value fields.
+
+Tensor names and layouts are kept as in the GGUF file (token_embd.weight, blk.N.attn_q.weight, ...,
+with llama.cpp's Q/K row order), shapes in numpy order [rows, K]. The config says so
+("tensor_naming": "gguf")."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import FileFormatError, UnsupportedError
+from .base import Source, SourceTensor
+
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q5_K", "Q6_K")
+
+# GGUF "<arch>.<key>" -> Hugging Face config key, for llama-like architectures.
+LLAMA_KEYS = {
+    "embedding_length": "hidden_size",
+    "feed_forward_length": "intermediate_size",
+    "block_count": "num_hidden_layers",
+    "attention.head_count": "num_attention_heads",
+    "attention.head_count_kv": "num_key_value_heads",
+    "attention.layer_norm_rms_epsilon": "rms_norm_eps",
+    "rope.freq_base": "rope_theta",
+    "context_length": "max_position_embeddings",
+    "rope.dimension_count": "rope_dimension_count",
+    "vocab_size": "vocab_size",
+}
+TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id")
+
+
+def _module():
+    try:
+        import gguf  # type: ignore[import-not-found]
+    except ImportError:
+        raise UnsupportedError("reading GGUF files needs the gguf package (pip install gguf)") from None
+    return gguf
+
+
+def _decode_parts(field: Any) -> Any:
+    """A field's value from its raw parts (older gguf releases have no contents(); invalid UTF-8
+    in a token is replaced rather than fatal)."""
+    gguf = _module()
+    main = field.types[0]
+    if main == gguf.GGUFValueType.STRING:
+        return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+    if main == gguf.GGUFValueType.ARRAY:
+        sub = field.types[-1]
+        items = [field.parts[i] for i in field.data]
+        if sub == gguf.GGUFValueType.STRING:
+            return [bytes(p).decode("utf-8", errors="replace") for p in items]
+        return [p.tolist()[0] for p in items]
+    return field.parts[field.data[0]].tolist()[0]
+
+
+def field_value(field: Any) -> Any:
+    """A GGUF key/value field as plain Python (str, int, float, bool or list of them)."""
+    try:
+        value = field.contents() if hasattr(field, "contents") else _decode_parts(field)
+    except UnicodeDecodeError:
+        value = _decode_parts(field)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        value = None  # JSON has no NaN/Inf
+    return value
+
+
+def llama_config(arch: str, kv: dict[str, Any], has_output: bool, n_vocab: int) -> dict[str, Any]:
+    config: dict[str, Any] = {"model_type": arch, "tensor_naming": "gguf", "source_format": "gguf"}
+    if arch == "llama":
+        config["architectures"] = ["LlamaForCausalLM"]
+    for key, hf in LLAMA_KEYS.items():
+        if f"{arch}.{key}" in kv:
+            config[hf] = kv[f"{arch}.{key}"]
+    config.setdefault("vocab_size", n_vocab)
+    if "hidden_size" in config and "num_attention_heads" in config:
+        config["head_dim"] = config["hidden_size"] // config["num_attention_heads"]
+    config.setdefault("num_key_value_heads", config.get("num_attention_heads"))
+    config["tie_word_embeddings"] = not has_output  # no output.weight: the head reuses token_embd
+    for key in TOKENIZER_IDS:
+        if f"tokenizer.ggml.{key}" in kv:
+            config[key.replace("unknown", "unk").replace("padding", "pad")] = kv[f"tokenizer.ggml.{key}"]
+    return config
+
+
+def open_gguf(path: Path) -> Source:
+    gguf = _module()
+    try:
+        reader = gguf.GGUFReader(str(path), "r")
+    except (ValueError, OSError, IndexError, KeyError, TypeError) as exc:
+        raise FileFormatError(f"{path}: not a readable GGUF file: {exc}") from exc
+    try:
+        kv = {name: field_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
+    except (ValueError, IndexError, TypeError) as exc:
+        raise FileFormatError(f"{path}: unreadable GGUF key/value data: {exc}") from exc
+
+    def loader(t):
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+
+        def load() -> np.ndarray:
+            return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)
+        return shape, load
+
+    tensors = []
+    for t in reader.tensors:
+        qtype = t.tensor_type.name
+        if qtype not in SUPPORTED_TYPES:
+            raise UnsupportedError(f"{path}: tensor {t.name!r} has GGUF type {qtype}; supported: "
+                                   f"{', '.join(SUPPORTED_TYPES)}")
+        shape, load = loader(t)
+        tensors.append(SourceTensor(t.name, shape, qtype, int(t.n_bytes), load))
+    arch = kv.get("general.architecture", "unknown")
+    tokens = kv.get("tokenizer.ggml.tokens") or []
+    names = {t.name for t in tensors}
+    config = llama_config(arch, kv, "output.weight" in names, len(tokens))
+    # The tokenizer (vocabulary, merges, token types, special ids, chat template) goes into the
+    # metadata: "tokenizer.ggml.tokens" -> metadata["tokenizer"]["tokens"], and so on.
+    tokenizer = {k.removeprefix("tokenizer.").removeprefix("ggml."): v for k, v in kv.items()
+                 if k.startswith("tokenizer.")}
+    other = {k: v for k, v in kv.items() if not k.startswith("tokenizer.")}
+    return Source("gguf", path, tensors, config=config, metadata={"tokenizer": tokenizer, "gguf": other},
+                  source_files=[path])
