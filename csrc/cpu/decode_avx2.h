@@ -14,7 +14,6 @@
 #include <cstring>
 
 #include "pyrt/formats.h"
-#include "pyrt/half.h"
 
 namespace pyrt::cpu::avx2 {
 
@@ -184,21 +183,25 @@ struct DecodeNibbles {
 template <int B> using DecodeQ4 = DecodeNibbles<B, false>;
 template <int B> using DecodeQ4A = DecodeNibbles<B, true>;
 
-// One weight of a plain-format row, for the K % 16 tail (q-formats never have a tail).
+// One weight of a plain-format row, for the K % 16 tail (q-formats never have a tail). Written
+// without pyrt/half.h: an inline function from a shared header compiled here with AVX2 flags
+// could be the copy the linker keeps for the scalar kernel too.
 inline float plain_weight(Format f, const uint8_t* row, int64_t k) {
   uint16_t h;
+  float v;
   switch (f) {
     case Format::f16:
       std::memcpy(&h, row + 2 * k, 2);
-      return fp16_to_fp32(h);
-    case Format::bf16:
+      return _cvtsh_ss(h);
+    case Format::bf16: {
       std::memcpy(&h, row + 2 * k, 2);
-      return bf16_to_fp32(h);
-    default: {
-      float v;
-      std::memcpy(&v, row + 4 * k, 4);
+      const uint32_t bits = uint32_t(h) << 16;
+      std::memcpy(&v, &bits, 4);
       return v;
     }
+    default:
+      std::memcpy(&v, row + 4 * k, 4);
+      return v;
   }
 }
 
