@@ -1,0 +1,238 @@
+// AVX2/F16C decoders that turn stored weights into FP32 vectors in registers. Include only from
+// *_avx2.cc files (they are the only ones compiled with -mavx2 -mfma -mf16c).
+//
+// Every format is walked in "groups": a q-block for q8/q4/q4a, 16 consecutive weights for the
+// plain formats. A group is decoded as pairs of 8-wide vectors; `off0(p)`/`off1(p)` give the K
+// offsets (inside the group) of pair p. For q4/q4a the pair is the low and high nibbles of the
+// same 8 bytes (elements j and j + B/2), so one zero-extension yields 16 weights.
+// Blocked formats also expose raw_pair (the stored integers as floats) and apply_block, so a dot
+// product can multiply by the scale once per block instead of once per weight.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "pyrt/formats.h"
+
+namespace pyrt::cpu::avx2 {
+
+// FP32 value of every FP16 bit pattern (256 KiB, built once). A block scale then costs a scalar
+// load and a broadcast from memory instead of three vector uops on the ports the decode needs:
+// +17% on the decode-bound q4 GEMV (microbenchmark, 1 core, 16.9 -> 19.8 weights/ns).
+struct Fp16Table {
+  float value[65536];
+  Fp16Table() {
+    for (int h = 0; h < 65536; ++h) value[h] = _cvtsh_ss(uint16_t(h));
+  }
+};
+
+inline const float* fp16_table() {
+  static const Fp16Table table;
+  return table.value;
+}
+
+inline __m256 broadcast_fp16(const float* table, const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm256_broadcast_ss(table + h);
+}
+
+struct DecodeF32 {
+  static constexpr int kGroup = 16;
+  static constexpr int kGroupBytes = 64;
+  static constexpr int kPairs = 1;
+  static constexpr bool kScaledBlocks = false;
+  struct Group { const float* p; };
+  static Group group(const uint8_t* row, int64_t g, const float*) {
+    return {reinterpret_cast<const float*>(row) + g * kGroup};
+  }
+  static constexpr int off0(int) { return 0; }
+  static constexpr int off1(int) { return 8; }
+  static void pair(const Group& s, int, __m256& w0, __m256& w1) {
+    w0 = _mm256_loadu_ps(s.p);
+    w1 = _mm256_loadu_ps(s.p + 8);
+  }
+};
+
+struct DecodeF16 {
+  static constexpr int kGroup = 16;
+  static constexpr int kGroupBytes = 32;
+  static constexpr int kPairs = 1;
+  static constexpr bool kScaledBlocks = false;
+  struct Group { const uint16_t* p; };
+  static Group group(const uint8_t* row, int64_t g, const float*) {
+    return {reinterpret_cast<const uint16_t*>(row) + g * kGroup};
+  }
+  static constexpr int off0(int) { return 0; }
+  static constexpr int off1(int) { return 8; }
+  static void pair(const Group& s, int, __m256& w0, __m256& w1) {
+    w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.p)));
+    w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.p + 8)));
+  }
+};
+
+struct DecodeBF16 {
+  static constexpr int kGroup = 16;
+  static constexpr int kGroupBytes = 32;
+  static constexpr int kPairs = 1;
+  static constexpr bool kScaledBlocks = false;
+  struct Group { const uint16_t* p; };
+  static Group group(const uint8_t* row, int64_t g, const float*) {
+    return {reinterpret_cast<const uint16_t*>(row) + g * kGroup};
+  }
+  static constexpr int off0(int) { return 0; }
+  static constexpr int off1(int) { return 8; }
+  // bf16 is the top half of an fp32: widen and shift left by 16.
+  static __m256 widen(const uint16_t* p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+  static void pair(const Group& s, int, __m256& w0, __m256& w1) {
+    w0 = widen(s.p);
+    w1 = widen(s.p + 8);
+  }
+};
+
+template <int B>
+struct DecodeQ8 {
+  static constexpr int kGroup = B;
+  static constexpr int kPairs = B / 16;
+  // Blocks with a scale: GEMV factors d (and the offset) out of each block's dot product.
+  static constexpr bool kScaledBlocks = true;
+  static constexpr int kBlockBytes = 2 + B;
+  static constexpr int kGroupBytes = kBlockBytes;
+  struct Group { const int8_t* q; __m256 d; };
+  static Group group(const uint8_t* row, int64_t g, const float* table) {
+    const uint8_t* blk = row + g * kBlockBytes;
+    return {reinterpret_cast<const int8_t*>(blk + 2), broadcast_fp16(table, blk)};
+  }
+  static constexpr int off0(int p) { return 16 * p; }
+  static constexpr int off1(int p) { return 16 * p + 8; }
+  static __m256 widen(const int8_t* q, __m256 d) {
+    const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q)));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(v), d);
+  }
+  static void pair(const Group& s, int p, __m256& w0, __m256& w1) {
+    w0 = widen(s.q + off0(p), s.d);
+    w1 = widen(s.q + off1(p), s.d);
+  }
+  static __m256 raw(const int8_t* q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
+  }
+  // The stored integers q as floats; the block's dot product is d * sum(x * q).
+  static void raw_pair(const Group& s, int p, __m256& q0, __m256& q1) {
+    q0 = raw(s.q + off0(p));
+    q1 = raw(s.q + off1(p));
+  }
+  // The block's dot product is d * sum(x * q): the chain starts at 0, acc += d * chain.
+  static constexpr bool kUsesXsum = false;
+  static __m256 dot_seed(__m256) { return _mm256_setzero_ps(); }
+  static __m256 apply_block(const Group& s, __m256 dot, __m256, __m256 acc) {
+    return _mm256_fmadd_ps(dot, s.d, acc);
+  }
+};
+
+// q4 (x = (nib - 8) * d) and q4a (x = nib * d + m) share the nibble walk: x = nib * d + offset,
+// with offset = -8d for q4 (exact: a power-of-two multiple of d) and m for q4a.
+template <int B, bool kAffine>
+struct DecodeNibbles {
+  static constexpr int kGroup = B;
+  static constexpr int kPairs = B / 16;
+  // Blocks with a scale: GEMV factors d (and the offset) out of each block's dot product.
+  static constexpr bool kScaledBlocks = true;
+  static constexpr int kHeader = kAffine ? 4 : 2;
+  static constexpr int kBlockBytes = kHeader + B / 2;
+  static constexpr int kGroupBytes = kBlockBytes;
+  struct Group { const uint8_t* q; __m256 d; __m256 offset; };
+  static Group group(const uint8_t* row, int64_t g, const float* table) {
+    const uint8_t* blk = row + g * kBlockBytes;
+    const __m256 d = broadcast_fp16(table, blk);
+    const __m256 offset = kAffine ? broadcast_fp16(table, blk + 2) : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+    return {blk + kHeader, d, offset};
+  }
+  static constexpr int off0(int p) { return 8 * p; }
+  static constexpr int off1(int p) { return B / 2 + 8 * p; }
+  static void pair(const Group& s, int p, __m256& w0, __m256& w1) {
+    const __m256i bytes =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s.q + 8 * p)));
+    const __m256i lo = _mm256_and_si256(bytes, _mm256_set1_epi32(0x0f));
+    const __m256i hi = _mm256_srli_epi32(bytes, 4);
+    w0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s.d, s.offset);
+    w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), s.d, s.offset);
+  }
+  // The nibbles as floats; the block's dot product is d * sum(x * nib) + offset * sum(x).
+  static void raw_pair(const Group& s, int p, __m256& n0, __m256& n1) {
+    const __m256i bytes =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s.q + 8 * p)));
+    n0 = _mm256_cvtepi32_ps(_mm256_and_si256(bytes, _mm256_set1_epi32(0x0f)));
+    n1 = _mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4));
+  }
+  // q4: d * (sum(x * nib) - 8 sum(x)), the chain seeded with -8 * xsum (xsum's lanes sum to the
+  // block's sum of x). q4a: d * sum(x * nib) + m * sum(x).
+  static constexpr bool kUsesXsum = true;
+  static __m256 dot_seed(__m256 xsum) {
+    return kAffine ? _mm256_setzero_ps() : _mm256_mul_ps(xsum, _mm256_set1_ps(-8.0f));
+  }
+  static __m256 apply_block(const Group& s, __m256 dot, __m256 xsum, __m256 acc) {
+    acc = _mm256_fmadd_ps(dot, s.d, acc);
+    return kAffine ? _mm256_fmadd_ps(xsum, s.offset, acc) : acc;
+  }
+};
+
+template <int B> using DecodeQ4 = DecodeNibbles<B, false>;
+template <int B> using DecodeQ4A = DecodeNibbles<B, true>;
+
+// One weight of a plain-format row, for the K % 16 tail (q-formats never have a tail). Written
+// without pyrt/half.h: an inline function from a shared header compiled here with AVX2 flags
+// could be the copy the linker keeps for the scalar kernel too.
+inline float plain_weight(Format f, const uint8_t* row, int64_t k) {
+  uint16_t h;
+  float v;
+  switch (f) {
+    case Format::f16:
+      std::memcpy(&h, row + 2 * k, 2);
+      return _cvtsh_ss(h);
+    case Format::bf16: {
+      std::memcpy(&h, row + 2 * k, 2);
+      const uint32_t bits = uint32_t(h) << 16;
+      std::memcpy(&v, &bits, 4);
+      return v;
+    }
+    default:
+      std::memcpy(&v, row + 4 * k, 4);
+      return v;
+  }
+}
+
+// Asks for row[k0, k0 + len) (group-aligned) to be brought into the caches ahead of use.
+template <class D>
+inline void prefetch_span(const uint8_t* row, int64_t k0, int64_t len) {
+  const uint8_t* begin = row + k0 / D::kGroup * D::kGroupBytes;
+  const uint8_t* end = row + (k0 + len) / D::kGroup * D::kGroupBytes;
+  for (const uint8_t* p = begin; p < end; p += 64) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+}
+
+// Calls visitor(Decoder{}) with the decoder type for (format, block); block is already validated.
+template <class Visitor>
+void visit_decoder(Format f, int block, Visitor&& visitor) {
+  switch (f) {
+    case Format::f32: return visitor(DecodeF32{});
+    case Format::f16: return visitor(DecodeF16{});
+    case Format::bf16: return visitor(DecodeBF16{});
+    case Format::q8:
+      if (block == 32) return visitor(DecodeQ8<32>{});
+      if (block == 64) return visitor(DecodeQ8<64>{});
+      return visitor(DecodeQ8<128>{});
+    case Format::q4:
+      if (block == 32) return visitor(DecodeQ4<32>{});
+      if (block == 64) return visitor(DecodeQ4<64>{});
+      return visitor(DecodeQ4<128>{});
+    case Format::q4a:
+      if (block == 32) return visitor(DecodeQ4A<32>{});
+      if (block == 64) return visitor(DecodeQ4A<64>{});
+      return visitor(DecodeQ4A<128>{});
+  }
+}
+
+}  // namespace pyrt::cpu::avx2
