@@ -1,8 +1,8 @@
 """AVX-512 matmul kernels (csrc/cpu/*_avx512.*) against float64 numpy and the scalar kernel.
 
-Both AVX-512 paths are covered: the register-decoding GEMV (M < 8) and the packed GEMM (M >= 8),
-including its partial tiles (M % 32, M % 16, N % 14) and K blocks (K > 512, K % 512, plain-format
-K tails that are not multiples of 16).
+Both AVX-512 paths are covered: the register-decoding GEMV (M < 32) and the packed GEMM (M >= 32),
+including its partial tiles (M % 32 below and above 16, N % 14), x row blocks (M = 300) and K
+panels (K > 512, K % 512, plain-format K tails that are not multiples of 16).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def check(y, ref, tol):
 
 @pytest.mark.parametrize("fmt", QUANT)
 @pytest.mark.parametrize("block", [32, 64, 128])
-@pytest.mark.parametrize("M", [1, 2, 3, 5, 16, 17, 128])
+@pytest.mark.parametrize("M", [1, 2, 3, 5, 16, 17, 50, 128])
 @pytest.mark.parametrize("N", [1, 3, 17, 64, 129])
 def test_quantized_shapes(avx512, rng, fmt, block, M, N):
     for kblocks in (1, 3, 5):  # one block; odd multiples (96/160 at block 32)
@@ -66,7 +66,7 @@ def test_quantized_shapes(avx512, rng, fmt, block, M, N):
 
 
 @pytest.mark.parametrize("fmt", PLAIN)
-@pytest.mark.parametrize("M", [1, 2, 3, 5, 16, 17, 128])
+@pytest.mark.parametrize("M", [1, 2, 3, 5, 16, 17, 50, 128])
 @pytest.mark.parametrize("N", [1, 3, 17, 64, 129])
 def test_plain_shapes(avx512, rng, fmt, M, N):
     for K in (1, 7, 15, 16, 33, 100, 161):
@@ -85,7 +85,7 @@ def test_large_k(avx512, rng, fmt, M):
 
 
 @pytest.mark.parametrize("fmt", PLAIN + QUANT)
-@pytest.mark.parametrize("M", [1, 4, 7, 8, 33])
+@pytest.mark.parametrize("M", [1, 4, 7, 8, 31, 32, 33])
 def test_matches_scalar_kernel(rng, fmt, M):
     x, t, b, ref, tol = make_case(rng, fmt, 64, M, 50, 640, bias=True)
     previous = pyrt.get_cpu_isa()

@@ -17,6 +17,8 @@ namespace {
 constexpr int kMR = 32;       // x rows per micro-tile
 constexpr int kNR = 14;       // weight rows per panel
 constexpr int64_t kKC = 512;  // K per panel (multiple of every q block): 14 x 512 x 4 B = 28 KiB
+// Panel row stride: 512 floats + one line, so the 14 rows do not fall into the same L1 sets.
+constexpr int64_t kLdw = kKC + 16;
 
 using SegmentFn = void (*)(const uint8_t* row, int64_t k0, int64_t len, float* dst);
 
@@ -52,7 +54,7 @@ void micro_kernel(const float* xt, const float* w, int64_t kc, float* c) {
     for (int v = 0; v < MV; ++v) xv[v] = _mm512_loadu_ps(xt + k * kMR + 16 * v);
 #pragma GCC unroll 14
     for (int j = 0; j < kNR; ++j) {
-      const __m512 wj = _mm512_set1_ps(w[j * kKC + k]);
+      const __m512 wj = _mm512_set1_ps(w[j * kLdw + k]);
       for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(xv[v], wj, acc[v][j]);
     }
   }
@@ -76,7 +78,7 @@ void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   const int64_t mb_max = x_block_rows(K);
   const int64_t tiles_max = mb_max / kMR;
   xt_buf.resize(size_t(tiles_max * K * kMR));
-  w_buf.resize(size_t(kNR * kKC));
+  w_buf.resize(size_t(kNR * kLdw));
   c_buf.resize(size_t(tiles_max * kNR * kMR));
 
   for (int64_t m0 = 0; m0 < M; m0 += mb_max) {
@@ -99,7 +101,7 @@ void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
       std::fill(c_buf.begin(), c_buf.begin() + tiles * kNR * kMR, 0.0f);
       for (int64_t k0 = 0; k0 < K; k0 += kKC) {
         const int64_t kc = std::min(kKC, K - k0);
-        for (int64_t j = 0; j < nr; ++j) dequantize(a.w.row(n0 + j), k0, kc, w_buf.data() + j * kKC);
+        for (int64_t j = 0; j < nr; ++j) dequantize(a.w.row(n0 + j), k0, kc, w_buf.data() + j * kLdw);
         for (int64_t t = 0; t < tiles; ++t) {
           const float* xt = xt_buf.data() + t * K * kMR + k0 * kMR;
           float* c = c_buf.data() + t * kNR * kMR;
