@@ -1,0 +1,109 @@
+// AVX-512 weight decoding shared by the GEMV and GEMM paths: 16 weights of any format to one
+// __m512 of FP32. Include only from *_avx512.cc files (needs -mavx512f/bw/vl/dq, -mf16c).
+//
+// The 4-bit formats decode through a 16-entry float table and one vpermps per 16 weights: vpermps
+// reads only the low 4 bits of each index, so the low nibble needs no mask, and folding the block
+// scale (and q4a's min) into the table once per block makes the weights come out dequantized.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "pyrt/formats.h"
+
+namespace pyrt::cpu::avx512 {
+
+inline float load_fp16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Table entries i - 8 (q4) and i (q4a).
+inline __m512 q4_level_table() {
+  return _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+inline __m512 q4a_level_table() {
+  return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+// 16 bytes of packed nibbles -> the 16 dword indices (low nibble in bits 0-3, high in bits 4-7).
+inline __m512i load_nibble_pairs(const uint8_t* p) {
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m512 low_nibbles(__m512i idx, __m512 table) { return _mm512_permutexvar_ps(idx, table); }
+inline __m512 high_nibbles(__m512i idx, __m512 table) {
+  return _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), table);
+}
+
+inline __m512 load_q8x16(const uint8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+// Plain formats: 16 weights starting at element k of a row, or the first `mask` bits of them.
+template <Format F>
+inline __m512 load_plain16(const uint8_t* row, int64_t k) {
+  if constexpr (F == Format::f32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  } else if constexpr (F == Format::f16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k)));
+  } else {  // bf16: the 16 bits are the top half of an FP32
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+  }
+}
+template <Format F>
+inline __m512 load_plain16_masked(const uint8_t* row, int64_t k, __mmask16 mask) {
+  if constexpr (F == Format::f32) {
+    return _mm512_maskz_loadu_ps(mask, reinterpret_cast<const float*>(row) + k);
+  } else if constexpr (F == Format::f16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row + 2 * k));
+  } else {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row + 2 * k));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+  }
+}
+
+inline __mmask16 tail_mask(int64_t n) { return __mmask16((1u << n) - 1u); }
+
+// Dequantizes elements [k0, k0 + len) of one weight row into dst (FP32). For q-formats k0 and len
+// are multiples of the block B (the GEMM's K blocks are multiples of 128).
+template <Format F, int B>
+inline void dequantize_segment(const uint8_t* row, int64_t k0, int64_t len, float* dst) {
+  if constexpr (F == Format::f32 || F == Format::f16 || F == Format::bf16) {
+    int64_t k = 0;
+    for (; k + 16 <= len; k += 16) _mm512_storeu_ps(dst + k, load_plain16<F>(row, k0 + k));
+    if (k < len) {
+      const __mmask16 m = tail_mask(len - k);
+      _mm512_mask_storeu_ps(dst + k, m, load_plain16_masked<F>(row, k0 + k, m));
+    }
+  } else {
+    constexpr int64_t bb = (F == Format::q8) ? 2 + B : (F == Format::q4 ? 2 + B / 2 : 4 + B / 2);
+    const uint8_t* blk = row + (k0 / B) * bb;
+    for (int64_t k = 0; k < len; k += B, blk += bb, dst += B) {
+      if constexpr (F == Format::q8) {
+        const __m512 d = _mm512_set1_ps(load_fp16(blk));
+        for (int c = 0; c < B; c += 16) _mm512_storeu_ps(dst + c, _mm512_mul_ps(load_q8x16(blk + 2 + c), d));
+      } else {
+        __m512 table;
+        const uint8_t* q;
+        if constexpr (F == Format::q4) {
+          table = _mm512_mul_ps(q4_level_table(), _mm512_set1_ps(load_fp16(blk)));
+          q = blk + 2;
+        } else {
+          table = _mm512_fmadd_ps(q4a_level_table(), _mm512_set1_ps(load_fp16(blk)),
+                                  _mm512_set1_ps(load_fp16(blk + 2)));
+          q = blk + 4;
+        }
+        for (int c = 0; c < B / 2; c += 16) {
+          const __m512i idx = load_nibble_pairs(q + c);
+          _mm512_storeu_ps(dst + c, low_nibbles(idx, table));
+          _mm512_storeu_ps(dst + B / 2 + c, high_nibbles(idx, table));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace pyrt::cpu::avx512

@@ -1,0 +1,123 @@
+// Large-M AVX-512 path: a cache-blocked GEMM. Per block of x rows, x is packed transposed into
+// micro-tiles [K][32] (FP32, exact); per panel of kNR weight rows and kKC of K, the weights are
+// dequantized once into an FP32 buffer (L1/L2) and reused for every x tile. The micro-kernel holds
+// a 32 (x rows, two zmm) x 14 (weight rows) block of y^T in 28 registers: per k it loads two x
+// vectors and does 14 broadcast-FMA pairs, so loads stay well below the FMA rate.
+// Vectors run along M rather than N so weight panels keep their natural row-major layout (the
+// dequantizers write rows; no transpose of weights) and only x, once per call, is transposed.
+#include <algorithm>
+#include <vector>
+
+#include "cpu/decode_avx512.h"
+#include "cpu/gemv_avx512.h"
+
+namespace pyrt::cpu::avx512 {
+namespace {
+
+constexpr int kMR = 32;       // x rows per micro-tile
+constexpr int kNR = 14;       // weight rows per panel
+constexpr int64_t kKC = 512;  // K per panel (multiple of every q block): 14 x 512 x 4 B = 28 KiB
+// Panel row stride: 512 floats + one line, so the 14 rows do not fall into the same L1 sets.
+constexpr int64_t kLdw = kKC + 16;
+
+using SegmentFn = void (*)(const uint8_t* row, int64_t k0, int64_t len, float* dst);
+
+template <Format F>
+SegmentFn segment_fn_blocked(int block) {
+  switch (block) {
+    case 32: return dequantize_segment<F, 32>;
+    case 64: return dequantize_segment<F, 64>;
+    default: return dequantize_segment<F, 128>;
+  }
+}
+
+SegmentFn segment_fn(const WeightView& w) {
+  switch (w.format) {
+    case Format::f32: return dequantize_segment<Format::f32, 1>;
+    case Format::f16: return dequantize_segment<Format::f16, 1>;
+    case Format::bf16: return dequantize_segment<Format::bf16, 1>;
+    case Format::q8: return segment_fn_blocked<Format::q8>(w.block);
+    case Format::q4: return segment_fn_blocked<Format::q4>(w.block);
+    default: return segment_fn_blocked<Format::q4a>(w.block);
+  }
+}
+
+// c[j][0:16*MV] += sum_k xt[k][0:16*MV] * w[j][k] for j < kNR.
+template <int MV>
+void micro_kernel(const float* xt, const float* w, int64_t kc, float* c) {
+  __m512 acc[MV][kNR];
+#pragma GCC unroll 14
+  for (int j = 0; j < kNR; ++j)
+    for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_loadu_ps(c + j * kMR + 16 * v);
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 xv[MV];
+    for (int v = 0; v < MV; ++v) xv[v] = _mm512_loadu_ps(xt + k * kMR + 16 * v);
+#pragma GCC unroll 14
+    for (int j = 0; j < kNR; ++j) {
+      const __m512 wj = _mm512_set1_ps(w[j * kLdw + k]);
+      for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(xv[v], wj, acc[v][j]);
+    }
+  }
+#pragma GCC unroll 14
+  for (int j = 0; j < kNR; ++j)
+    for (int v = 0; v < MV; ++v) _mm512_storeu_ps(c + j * kMR + 16 * v, acc[v][j]);
+}
+
+// Rows of x packed per call: keeps the packed block (rows x K x 4 B) within ~2 MiB.
+int64_t x_block_rows(int64_t K) {
+  const int64_t rows = (int64_t(2) << 20) / (std::max<int64_t>(K, 1) * 4);
+  return std::clamp<int64_t>(rows / kMR * kMR, kMR, 256);
+}
+
+}  // namespace
+
+void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  thread_local std::vector<float> xt_buf, w_buf, c_buf;
+  const int64_t M = a.M, N = a.N, K = a.K;
+  const SegmentFn dequantize = segment_fn(a.w);
+  const int64_t mb_max = x_block_rows(K);
+  const int64_t tiles_max = mb_max / kMR;
+  xt_buf.resize(size_t(tiles_max * K * kMR));
+  w_buf.resize(size_t(kNR * kLdw));
+  c_buf.resize(size_t(tiles_max * kNR * kMR));
+
+  for (int64_t m0 = 0; m0 < M; m0 += mb_max) {
+    const int64_t mb = std::min(mb_max, M - m0);
+    const int64_t tiles = (mb + kMR - 1) / kMR;
+    // Transpose x rows into tiles [t][k][32]; rows past M are zero.
+    for (int64_t i = 0; i < tiles * kMR; ++i) {
+      float* dst = xt_buf.data() + (i / kMR) * K * kMR + (i % kMR);
+      if (i < mb) {
+        const float* src = a.x + (m0 + i) * K;
+        for (int64_t k = 0; k < K; ++k) dst[k * kMR] = src[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) dst[k * kMR] = 0.0f;
+      }
+    }
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += kNR) {
+      // Rows of a short last panel keep stale buffer contents: they only feed accumulators that
+      // are never stored.
+      const int64_t nr = std::min<int64_t>(kNR, n_end - n0);
+      std::fill(c_buf.begin(), c_buf.begin() + tiles * kNR * kMR, 0.0f);
+      for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+        const int64_t kc = std::min(kKC, K - k0);
+        for (int64_t j = 0; j < nr; ++j) dequantize(a.w.row(n0 + j), k0, kc, w_buf.data() + j * kLdw);
+        for (int64_t t = 0; t < tiles; ++t) {
+          const float* xt = xt_buf.data() + t * K * kMR + k0 * kMR;
+          float* c = c_buf.data() + t * kNR * kMR;
+          if (mb - t * kMR > 16)
+            micro_kernel<2>(xt, w_buf.data(), kc, c);
+          else
+            micro_kernel<1>(xt, w_buf.data(), kc, c);
+        }
+      }
+      for (int64_t i = 0; i < mb; ++i) {
+        const float* c = c_buf.data() + (i / kMR) * kNR * kMR + (i % kMR);
+        float* y = a.y + (m0 + i) * N + n0;
+        for (int64_t j = 0; j < nr; ++j) y[j] = c[j * kMR] + (a.bias ? a.bias[n0 + j] : 0.0f);
+      }
+    }
+  }
+}
+
+}  // namespace pyrt::cpu::avx512

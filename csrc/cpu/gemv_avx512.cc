@@ -1,0 +1,170 @@
+// Small-M AVX-512 path (memory-bound, GEMV-like): each weight row is streamed once and decoded in
+// registers; R rows are in flight together to hide load latency, and every decoded weight vector is
+// reused for MB rows of x. y is reduced horizontally only once per (m, n).
+#include "cpu/gemv_avx512.h"
+
+#include "cpu/decode_avx512.h"
+
+namespace pyrt::cpu::avx512 {
+namespace {
+
+constexpr int kRowsInFlight = 4;
+constexpr int kMaxXRows = 4;
+
+// Two accumulators per (m, r) when registers allow: the lo/hi halves of a q4 chunk then feed
+// independent FMA chains, so M=1 is not bound by FMA latency.
+template <int MB, int R>
+constexpr int kSplit = (MB * R <= 8) ? 2 : 1;
+
+template <int MB, int R, int S>
+inline void store_results(const KernelArgs& a, int64_t n0, int64_t m0, __m512 (&acc)[S][MB][R]) {
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < R; ++r) {
+      __m512 v = acc[0][m][r];
+      if constexpr (S == 2) v = _mm512_add_ps(v, acc[1][m][r]);
+      a.y[(m0 + m) * a.N + n0 + r] = _mm512_reduce_add_ps(v) + (a.bias ? a.bias[n0 + r] : 0.0f);
+    }
+}
+
+template <Format F, int MB, int R>
+void gemv_plain(const KernelArgs& a, int64_t n0, int64_t m0) {
+  constexpr int S = kSplit<MB, R>;
+  const int64_t K = a.K;
+  const float* x[MB];
+  for (int m = 0; m < MB; ++m) x[m] = a.x + (m0 + m) * K;
+  const uint8_t* w[R];
+  for (int r = 0; r < R; ++r) w[r] = a.w.row(n0 + r);
+  __m512 acc[S][MB][R];
+  for (int s = 0; s < S; ++s)
+    for (int m = 0; m < MB; ++m)
+      for (int r = 0; r < R; ++r) acc[s][m][r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 * S <= K; k += 16 * S) {
+    for (int s = 0; s < S; ++s)
+      for (int r = 0; r < R; ++r) {
+        const __m512 wv = load_plain16<F>(w[r], k + 16 * s);
+        for (int m = 0; m < MB; ++m)
+          acc[s][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k + 16 * s), wv, acc[s][m][r]);
+      }
+  }
+  for (; k < K; k += 16) {
+    const __mmask16 mask = tail_mask(K - k < 16 ? K - k : 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = load_plain16_masked<F>(w[r], k, mask);
+      for (int m = 0; m < MB; ++m)
+        acc[0][m][r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x[m] + k), wv, acc[0][m][r]);
+    }
+  }
+  store_results<MB, R, S>(a, n0, m0, acc);
+}
+
+template <Format F, int B, int MB, int R>
+void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
+  constexpr int S = kSplit<MB, R>;
+  constexpr int64_t bb = (F == Format::q8) ? 2 + B : (F == Format::q4 ? 2 + B / 2 : 4 + B / 2);
+  const int64_t K = a.K, nblocks = K / B;
+  const float* x[MB];
+  for (int m = 0; m < MB; ++m) x[m] = a.x + (m0 + m) * K;
+  const uint8_t* w[R];
+  for (int r = 0; r < R; ++r) w[r] = a.w.row(n0 + r);
+  __m512 acc[S][MB][R];
+  for (int s = 0; s < S; ++s)
+    for (int m = 0; m < MB; ++m)
+      for (int r = 0; r < R; ++r) acc[s][m][r] = _mm512_setzero_ps();
+
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t k0 = b * B;
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w[r] + b * bb;
+      if constexpr (F == Format::q8) {
+        // MB == 1: scale once per block (one FMA) rather than once per 16 weights.
+        const __m512 d = _mm512_set1_ps(load_fp16(blk));
+        if constexpr (MB == 1) {
+          __m512 part[S];
+          for (int s = 0; s < S; ++s) part[s] = _mm512_setzero_ps();
+          for (int c = 0; c < B; c += 16 * S)
+            for (int s = 0; s < S; ++s)
+              part[s] = _mm512_fmadd_ps(_mm512_loadu_ps(x[0] + k0 + c + 16 * s), load_q8x16(blk + 2 + c + 16 * s), part[s]);
+          for (int s = 0; s < S; ++s) acc[s][0][r] = _mm512_fmadd_ps(part[s], d, acc[s][0][r]);
+        } else {
+          for (int c = 0; c < B; c += 16) {
+            const __m512 wv = _mm512_mul_ps(load_q8x16(blk + 2 + c), d);
+            for (int m = 0; m < MB; ++m)
+              acc[(c / 16) % S][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), wv, acc[(c / 16) % S][m][r]);
+          }
+        }
+      } else {
+        __m512 table;
+        const uint8_t* q;
+        if constexpr (F == Format::q4) {
+          table = _mm512_mul_ps(q4_level_table(), _mm512_set1_ps(load_fp16(blk)));
+          q = blk + 2;
+        } else {
+          table = _mm512_fmadd_ps(q4a_level_table(), _mm512_set1_ps(load_fp16(blk)), _mm512_set1_ps(load_fp16(blk + 2)));
+          q = blk + 4;
+        }
+        for (int c = 0; c < B / 2; c += 16) {
+          const __m512i idx = load_nibble_pairs(q + c);
+          const __m512 lo = low_nibbles(idx, table), hi = high_nibbles(idx, table);
+          for (int m = 0; m < MB; ++m) {
+            acc[0][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), lo, acc[0][m][r]);
+            acc[S - 1][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + B / 2 + c), hi, acc[S - 1][m][r]);
+          }
+        }
+      }
+    }
+  }
+  store_results<MB, R, S>(a, n0, m0, acc);
+}
+
+template <Format F, int B, int MB, int R>
+inline void gemv_tile(const KernelArgs& a, int64_t n0, int64_t m0) {
+  if constexpr (F == Format::f32 || F == Format::f16 || F == Format::bf16)
+    gemv_plain<F, MB, R>(a, n0, m0);
+  else
+    gemv_quant<F, B, MB, R>(a, n0, m0);
+}
+
+template <Format F, int B, int R>
+inline void gemv_rows(const KernelArgs& a, int64_t n0) {
+  // m tiles inside the row group: the group's weights (a few KiB) stay in L1/L2 across tiles.
+  int64_t m0 = 0;
+  for (; m0 + kMaxXRows <= a.M; m0 += kMaxXRows) gemv_tile<F, B, kMaxXRows, R>(a, n0, m0);
+  switch (a.M - m0) {
+    case 1: gemv_tile<F, B, 1, R>(a, n0, m0); break;
+    case 2: gemv_tile<F, B, 2, R>(a, n0, m0); break;
+    case 3: gemv_tile<F, B, 3, R>(a, n0, m0); break;
+    default: break;
+  }
+}
+
+template <Format F, int B>
+void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  int64_t n = n_begin;
+  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);
+  for (; n < n_end; ++n) gemv_rows<F, B, 1>(a, n);
+}
+
+template <Format F>
+void gemv_blocked(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.w.block) {
+    case 32: gemv_format<F, 32>(a, n_begin, n_end); break;
+    case 64: gemv_format<F, 64>(a, n_begin, n_end); break;
+    default: gemv_format<F, 128>(a, n_begin, n_end); break;
+  }
+}
+
+}  // namespace
+
+void gemv(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.w.format) {
+    case Format::f32: gemv_format<Format::f32, 1>(a, n_begin, n_end); break;
+    case Format::f16: gemv_format<Format::f16, 1>(a, n_begin, n_end); break;
+    case Format::bf16: gemv_format<Format::bf16, 1>(a, n_begin, n_end); break;
+    case Format::q8: gemv_blocked<Format::q8>(a, n_begin, n_end); break;
+    case Format::q4: gemv_blocked<Format::q4>(a, n_begin, n_end); break;
+    case Format::q4a: gemv_blocked<Format::q4a>(a, n_begin, n_end); break;
+  }
+}
+
+}  // namespace pyrt::cpu::avx512
