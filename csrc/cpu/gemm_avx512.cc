@@ -6,7 +6,8 @@
 // Vectors run along M rather than N so weight panels keep their natural row-major layout (the
 // dequantizers write rows; no transpose of weights) and only x, once per call, is transposed.
 #include <algorithm>
-#include <vector>
+
+#include "cpu/scratch.h"
 
 #include "cpu/decode_avx512.h"
 #include "cpu/gemv_avx512.h"
@@ -72,21 +73,21 @@ int64_t x_block_rows(int64_t K) {
 }  // namespace
 
 void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  thread_local std::vector<float> xt_buf, w_buf, c_buf;
   const int64_t M = a.M, N = a.N, K = a.K;
   const SegmentFn dequantize = segment_fn(a.w);
   const int64_t mb_max = x_block_rows(K);
   const int64_t tiles_max = mb_max / kMR;
-  xt_buf.resize(size_t(tiles_max * K * kMR));
-  w_buf.resize(size_t(kNR * kLdw));
-  c_buf.resize(size_t(tiles_max * kNR * kMR));
+  // Per-thread buffers from a portable file: std::vector here would leak AVX-512 template code.
+  float* xt_buf = static_cast<float*>(thread_scratch(0, size_t(tiles_max * K * kMR) * sizeof(float)));
+  float* w_buf = static_cast<float*>(thread_scratch(1, size_t(kNR * kLdw) * sizeof(float)));
+  float* c_buf = static_cast<float*>(thread_scratch(2, size_t(tiles_max * kNR * kMR) * sizeof(float)));
 
   for (int64_t m0 = 0; m0 < M; m0 += mb_max) {
     const int64_t mb = std::min(mb_max, M - m0);
     const int64_t tiles = (mb + kMR - 1) / kMR;
     // Transpose x rows into tiles [t][k][32]; rows past M are zero.
     for (int64_t i = 0; i < tiles * kMR; ++i) {
-      float* dst = xt_buf.data() + (i / kMR) * K * kMR + (i % kMR);
+      float* dst = xt_buf + (i / kMR) * K * kMR + (i % kMR);
       if (i < mb) {
         const float* src = a.x + (m0 + i) * K;
         for (int64_t k = 0; k < K; ++k) dst[k * kMR] = src[k];
@@ -98,21 +99,21 @@ void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
       // Rows of a short last panel keep stale buffer contents: they only feed accumulators that
       // are never stored.
       const int64_t nr = std::min<int64_t>(kNR, n_end - n0);
-      std::fill(c_buf.begin(), c_buf.begin() + tiles * kNR * kMR, 0.0f);
+      std::fill(c_buf, c_buf + tiles * kNR * kMR, 0.0f);
       for (int64_t k0 = 0; k0 < K; k0 += kKC) {
         const int64_t kc = std::min(kKC, K - k0);
-        for (int64_t j = 0; j < nr; ++j) dequantize(a.w.row(n0 + j), k0, kc, w_buf.data() + j * kLdw);
+        for (int64_t j = 0; j < nr; ++j) dequantize(a.w.row(n0 + j), k0, kc, w_buf + j * kLdw);
         for (int64_t t = 0; t < tiles; ++t) {
-          const float* xt = xt_buf.data() + t * K * kMR + k0 * kMR;
-          float* c = c_buf.data() + t * kNR * kMR;
+          const float* xt = xt_buf + t * K * kMR + k0 * kMR;
+          float* c = c_buf + t * kNR * kMR;
           if (mb - t * kMR > 16)
-            micro_kernel<2>(xt, w_buf.data(), kc, c);
+            micro_kernel<2>(xt, w_buf, kc, c);
           else
-            micro_kernel<1>(xt, w_buf.data(), kc, c);
+            micro_kernel<1>(xt, w_buf, kc, c);
         }
       }
       for (int64_t i = 0; i < mb; ++i) {
-        const float* c = c_buf.data() + (i / kMR) * kNR * kMR + (i % kMR);
+        const float* c = c_buf + (i / kMR) * kNR * kMR + (i % kMR);
         float* y = a.y + (m0 + i) * N + n0;
         for (int64_t j = 0; j < nr; ++j) y[j] = c[j * kMR] + (a.bias ? a.bias[n0 + j] : 0.0f);
       }
