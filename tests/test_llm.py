@@ -112,9 +112,13 @@ def test_kv_cache_decoding_matches_recompute(f32_model):
     err = np.abs(np.stack(steps) - full[split - 1:]).max()
     print(f"KV-cache decoding vs full recompute: max |diff| = {err:.2e}")
     assert err < 1e-4
-    # reset + reuse: the same prompt again gives the same logits
+    # reset + reuse: the same prompt again gives bit-identical logits (same kernels, same order);
+    # against the all-positions head (a GEMM instead of a GEMV) only FP32 rounding differs.
     f32_model.reset()
-    np.testing.assert_array_equal(f32_model.forward(ids), full[-1])
+    first = f32_model.forward(ids)
+    f32_model.reset()
+    np.testing.assert_array_equal(f32_model.forward(ids), first)
+    np.testing.assert_allclose(first, full[-1], rtol=0, atol=1e-4)
 
 
 def test_prefix_reuse_gives_same_logits(f32_model):
