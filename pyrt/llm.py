@@ -96,6 +96,17 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: floa
     return int(order[rng.choice(len(order), p=p)])
 
 
+def _gguf_keys_from_model(model) -> dict[str, Any]:
+    """The llama.cpp-named keys this module reads, from a .pyrt file written by pyrt-convert: it keeps
+    the GGUF's scalar keys under metadata["gguf"] and the tokenizer under metadata["tokenizer"]
+    (names without their "tokenizer.ggml." prefix; see docs/format.md)."""
+    keys: dict[str, Any] = {**model.metadata, **model.config}
+    keys.update(model.metadata.get("gguf", {}))
+    for name, value in model.metadata.get("tokenizer", {}).items():
+        keys["tokenizer.chat_template" if name == "chat_template" else f"tokenizer.ggml.{name}"] = value
+    return keys
+
+
 class LanguageModel:
     """A Llama-architecture language model.
 
@@ -118,7 +129,7 @@ class LanguageModel:
             from . import load  # type: ignore[attr-defined]  # noqa: PLC0415 - provided by pyrt.convert
 
             model = load(path)
-            tensors, metadata = dict(model.tensors), {**model.metadata, **model.config}
+            tensors, metadata = dict(model.tensors), _gguf_keys_from_model(model)
         self._init(tensors, metadata, metadata, context_length, kv_cache)
 
     @classmethod

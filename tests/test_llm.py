@@ -314,3 +314,23 @@ def test_generate_command_arguments():
                               "--raw"])
     assert (args.file, args.prompt, args.max_new_tokens, args.temperature) == ("m.gguf", "Hi there", 7, 0.5)
     assert args.stop == ["X", "Y"] and args.chat is False and args.func is generate.run
+
+
+def test_converted_pyrt_file_runs_like_the_gguf(chat_model, tmp_path_factory):
+    """pyrt-convert GGUF -> .pyrt (q4a, block 32, q8 embedding by default) -> LanguageModel: the same
+    weights as the in-memory model, so the same logits bit for bit, and the same greedy answer."""
+    from pyrt.convert import convert_checkpoint
+
+    out = tmp_path_factory.mktemp("llm") / "smollm2-q4a.pyrt"
+    convert_checkpoint(str(_gguf_path()), str(out), dtype="q4a", block=32)
+    model = pyrt.LanguageModel(out, context_length=256)
+    assert model._tensors["blk.0.attn_q.weight"].dtype == "q4a"
+    for name, tensor in chat_model._tensors.items():
+        np.testing.assert_array_equal(model._tensors[name].numpy(), tensor.numpy(), err_msg=name)
+    ids = model.tokenizer.encode("The capital of France is")
+    assert ids == chat_model.tokenizer.encode("The capital of France is")
+    model.reset()
+    chat_model.reset()
+    np.testing.assert_array_equal(model.forward(ids), chat_model.forward(ids))
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    assert "Paris" in model.generate(messages, max_new_tokens=16, temperature=0)
