@@ -11,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Nothing is ever fetched from a model hub: the peers that load models (sentence-transformers) read
+# the local folders that tools/fetch_models.py extracted from PyPI wheels.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 import pyrt
 
 POISON = np.float32(np.nan)
