@@ -7,8 +7,10 @@ generation against the memory-bandwidth bound: every decode step reads all layer
 output head and the KV cache once, so bytes/token / time per token is the achieved bandwidth.
 Also prints the perplexity of the test paragraph (tests/test_llm.py) per format.
 
-Peer: llama-cpp-python is not measured (it compiles llama.cpp from source for 10-20 minutes, not
-available here); the ratio column is therefore against the bandwidth bound only.
+Peer: llama.cpp through llama-cpp-python (optional; `pip install llama-cpp-python` compiles
+llama.cpp, 10-20 minutes) on the same GGUF in the same run. Its Q4_1 layers + Q8_0 embedding are
+exactly pyrt's q4a/32 + q8 embedding, so the row "q4a/32+q8emb" is the same-bits comparison.
+The bandwidth bound is measured at the start of the run (tools/bandwidth.py, a 1 GiB read).
 
     PYRT_MODELS=/tmp/pyrt_models_llm python tools/bench_models_llm.py --formats f32 q8 q4a
 """
@@ -29,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import pyrt  # noqa: E402
 from pyrt.llm_gguf import quantize_weights, read_gguf  # noqa: E402
 
-DRAM_GBPS = 20.0  # DRAM bandwidth measured on the project machine; q4 weights (~78-86 MB per token) exceed the 32 MiB L3
+sys.path.insert(0, str(ROOT / "tools"))
 
 
 def weight_bytes_per_token(tensors: dict) -> int:
@@ -74,6 +76,31 @@ def bench_format(arrays, md, fmt, block, emb, args):
     return pp, 1.0 / dt, bytes_tok, bytes_tok / dt / 1e9, ppl
 
 
+def bench_llama_cpp(path: Path, args):
+    """llama.cpp on the GGUF as shipped: prompt processing and generation tokens/s, same protocol."""
+    try:
+        from llama_cpp import Llama  # noqa: PLC0415
+    except ImportError:
+        return None
+    ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1
+    llm = Llama(model_path=str(path), n_ctx=ctx, n_threads=args.threads, n_threads_batch=args.threads,
+                n_batch=args.prompt_tokens, verbose=False)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(100, 49152, args.prompt_tokens).tolist()
+    llm.eval(prompt[:8])
+    llm.reset()
+    t0 = time.perf_counter()
+    llm.eval(prompt)
+    pp = args.prompt_tokens / (time.perf_counter() - t0)
+    llm.reset()
+    llm.eval(prompt[:16])
+    t0 = time.perf_counter()
+    for i in range(args.gen_tokens):
+        llm.eval([prompt[16 + i % (len(prompt) - 16)]])
+    dt = (time.perf_counter() - t0) / args.gen_tokens
+    return pp, 1.0 / dt
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="GGUF file (default: <PYRT_MODELS>/smollm2/*.gguf)")
@@ -84,6 +111,8 @@ def main() -> int:
     ap.add_argument("--gen-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--perplexity", action="store_true", help="also score the test paragraph")
+    ap.add_argument("--same-bits", action="store_true",
+                    help="also run q4a/32 with a q8 embedding (the GGUF's own bits) next to llama.cpp")
     args = ap.parse_args()
     models = Path(os.environ.get("PYRT_MODELS", ROOT / "models_cache"))
     path = Path(args.model) if args.model else next(iter(sorted((models / "smollm2").glob("*.gguf"))), None)
@@ -91,17 +120,38 @@ def main() -> int:
         print(f"no SmolLM2 GGUF under {models / 'smollm2'} (tools/fetch_models.py or PYRT_MODELS)")
         return 1
     pyrt.set_num_threads(args.threads)
+    import bandwidth  # noqa: PLC0415
+
+    dram = bandwidth.read_bandwidth(1 << 30, args.threads, repeats=3).gbps
     arrays, md = read_gguf(path)
     print(f"# {path.name}; threads={args.threads}; cpu_isa={pyrt.get_cpu_isa()}; prompt={args.prompt_tokens} "
-          f"gen={args.gen_tokens}; embedding={args.embedding or 'same'}; peer llama-cpp-python: not available")
-    print(f"{'format':>8} {'pp tok/s':>9} {'tg tok/s':>9} {'MB/token':>9} {'GB/s':>6} {'of 20GB/s':>9} {'ppl':>7}")
-    for fmt in args.formats:
-        for block in (args.blocks if fmt in ("q8", "q4", "q4a") else [32]):
-            pp, tg, bytes_tok, gbps, ppl = bench_format(arrays, md, fmt, block, args.embedding, args)
-            name = fmt if fmt not in ("q8", "q4", "q4a") else f"{fmt}/{block}"
-            ppl_s = f"{ppl:7.3f}" if ppl is not None else "      -"
-            print(f"{name:>8} {pp:9.1f} {tg:9.2f} {bytes_tok / 1e6:9.1f} {gbps:6.2f} {gbps / DRAM_GBPS:9.1%} {ppl_s}",
-                  flush=True)
+          f"gen={args.gen_tokens}; embedding={args.embedding or 'same'}; DRAM read bound {dram:.1f} GB/s")
+    print(f"{'format':>14} {'pp tok/s':>9} {'tg tok/s':>9} {'MB/token':>9} {'GB/s':>6} {'of bound':>9} {'ppl':>7}")
+    runs = [(fmt, block, args.embedding) for fmt in args.formats
+            for block in (args.blocks if fmt in ("q8", "q4", "q4a") else [32])]
+    if args.same_bits:
+        runs.append(("q4a", 32, "q8"))
+    same_bits = None
+    for fmt, block, emb in runs:
+        pp, tg, bytes_tok, gbps, ppl = bench_format(arrays, md, fmt, block, emb, args)
+        name = fmt if fmt not in ("q8", "q4", "q4a") else f"{fmt}/{block}"
+        if emb and emb != fmt:
+            name += f"+{emb}emb"
+        if (fmt, block, emb) == ("q4a", 32, "q8"):
+            same_bits = (pp, tg, bytes_tok)
+        ppl_s = f"{ppl:7.3f}" if ppl is not None else "      -"
+        print(f"{name:>14} {pp:9.1f} {tg:9.2f} {bytes_tok / 1e6:9.1f} {gbps:6.2f} {gbps / dram:9.1%} {ppl_s}", flush=True)
+    peer = bench_llama_cpp(path, args)
+    if peer is None:
+        print("llama.cpp: llama-cpp-python not installed (pip install llama-cpp-python), peer skipped")
+    else:
+        pp, tg = peer
+        line = f"{'llama.cpp':>14} {pp:9.1f} {tg:9.2f}"
+        if same_bits:
+            gbps = same_bits[2] * tg / 1e9
+            line += f" {same_bits[2] / 1e6:9.1f} {gbps:6.2f} {gbps / dram:9.1%}"
+            line += f"\npyrt q4a/32+q8emb vs llama.cpp (same bits): prompt {same_bits[0] / pp:.2f}x, generation {same_bits[1] / tg:.2f}x"
+        print(line, flush=True)
     return 0
 
 
