@@ -61,7 +61,7 @@ void gemv_plain(const KernelArgs& a, int64_t n0, int64_t m0) {
 template <Format F, int B, int MB, int R>
 void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
   constexpr int S = kSplit<MB, R>;
-  constexpr int64_t bb = (F == Format::q8) ? 2 + B : (F == Format::q4 ? 2 + B / 2 : 4 + B / 2);
+  constexpr int64_t bb = kBlockBytes<F, B>;
   const int64_t K = a.K, nblocks = K / B;
   const float* x[MB];
   for (int m = 0; m < MB; ++m) x[m] = a.x + (m0 + m) * K;
@@ -102,15 +102,8 @@ void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
           }
         }
       } else {
-        __m512 table;
         const uint8_t* q;
-        if constexpr (F == Format::q4) {
-          table = _mm512_mul_ps(q4_level_table(), _mm512_set1_ps(load_fp16(blk)));
-          q = blk + 2;
-        } else {
-          table = _mm512_fmadd_ps(q4a_level_table(), _mm512_set1_ps(load_fp16(blk)), _mm512_set1_ps(load_fp16(blk + 2)));
-          q = blk + 4;
-        }
+        const __m512 table = nibble_value_table<F>(blk, &q);
         for (int c = 0; c < B / 2; c += 16) {
           const __m512i idx = load_nibble_pairs(q + c);
           const __m512 lo = low_nibbles(idx, table), hi = high_nibbles(idx, table);
