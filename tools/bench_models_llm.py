@@ -48,24 +48,33 @@ def kv_bytes_per_token(config: dict, context: int) -> int:
     return 2 * config["n_layers"] * config["n_kv_heads"] * config["head_dim"] * context * elem
 
 
+def random_prompt(n: int, vocab: int) -> list[int]:
+    return np.random.default_rng(0).integers(100, vocab, n).tolist()
+
+
+def time_prompt_and_generation(run, reset, prompt: list[int], gen_tokens: int) -> tuple[float, float]:
+    """The protocol for every engine: (prompt tok/s, generation tok/s). ``run(ids)`` feeds tokens
+    through the model and its cache; generation feeds one token per call after a 16-token prompt
+    (the tokens come from the prompt, so no engine pays for sampling)."""
+    run(prompt[:8])  # warm-up: allocations, thread pool
+    reset()
+    t0 = time.perf_counter()
+    run(prompt)
+    pp = len(prompt) / (time.perf_counter() - t0)
+    reset()
+    run(prompt[:16])
+    t0 = time.perf_counter()
+    for i in range(gen_tokens):
+        run([prompt[16 + i % (len(prompt) - 16)]])
+    return pp, gen_tokens / (time.perf_counter() - t0)
+
+
 def bench_format(arrays, md, fmt, block, emb, args):
     tensors = quantize_weights(arrays, fmt, block, emb)
     ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1  # 256: room for the perplexity paragraph
     lm = pyrt.LanguageModel.from_parts(tensors, md, md, context_length=ctx)
-    rng = np.random.default_rng(0)
-    prompt = rng.integers(100, lm.config["vocab"], args.prompt_tokens).tolist()
-    lm.forward(prompt[:8])  # warm-up (allocations, thread pool)
-    lm.reset()
-    t0 = time.perf_counter()
-    lm.forward(prompt)
-    pp = args.prompt_tokens / (time.perf_counter() - t0)
-    lm.reset()
-    lm.forward(prompt[:16])
-    t0 = time.perf_counter()
-    token = 5
-    for _ in range(args.gen_tokens):
-        token = int(np.argmax(lm.forward([token])))
-    dt = (time.perf_counter() - t0) / args.gen_tokens
+    prompt = random_prompt(args.prompt_tokens, lm.config["vocab"])
+    pp, tg = time_prompt_and_generation(lm.forward, lm.reset, prompt, args.gen_tokens)
     mean_ctx = 16 + args.gen_tokens / 2
     bytes_tok = weight_bytes_per_token(tensors) + kv_bytes_per_token(lm.config, int(mean_ctx))
     ppl = None
@@ -73,7 +82,7 @@ def bench_format(arrays, md, fmt, block, emb, args):
         from test_llm import PARAGRAPH  # noqa: PLC0415
 
         ppl = lm.perplexity(PARAGRAPH)
-    return pp, 1.0 / dt, bytes_tok, bytes_tok / dt / 1e9, ppl
+    return pp, tg, bytes_tok, bytes_tok * tg / 1e9, ppl
 
 
 def bench_llama_cpp(path: Path, args):
@@ -85,20 +94,8 @@ def bench_llama_cpp(path: Path, args):
     ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1
     llm = Llama(model_path=str(path), n_ctx=ctx, n_threads=args.threads, n_threads_batch=args.threads,
                 n_batch=args.prompt_tokens, verbose=False)
-    rng = np.random.default_rng(0)
-    prompt = rng.integers(100, 49152, args.prompt_tokens).tolist()
-    llm.eval(prompt[:8])
-    llm.reset()
-    t0 = time.perf_counter()
-    llm.eval(prompt)
-    pp = args.prompt_tokens / (time.perf_counter() - t0)
-    llm.reset()
-    llm.eval(prompt[:16])
-    t0 = time.perf_counter()
-    for i in range(args.gen_tokens):
-        llm.eval([prompt[16 + i % (len(prompt) - 16)]])
-    dt = (time.perf_counter() - t0) / args.gen_tokens
-    return pp, 1.0 / dt
+    prompt = random_prompt(args.prompt_tokens, llm.n_vocab())
+    return time_prompt_and_generation(llm.eval, llm.reset, prompt, args.gen_tokens)
 
 
 def main() -> int:
