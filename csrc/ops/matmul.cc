@@ -14,13 +14,24 @@
 
 namespace pyrt {
 
-void matmul(const MatmulParams& p) {
+void check_matmul(const MatmulParams& p) {
   const WeightView& w = p.w;
   PYRT_CHECK(p.M >= 0 && w.rows >= 0 && w.cols >= 0, Shape, "negative dimension");
   PYRT_CHECK(w.block == effective_block(w.format, w.block), Dtype, "invalid block ", w.block);
   PYRT_CHECK(w.row_stride >= row_bytes(w.format, w.block, w.cols), Shape, "weight row stride ",
              w.row_stride, " is shorter than a row");
   PYRT_CHECK(p.y != nullptr && (p.x != nullptr || p.M == 0 || w.cols == 0), Internal, "null pointer");
+}
+
+void matmul_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end) noexcept {
+  if (p.M == 0 || n_begin >= n_end) return;
+  const cpu::KernelArgs args{static_cast<const float*>(p.x), p.M, p.w.cols, p.w, p.bias, p.y, p.w.rows};
+  cpu::matmul_kernel(cpu::active_isa())(args, n_begin, n_end);
+}
+
+void matmul(const MatmulParams& p) {
+  check_matmul(p);
+  const WeightView& w = p.w;
   const int64_t M = p.M, N = w.rows, K = w.cols;
   if (M == 0 || N == 0) return;
 
@@ -37,7 +48,7 @@ void matmul(const MatmulParams& p) {
 
   // Each thread takes a contiguous slice of weight rows (aligned to 16 so SIMD kernels see whole
   // row groups); the weights are read once in total, which is what bounds small-M speed.
-  constexpr int64_t kAlign = 16;
+  constexpr int64_t kAlign = kMatmulRowAlign;
   const int64_t work = M * N * std::max<int64_t>(K, 1);
   int threads = std::max(1, num_threads());
   if (work < (int64_t(1) << 15)) threads = 1;  // too small to pay for waking threads
