@@ -121,6 +121,29 @@ def test_kv_cache_decoding_matches_recompute(f32_model):
     np.testing.assert_allclose(first, full[-1], rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_logits_independent_of_thread_count(gguf_parts, threads):
+    """The step runs in one parallel region split over the team (rows, heads, weight-row groups);
+    every output element is still computed by one thread in one order, so any team size gives
+    bit-identical logits, for prefill (GEMM + chunked attention) and single-token decoding."""
+    model = _model(gguf_parts, "q4a", 32)
+    ids = model.tokenizer.encode("Water boils at 100 degrees Celsius, and " * 18)
+    assert 128 < len(ids) < 250  # more than one attention query chunk, within the context
+    previous = pyrt.get_num_threads()
+    try:
+        runs = []
+        for t in (2, threads):
+            pyrt.set_num_threads(t)
+            model.reset()
+            prefill = model.forward(ids, all_logits=True)
+            decode = [model.forward([i]) for i in ids[:4]]
+            runs.append((prefill, np.stack(decode)))
+    finally:
+        pyrt.set_num_threads(previous)
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
 def test_prefix_reuse_gives_same_logits(f32_model):
     tok = f32_model.tokenizer
     a = tok.encode("Alice has three apples and Bob has two")

@@ -7,6 +7,7 @@
 #include "pyrt/errors.h"
 #include "pyrt/half.h"
 #include "pyrt/matmul.h"
+#include "pyrt/runtime.h"
 
 namespace pyrt::models {
 namespace {
@@ -14,6 +15,22 @@ namespace {
 // Queries per attention chunk: bounds the scores buffer to (group * chunk) x max_context floats
 // however long the prompt is.
 constexpr int64_t kQueryChunk = 128;
+
+MatmulParams product(const float* x, int64_t M, const WeightView& w, float* y) {
+  MatmulParams p;
+  p.x = x;
+  p.M = M;
+  p.w = w;
+  p.y = y;
+  return p;
+}
+
+// The forward pass calls matmul_rows, which trusts its arguments: check every weight once here.
+WeightView checked(const WeightView& w) {
+  float dummy = 0.0f;
+  check_matmul(product(&dummy, 1, w, &dummy));
+  return w;
+}
 
 const WeightView& find_weight(const NamedWeights& weights, const std::string& name) {
   auto it = weights.find(name);
@@ -26,7 +43,7 @@ WeightView matrix(const NamedWeights& weights, const std::string& name, int64_t 
   PYRT_CHECK(w.rows == rows && w.cols == cols, Shape, "model tensor '", name, "' has shape [", w.rows, ", ",
              w.cols, "], expected [", rows, ", ", cols, "]");
   PYRT_CHECK(w.data != nullptr, Internal, "model tensor '", name, "' has no data");
-  return w;
+  return checked(w);
 }
 
 const float* norm_vector(const NamedWeights& weights, const std::string& name, int64_t dim) {
@@ -36,15 +53,6 @@ const float* norm_vector(const NamedWeights& weights, const std::string& name, i
   PYRT_CHECK(w.rows * w.cols == dim, Shape, "norm tensor '", name, "' has ", w.rows * w.cols,
              " elements, expected ", dim);
   return reinterpret_cast<const float*>(w.data);
-}
-
-void linear(const float* x, int64_t M, const WeightView& w, float* y) {
-  MatmulParams p;
-  p.x = x;
-  p.M = M;
-  p.w = w;
-  p.y = y;
-  matmul(p);
 }
 
 }  // namespace
@@ -96,10 +104,10 @@ void LlamaDecoder::truncate(int64_t pos) {
   position_ = pos;
 }
 
-void LlamaDecoder::resize_scratch(int64_t n) {
+void LlamaDecoder::resize_scratch(int64_t n, int threads) {
   const LlamaConfig& c = config_;
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  const int64_t group = c.n_heads / c.n_kv_heads, chunk = std::min(n, kQueryChunk);
+  const int64_t chunk = std::min(n, kQueryChunk);
   x_.resize(size_t(n * c.d_model));
   xn_.resize(size_t(n * c.d_model));
   q_.resize(size_t(n * q_dim));
@@ -109,9 +117,8 @@ void LlamaDecoder::resize_scratch(int64_t n) {
   proj_.resize(size_t(n * c.d_model));
   gate_.resize(size_t(n * c.d_ffn));
   up_.resize(size_t(n * c.d_ffn));
-  q_group_.resize(size_t(group * chunk * c.head_dim));
-  scores_.resize(size_t(group * chunk * (position_ + n)));
-  out_group_.resize(size_t(group * chunk * c.head_dim));
+  attn_scratch_per_thread_ = chunk * (2 * c.head_dim + position_ + n);
+  attn_scratch_.resize(size_t(attn_scratch_per_thread_ * threads));
 }
 
 void LlamaDecoder::embed(const int32_t* tokens, int64_t n, float* x) const {
@@ -121,13 +128,13 @@ void LlamaDecoder::embed(const int32_t* tokens, int64_t n, float* x) const {
   }
 }
 
-void LlamaDecoder::store_kv(int64_t layer_index, int64_t n) {
+void LlamaDecoder::store_kv(int64_t layer_index, int64_t row_begin, int64_t row_end) {
   const LlamaConfig& c = config_;
   const int64_t hd = c.head_dim, ctx = c.max_context, kv_dim = c.n_kv_heads * hd;
   for (int64_t g = 0; g < c.n_kv_heads; ++g) {
     uint8_t* keys = k_head(layer_index, g);
     uint8_t* values = v_head(layer_index, g);
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = row_begin; i < row_end; ++i) {
       const int64_t pos = position_ + i;
       const float* k_src = k_.data() + i * kv_dim + g * hd;
       const float* v_src = v_.data() + i * kv_dim + g * hd;
@@ -150,63 +157,105 @@ void LlamaDecoder::store_kv(int64_t layer_index, int64_t n) {
   }
 }
 
-// Grouped-query attention of the n new queries over all cached positions. The query heads that
-// share a KV head are stacked into one matrix, so each KV head costs two matmuls per chunk:
-// scores = Q_group @ K^T, then out = softmax(scores) @ V, both reading the cache in place.
-void LlamaDecoder::attend(int64_t layer_index, int64_t n) {
+// Causal attention of the n new queries over all cached positions, one task per (query head,
+// chunk of queries): scores = Q_chunk @ K^T, softmax, out = P @ V, both products reading the cache
+// in place (keys as an [end, head_dim] weight, values stored transposed as [head_dim, end]).
+// Tasks rather than KV-head groups are split over the team, so a single decoded token (9 heads,
+// 3 KV heads in SmolLM2) still keeps both threads busy.
+void LlamaDecoder::attend(const ThreadTeam& team, int64_t layer_index, int64_t n) {
   const LlamaConfig& c = config_;
   const int64_t hd = c.head_dim, ctx = c.max_context, group = c.n_heads / c.n_kv_heads;
   const int64_t q_dim = c.n_heads * hd, end = position_ + n;
+  const int64_t chunks = (n + kQueryChunk - 1) / kQueryChunk;
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  for (int64_t g = 0; g < c.n_kv_heads; ++g) {
-    const WeightView keys{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
-    const WeightView values_t{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
-    for (int64_t i0 = 0; i0 < n; i0 += kQueryChunk) {
-      const int64_t rows = std::min(kQueryChunk, n - i0);
-      for (int64_t h = 0; h < group; ++h) {
-        const int64_t head = g * group + h;
-        for (int64_t i = 0; i < rows; ++i) {
-          std::copy_n(q_.data() + (i0 + i) * q_dim + head * hd, hd, q_group_.data() + (h * rows + i) * hd);
-        }
-      }
-      linear(q_group_.data(), group * rows, keys, scores_.data());
-      for (int64_t h = 0; h < group; ++h) {
-        // Query i0+i sits at position position_+i0+i and sees keys 0 .. that position.
-        causal_softmax_rows(scores_.data() + h * rows * end, rows, end, position_ + i0 + 1, scale);
-      }
-      linear(scores_.data(), group * rows, values_t, out_group_.data());
-      for (int64_t h = 0; h < group; ++h) {
-        const int64_t head = g * group + h;
-        for (int64_t i = 0; i < rows; ++i) {
-          std::copy_n(out_group_.data() + (h * rows + i) * hd, hd, attn_.data() + (i0 + i) * q_dim + head * hd);
-        }
-      }
-    }
+  const int64_t chunk = std::min(n, kQueryChunk);  // as sized by resize_scratch
+  float* q_chunk = attn_scratch_.data() + team.id * attn_scratch_per_thread_;
+  float* out_chunk = q_chunk + chunk * hd;
+  float* scores = out_chunk + chunk * hd;
+  int64_t t0, t1;
+  team.share(c.n_heads * chunks, &t0, &t1);
+  for (int64_t task = t0; task < t1; ++task) {
+    const int64_t head = task / chunks, i0 = (task % chunks) * kQueryChunk, g = head / group;
+    const int64_t rows = std::min(kQueryChunk, n - i0);
+    for (int64_t i = 0; i < rows; ++i) std::copy_n(q_.data() + (i0 + i) * q_dim + head * hd, hd, q_chunk + i * hd);
+    MatmulParams qk;
+    qk.x = q_chunk;
+    qk.M = rows;
+    qk.w = WeightView{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
+    qk.y = scores;
+    matmul_rows(qk, 0, end);
+    // Query i0+i sits at position position_+i0+i and sees keys 0 .. that position.
+    causal_softmax_rows(scores, rows, end, position_ + i0 + 1, scale);
+    MatmulParams pv;
+    pv.x = scores;
+    pv.M = rows;
+    pv.w = WeightView{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
+    pv.y = out_chunk;
+    matmul_rows(pv, 0, hd);
+    for (int64_t i = 0; i < rows; ++i) std::copy_n(out_chunk + i * hd, hd, attn_.data() + (i0 + i) * q_dim + head * hd);
   }
+  ThreadTeam::barrier();
 }
 
-void LlamaDecoder::attention_block(const Layer& layer, int64_t layer_index, int64_t n) {
+// Expects xn_ = attn_norm(x_) for every row; leaves x_ += attention(xn_) and xn_ = ffn_norm(x_).
+void LlamaDecoder::attention_block(const ThreadTeam& team, const Layer& layer, int64_t layer_index, int64_t n) {
   const LlamaConfig& c = config_;
-  rms_norm_rows(x_.data(), layer.attn_norm, n, c.d_model, c.rms_eps, xn_.data());
-  linear(xn_.data(), n, layer.wq, q_.data());
-  linear(xn_.data(), n, layer.wk, k_.data());
-  linear(xn_.data(), n, layer.wv, v_.data());
-  rope_interleaved_rows(q_.data(), n, c.n_heads, c.head_dim, position_, c.rope_theta);
-  rope_interleaved_rows(k_.data(), n, c.n_kv_heads, c.head_dim, position_, c.rope_theta);
-  store_kv(layer_index, n);
-  attend(layer_index, n);
-  linear(attn_.data(), n, layer.wo, proj_.data());
-  for (int64_t i = 0; i < n * c.d_model; ++i) x_[size_t(i)] += proj_[size_t(i)];
+  const MatmulParams qkv[3] = {product(xn_.data(), n, layer.wq, q_.data()), product(xn_.data(), n, layer.wk, k_.data()),
+                               product(xn_.data(), n, layer.wv, v_.data())};
+  stacked_matmul_rows(team, qkv, 3);
+  ThreadTeam::barrier();
+  int64_t r0, r1;
+  team.share(n, &r0, &r1);
+  const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  rope_interleaved_rows(q_.data() + r0 * q_dim, r1 - r0, c.n_heads, c.head_dim, position_ + r0, c.rope_theta);
+  rope_interleaved_rows(k_.data() + r0 * kv_dim, r1 - r0, c.n_kv_heads, c.head_dim, position_ + r0, c.rope_theta);
+  store_kv(layer_index, r0, r1);
+  ThreadTeam::barrier();
+  attend(team, layer_index, n);
+  const MatmulParams out = product(attn_.data(), n, layer.wo, proj_.data());
+  stacked_matmul_rows(team, &out, 1);
+  ThreadTeam::barrier();
+  const int64_t d = c.d_model;
+  for (int64_t i = r0 * d; i < r1 * d; ++i) x_[size_t(i)] += proj_[size_t(i)];
+  rms_norm_rows(x_.data() + r0 * d, layer.ffn_norm, r1 - r0, d, c.rms_eps, xn_.data() + r0 * d);
+  ThreadTeam::barrier();
 }
 
-void LlamaDecoder::ffn_block(const Layer& layer, int64_t n) {
+// Expects xn_ = ffn_norm(x_); leaves x_ += ffn(xn_) for this thread's rows (no closing barrier:
+// the caller normalizes those same rows for the next layer first).
+void LlamaDecoder::ffn_block(const ThreadTeam& team, const Layer& layer, int64_t n) {
   const LlamaConfig& c = config_;
-  rms_norm_rows(x_.data(), layer.ffn_norm, n, c.d_model, c.rms_eps, xn_.data());
-  linear(xn_.data(), n, layer.w_gate, gate_.data());
-  linear(xn_.data(), n, layer.w_up, up_.data());
-  swiglu_inplace(gate_.data(), up_.data(), n * c.d_ffn);
-  linear(gate_.data(), n, layer.w_down, proj_.data());
-  for (int64_t i = 0; i < n * c.d_model; ++i) x_[size_t(i)] += proj_[size_t(i)];
+  // Gate and up rows are split alike, so each thread applies SwiGLU to exactly the columns it
+  // computed, with no barrier between the products and the activation.
+  int64_t g0, g1;
+  team.share((c.d_ffn + kMatmulRowAlign - 1) / kMatmulRowAlign, &g0, &g1);
+  const int64_t c0 = g0 * kMatmulRowAlign, c1 = std::min(c.d_ffn, g1 * kMatmulRowAlign);
+  if (c0 < c1) {
+    matmul_rows(product(xn_.data(), n, layer.w_gate, gate_.data()), c0, c1);
+    matmul_rows(product(xn_.data(), n, layer.w_up, up_.data()), c0, c1);
+    for (int64_t i = 0; i < n; ++i) swiglu_inplace(gate_.data() + i * c.d_ffn + c0, up_.data() + i * c.d_ffn + c0, c1 - c0);
+  }
+  ThreadTeam::barrier();
+  const MatmulParams down = product(gate_.data(), n, layer.w_down, proj_.data());
+  stacked_matmul_rows(team, &down, 1);
+  ThreadTeam::barrier();
+  int64_t r0, r1;
+  team.share(n, &r0, &r1);
+  const int64_t d = c.d_model;
+  for (int64_t i = r0 * d; i < r1 * d; ++i) x_[size_t(i)] += proj_[size_t(i)];
+}
+
+void LlamaDecoder::output_head(const ThreadTeam& team, int64_t n, bool all_logits, float* logits) {
+  const LlamaConfig& c = config_;
+  // Only the rows whose logits are wanted go through the (vocab x d_model) output head.
+  const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
+  int64_t r0, r1;
+  team.share(rows, &r0, &r1);
+  rms_norm_rows(x_.data() + (first + r0) * c.d_model, output_norm_, r1 - r0, c.d_model, c.rms_eps,
+                xn_.data() + r0 * c.d_model);
+  ThreadTeam::barrier();
+  const MatmulParams head = product(xn_.data(), rows, output_, logits);
+  stacked_matmul_rows(team, &head, 1);
 }
 
 void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
@@ -220,16 +269,34 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
     PYRT_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab, Range, "token id ", tokens[i], " at index ", i,
                " is outside the vocabulary [0, ", c.vocab, ")");
   }
-  resize_scratch(n);
+  const int threads = std::max(1, num_threads());
+  resize_scratch(n, threads);
   embed(tokens, n, x_.data());
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    attention_block(layers_[size_t(l)], l, n);
-    ffn_block(layers_[size_t(l)], n);
+  // Everything below is validated (the weights in the constructor, sizes above) and cannot throw:
+  // one parallel region for the whole step, phases separated by barriers.
+#ifdef PYRT_WITH_OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+  {
+    const ThreadTeam team = ThreadTeam::current();
+    int64_t r0, r1;
+    team.share(n, &r0, &r1);
+    rms_norm_rows(x_.data() + r0 * c.d_model, layers_[0].attn_norm, r1 - r0, c.d_model, c.rms_eps,
+                  xn_.data() + r0 * c.d_model);
+    ThreadTeam::barrier();
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const Layer& layer = layers_[size_t(l)];
+      attention_block(team, layer, l, n);
+      ffn_block(team, layer, n);
+      if (l + 1 < c.n_layers) {
+        // The rows this thread just updated in ffn_block: no barrier needed before normalizing them.
+        rms_norm_rows(x_.data() + r0 * c.d_model, layers_[size_t(l + 1)].attn_norm, r1 - r0, c.d_model, c.rms_eps,
+                      xn_.data() + r0 * c.d_model);
+      }
+      ThreadTeam::barrier();
+    }
+    output_head(team, n, all_logits, logits);
   }
-  // Only the rows whose logits are wanted go through the (vocab x d_model) output head.
-  const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
-  rms_norm_rows(x_.data() + first * c.d_model, output_norm_, rows, c.d_model, c.rms_eps, xn_.data());
-  linear(xn_.data(), rows, output_, logits);
   position_ += n;
 }
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/thread_team.h"
 #include "pyrt/formats.h"
 
 namespace pyrt::models {
@@ -60,17 +61,20 @@ class LlamaDecoder {
   };
 
   void embed(const int32_t* tokens, int64_t n, float* x) const;
-  void attention_block(const Layer& layer, int64_t layer_index, int64_t n);
-  void ffn_block(const Layer& layer, int64_t n);
-  void store_kv(int64_t layer_index, int64_t n);
+  // One step runs inside a single parallel region: every thread calls these with its place in the
+  // team and does its share; they end on a barrier, so the next phase sees complete results.
+  void attention_block(const ThreadTeam& team, const Layer& layer, int64_t layer_index, int64_t n);
+  void ffn_block(const ThreadTeam& team, const Layer& layer, int64_t n);
+  void output_head(const ThreadTeam& team, int64_t n, bool all_logits, float* logits);
+  void store_kv(int64_t layer_index, int64_t row_begin, int64_t row_end);
+  void attend(const ThreadTeam& team, int64_t layer_index, int64_t n);
   // First byte of one KV head's slice of the cache (max_context * head_dim elements).
   int64_t head_offset(int64_t layer_index, int64_t g) const {
     return (layer_index * config_.n_kv_heads + g) * config_.max_context * config_.head_dim * kv_elem_bytes_;
   }
   uint8_t* k_head(int64_t layer_index, int64_t g) { return k_cache_.data() + head_offset(layer_index, g); }
   uint8_t* v_head(int64_t layer_index, int64_t g) { return v_cache_.data() + head_offset(layer_index, g); }
-  void attend(int64_t layer_index, int64_t n);
-  void resize_scratch(int64_t n);
+  void resize_scratch(int64_t n, int threads);
 
   LlamaConfig config_;
   WeightView token_embd_;
@@ -88,7 +92,9 @@ class LlamaDecoder {
 
   // Activations of the current call, sized for n tokens.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_;
-  std::vector<float> q_group_, scores_, out_group_;
+  // Per-thread attention scratch: one head's query chunk, its scores and its output.
+  std::vector<float> attn_scratch_;
+  int64_t attn_scratch_per_thread_ = 0;
   std::mutex mutex_;
 };
 
