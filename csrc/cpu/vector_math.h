@@ -3,8 +3,9 @@
 // vector_math_avx2.cc, vector_math_avx512.cc) behind one table of function pointers.
 //
 // exp and GELU use our own polynomials (vector_math_coefficients.h, fitted by
-// tools/fit_vector_math.py): exp relative error < 5e-7 wherever the result is a normal float (it
-// flushes to 0 below about -87.3), GELU absolute error < 2e-7 * max(1, |x|). NaN inputs give NaN.
+// tools/fit_vector_math.py): exp relative error < 5e-7 wherever the result is a normal float
+// (subnormal results are rounded once, 0 below about -103.9, inf above 88.72), GELU absolute error
+// < 2e-7 * max(1, |x|). NaN inputs give NaN.
 // The functions never allocate and never throw, so they are safe inside OpenMP regions.
 #pragma once
 #include <cstdint>
