@@ -25,6 +25,9 @@ def matmul(x: np.ndarray, w_data: np.ndarray, format: str, block: int, N: int, K
 def _vector_math(name: str, x: np.ndarray, out: np.ndarray, y: Optional[np.ndarray] = None,
                  weight: Optional[np.ndarray] = None, bias: Optional[np.ndarray] = None,
                  scalar: float = 1.0, valid: int = 0) -> None: ...
+# Test hook: the encoder's packed self-attention; sequence s is rows offsets[s]:offsets[s + 1].
+def _packed_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, offsets: np.ndarray, num_heads: int,
+                      ctx: np.ndarray) -> None: ...
 
 class ModelFile:
     """A memory-mapped .pyrt file (csrc/core/model_file.cc); use pyrt.load instead."""

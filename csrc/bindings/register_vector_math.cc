@@ -1,8 +1,10 @@
-// Private test hook over cpu/vector_math.h: runs one function of the active ISA's table on arrays.
+// Private test hooks: one function of the active ISA's cpu/vector_math.h table on arrays, and
+// the packed self-attention of the encoder.
 #include <string>
 
 #include "bindings/bindings.h"
 #include "cpu/vector_math.h"
+#include "models/packed_attention.h"
 
 namespace pyrt::bindings {
 namespace {
@@ -61,12 +63,35 @@ void vector_math(const std::string& name, const py::array& x, py::array& out, co
   }
 }
 
+// ctx = packed_self_attention(q, k, v) for sequences at rows offsets[s]..offsets[s + 1].
+void packed_attention(const py::array& q, const py::array& k, const py::array& v, const py::array& offsets,
+                      int64_t num_heads, py::array& ctx) {
+  require_array(q, "q", 'f', 4);
+  require_array(k, "k", 'f', 4);
+  require_array(v, "v", 'f', 4);
+  require_array(ctx, "ctx", 'f', 4);
+  require_array(offsets, "offsets", 'i', 8);
+  PYRT_CHECK(q.ndim() == 2 && k.size() == q.size() && v.size() == q.size() && ctx.size() == q.size() &&
+                 num_heads > 0 && q.shape(1) % num_heads == 0,
+             Shape, "q, k, v and ctx must be [T, num_heads * head_dim] arrays of one shape");
+  const int64_t sequences = offsets.size() - 1;
+  const int64_t* off = static_cast<const int64_t*>(offsets.data());
+  PYRT_CHECK(sequences >= 0 && off[0] == 0 && off[sequences] == q.shape(0), Shape, "offsets must run from 0 to T");
+  for (int64_t s = 0; s < sequences; ++s) PYRT_CHECK(off[s + 1] >= off[s], Shape, "offsets must not decrease");
+  py::gil_scoped_release release;
+  nn::packed_self_attention(static_cast<const float*>(q.data()), static_cast<const float*>(k.data()),
+                            static_cast<const float*>(v.data()), off, sequences, num_heads,
+                            q.shape(1) / num_heads, static_cast<float*>(ctx.mutable_data()));
+}
+
 }  // namespace
 
 void register_vector_math(py::module_& m) {
   m.def("_vector_math", &vector_math, py::arg("name"), py::arg("x"), py::arg("out"), py::arg("y") = py::none(),
         py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("scalar") = 1.0,
         py::arg("valid") = 0);
+  m.def("_packed_attention", &packed_attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("offsets"),
+        py::arg("num_heads"), py::arg("ctx"));
 }
 
 }  // namespace pyrt::bindings
