@@ -39,6 +39,8 @@ def workload(args) -> None:
     import pyrt
     from bench_models import SENTENCES
 
+    if args.threads:
+        pyrt.set_num_threads(args.threads)
     encoder = pyrt.SentenceEncoder(args.model)
     encoder.encode(SENTENCES, batch_size=32)
     start = time.perf_counter()
@@ -66,6 +68,7 @@ def main() -> None:
     w = sub.add_parser("workload")
     w.add_argument("--model", required=True, help="a .pyrt file of all-MiniLM-L6-v2 (or another BERT)")
     w.add_argument("--seconds", type=float, default=15.0)
+    w.add_argument("--threads", type=int, default=0, help="pyrt threads (default: all cores)")
     s = sub.add_parser("split")
     s.add_argument("data", nargs="+", help="perf.data files, one table column each")
     args = parser.parse_args()
