@@ -13,7 +13,7 @@ PBINC=$($PY -c "import pybind11; print(pybind11.get_include())")
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 sources=$(ls csrc/core/*.cc csrc/ops/*.cc csrc/models/*.cc csrc/bindings/*.cc csrc/cpu/cpu_isa.cc \
-  csrc/cpu/scratch.cc csrc/cpu/*_scalar.cc)
+  csrc/cpu/scratch.cc csrc/cpu/vector_math.cc csrc/cpu/attention_head.cc csrc/cpu/*_scalar.cc)
 for f in $sources; do
   "$CXX" -std=c++17 -O2 -fPIC -fvisibility=hidden -fopenmp -Wall -Icsrc/include -Icsrc -I"$PYINC" -I"$PBINC" \
     -DPYRT_VERSION='"check"' -DPYRT_WITH_OPENMP=1 -c "$f" -o "$out/$(basename "$f").o"

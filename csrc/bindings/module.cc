@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   pyrt::bindings::register_cuda(m);
   pyrt::bindings::register_models(m);
   pyrt::bindings::register_llama(m);
+  pyrt::bindings::register_vector_math(m);
 }

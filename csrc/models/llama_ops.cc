@@ -4,19 +4,15 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/vector_math.h"
+
 namespace pyrt::models {
 
 void rms_norm_rows(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * dim;
-    float* yr = y + r * dim;
-    // Double accumulation: the mean of squares of 576 values is the one reduction here whose
-    // rounding would otherwise show up in the float64 comparison.
-    double sum_sq = 0.0;
-    for (int64_t i = 0; i < dim; ++i) sum_sq += double(xr[i]) * double(xr[i]);
-    const float inv = float(1.0 / std::sqrt(sum_sq / double(dim) + double(eps)));
-    for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * inv * weight[i];
-  }
+  // The kernel sums the squares in FP64: the mean of squares of 576 values is the one reduction
+  // here whose rounding would otherwise show up in the float64 comparison.
+  const cpu::VectorMath& vm = cpu::vector_math();
+  for (int64_t r = 0; r < rows; ++r) vm.rms_norm(x + r * dim, weight, dim, eps, y + r * dim);
 }
 
 void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t first_pos,
@@ -45,28 +41,11 @@ void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head
   }
 }
 
-void swiglu_inplace(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
-}
+void swiglu_inplace(float* gate, const float* up, int64_t n) { cpu::vector_math().silu_mul(gate, up, gate, n); }
 
 void causal_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t first_valid, float scale) {
-  for (int64_t r = 0; r < rows; ++r) {
-    float* s = scores + r * cols;
-    const int64_t valid = std::min(cols, first_valid + r);
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, s[j] * scale);
-    double sum = 0.0;
-    for (int64_t j = 0; j < valid; ++j) {
-      s[j] = std::exp(s[j] * scale - mx);
-      sum += s[j];
-    }
-    const float inv = float(1.0 / sum);
-    for (int64_t j = 0; j < valid; ++j) s[j] *= inv;
-    for (int64_t j = valid; j < cols; ++j) s[j] = 0.0f;
-  }
+  const cpu::VectorMath& vm = cpu::vector_math();
+  for (int64_t r = 0; r < rows; ++r) vm.softmax(scores + r * cols, cols, std::max<int64_t>(0, std::min(cols, first_valid + r)), scale);
 }
 
 }  // namespace pyrt::models

@@ -1,5 +1,5 @@
 // Row-wise building blocks of transformer forward passes (LayerNorm, GELU, softmax, L2 norm).
-// Plain FP32 loops written for the compiler's auto-vectorizer; all statistics are kept in FP32.
+// The row math runs on the active ISA's cpu/vector_math.h kernels; all statistics are kept in FP32.
 // Each function works on caller-owned memory and never allocates, so it is safe inside OpenMP
 // regions.
 #pragma once

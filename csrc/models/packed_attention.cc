@@ -4,7 +4,7 @@
 #include <cmath>
 #include <memory>
 
-#include "models/nn_ops.h"
+#include "cpu/attention_head.h"
 #include "pyrt/runtime.h"
 
 #ifdef PYRT_WITH_OPENMP
@@ -12,45 +12,6 @@
 #endif
 
 namespace pyrt::nn {
-namespace {
-
-// One (sequence, head) pair. The head's keys are copied transposed into a [head_dim, L] tile and
-// its values into a [L, head_dim] tile, so both inner loops run over contiguous memory without a
-// reduction: the compiler vectorizes them (a dot-product loop it may not, without reassociating
-// the FP32 sum). scratch holds 2 * L * head_dim + L + head_dim floats.
-void attend_one_head(const float* q, const float* k, const float* v, int64_t row0, int64_t L,
-                     int64_t hidden, int64_t head_offset, int64_t head_dim, float scale,
-                     float* scratch, float* ctx) {
-  float* keys_t = scratch;
-  float* values = keys_t + L * head_dim;
-  float* scores = values + L * head_dim;
-  float* acc = scores + L;
-  for (int64_t j = 0; j < L; ++j) {
-    const int64_t src = (row0 + j) * hidden + head_offset;
-    for (int64_t d = 0; d < head_dim; ++d) keys_t[d * L + j] = k[src + d];
-    std::copy(v + src, v + src + head_dim, values + j * head_dim);
-  }
-  for (int64_t i = 0; i < L; ++i) {
-    const float* qi = q + (row0 + i) * hidden + head_offset;
-    std::fill(scores, scores + L, 0.0f);
-    for (int64_t d = 0; d < head_dim; ++d) {
-      const float qd = qi[d];
-      const float* kd = keys_t + d * L;
-      for (int64_t j = 0; j < L; ++j) scores[j] += qd * kd[j];
-    }
-    for (int64_t j = 0; j < L; ++j) scores[j] *= scale;
-    softmax_inplace(scores, L);
-    std::fill(acc, acc + head_dim, 0.0f);
-    for (int64_t j = 0; j < L; ++j) {
-      const float p = scores[j];
-      const float* vj = values + j * head_dim;
-      for (int64_t d = 0; d < head_dim; ++d) acc[d] += p * vj[d];
-    }
-    std::copy(acc, acc + head_dim, ctx + (row0 + i) * hidden + head_offset);
-  }
-}
-
-}  // namespace
 
 void packed_self_attention(const float* q, const float* k, const float* v, const int64_t* offsets,
                            int64_t num_sequences, int64_t num_heads, int64_t head_dim, float* ctx) {
@@ -67,9 +28,11 @@ void packed_self_attention(const float* q, const float* k, const float* v, const
   constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
   const bool parallel = 2 * pairs * hidden >= kMinParallelMacs;  // q.k and p.v
   const int threads = parallel ? int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks))) : 1;
-  const int64_t scratch_per_thread = 2 * max_len * head_dim + max_len + head_dim;
+  // Whole cache lines per thread, so two threads never write the same line.
+  const int64_t scratch_per_thread = (cpu::attention_head_scratch_floats(max_len, head_dim) + 15) / 16 * 16;
   // Allocated here, outside the parallel region, so nothing inside it can throw.
   std::unique_ptr<float[]> scratch(new float[size_t(scratch_per_thread * threads)]);
+  const cpu::AttentionHeadKernel attend_head = cpu::attention_head_kernel();
   const float scale = 1.0f / std::sqrt(float(head_dim));
 
 #ifdef PYRT_WITH_OPENMP
@@ -84,8 +47,10 @@ void packed_self_attention(const float* q, const float* k, const float* v, const
 #endif
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t s = task / num_heads, h = task % num_heads;
-      attend_one_head(q, k, v, offsets[s], offsets[s + 1] - offsets[s], hidden, h * head_dim, head_dim,
-                      scale, mine, ctx);
+      const int64_t first = offsets[s] * hidden + h * head_dim;
+      const int64_t L = offsets[s + 1] - offsets[s];
+      if (L == 0) continue;
+      attend_head({q + first, k + first, v + first, ctx + first, L, hidden, head_dim, scale}, mine);
     }
   }
 }

@@ -1,0 +1,97 @@
+// Private test hooks: one function of the active ISA's cpu/vector_math.h table on arrays, and
+// the packed self-attention of the encoder.
+#include <string>
+
+#include "bindings/bindings.h"
+#include "cpu/vector_math.h"
+#include "models/packed_attention.h"
+
+namespace pyrt::bindings {
+namespace {
+
+const float* float_data(const py::object& a, const char* name, int64_t n) {
+  PYRT_CHECK(!a.is_none(), Shape, name, " is required by this function");
+  py::array arr = a.cast<py::array>();
+  require_array(arr, name, 'f', 4);
+  PYRT_CHECK(arr.size() == n, Shape, name, " has ", arr.size(), " elements, expected ", n);
+  return static_cast<const float*>(arr.data());
+}
+
+// out is written by the kernel: dot writes out[0]; the in-place functions (softmax, layer_norm,
+// axpy) first copy x (axpy: y) into out and then work on out.
+void vector_math(const std::string& name, const py::array& x, py::array& out, const py::object& y,
+                 const py::object& weight, const py::object& bias, double scalar, int64_t valid) {
+  require_array(x, "x", 'f', 4);
+  require_array(out, "out", 'f', 4);
+  PYRT_CHECK(out.writeable(), Shape, "out must be writable");
+  const int64_t n = x.size();
+  const float* xp = static_cast<const float*>(x.data());
+  float* op = static_cast<float*>(out.mutable_data());
+  const cpu::VectorMath& vm = cpu::vector_math();
+  PYRT_CHECK(out.size() == (name == "dot" ? 1 : n), Shape, "out has ", out.size(), " elements");
+  const float s = float(scalar);
+  if (name == "exp" || name == "gelu_erf" || name == "silu") {
+    auto fn = name == "exp" ? vm.exp : name == "silu" ? vm.silu : vm.gelu_erf;
+    py::gil_scoped_release release;
+    fn(xp, op, n);
+  } else if (name == "silu_mul" || name == "dot" || name == "axpy") {
+    const float* yp = float_data(y, "y", n);
+    py::gil_scoped_release release;
+    if (name == "silu_mul") vm.silu_mul(xp, yp, op, n);
+    if (name == "dot") op[0] = vm.dot(xp, yp, n);
+    if (name == "axpy") {
+      for (int64_t i = 0; i < n; ++i) op[i] = yp[i];
+      vm.axpy(s, xp, op, n);
+    }
+  } else if (name == "softmax") {
+    PYRT_CHECK(valid >= 0 && valid <= n, Range, "valid=", valid, " is outside [0, ", n, "]");
+    py::gil_scoped_release release;
+    for (int64_t i = 0; i < n; ++i) op[i] = xp[i];
+    vm.softmax(op, n, valid, s);
+  } else if (name == "layer_norm") {
+    const float* g = float_data(weight, "weight", n);
+    const float* b = float_data(bias, "bias", n);
+    py::gil_scoped_release release;
+    for (int64_t i = 0; i < n; ++i) op[i] = xp[i];
+    vm.layer_norm(op, n, g, b, s);
+  } else if (name == "rms_norm") {
+    const float* w = float_data(weight, "weight", n);
+    py::gil_scoped_release release;
+    vm.rms_norm(xp, w, n, s, op);
+  } else {
+    PYRT_CHECK(false, Unsupported, "unknown vector math function '", name, "'");
+  }
+}
+
+// ctx = packed_self_attention(q, k, v) for sequences at rows offsets[s]..offsets[s + 1].
+void packed_attention(const py::array& q, const py::array& k, const py::array& v, const py::array& offsets,
+                      int64_t num_heads, py::array& ctx) {
+  require_array(q, "q", 'f', 4);
+  require_array(k, "k", 'f', 4);
+  require_array(v, "v", 'f', 4);
+  require_array(ctx, "ctx", 'f', 4);
+  require_array(offsets, "offsets", 'i', 8);
+  PYRT_CHECK(q.ndim() == 2 && k.size() == q.size() && v.size() == q.size() && ctx.size() == q.size() &&
+                 num_heads > 0 && q.shape(1) % num_heads == 0,
+             Shape, "q, k, v and ctx must be [T, num_heads * head_dim] arrays of one shape");
+  const int64_t sequences = offsets.size() - 1;
+  const int64_t* off = static_cast<const int64_t*>(offsets.data());
+  PYRT_CHECK(sequences >= 0 && off[0] == 0 && off[sequences] == q.shape(0), Shape, "offsets must run from 0 to T");
+  for (int64_t s = 0; s < sequences; ++s) PYRT_CHECK(off[s + 1] >= off[s], Shape, "offsets must not decrease");
+  py::gil_scoped_release release;
+  nn::packed_self_attention(static_cast<const float*>(q.data()), static_cast<const float*>(k.data()),
+                            static_cast<const float*>(v.data()), off, sequences, num_heads,
+                            q.shape(1) / num_heads, static_cast<float*>(ctx.mutable_data()));
+}
+
+}  // namespace
+
+void register_vector_math(py::module_& m) {
+  m.def("_vector_math", &vector_math, py::arg("name"), py::arg("x"), py::arg("out"), py::arg("y") = py::none(),
+        py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("scalar") = 1.0,
+        py::arg("valid") = 0);
+  m.def("_packed_attention", &packed_attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("offsets"),
+        py::arg("num_heads"), py::arg("ctx"));
+}
+
+}  // namespace pyrt::bindings
