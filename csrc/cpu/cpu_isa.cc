@@ -160,6 +160,18 @@ MatmulKernel matmul_kernel(Isa isa) {
   }
 }
 
+Int8MatmulKernel int8_matmul_kernel(Isa isa) {
+  switch (isa) {
+#ifdef PYRT_HAVE_AVX512_KERNELS
+    case Isa::avx512: return avx512::int8_matmul;
+#endif
+#ifdef PYRT_HAVE_AVX2_KERNELS
+    case Isa::avx2: return avx2::int8_matmul;
+#endif
+    default: return scalar::int8_matmul;
+  }
+}
+
 }  // namespace pyrt::cpu
 
 namespace pyrt {
