@@ -5,7 +5,7 @@ namespace pyrt::cpu::avx512 {
 
 // From this many activation rows on, unpacking a weight panel once beats decoding every 64 weights
 // again for each group of 4 rows.
-constexpr int64_t kInt8GemmMinRows = 1 << 30;
+constexpr int64_t kInt8GemmMinRows = 16;
 
 void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
   if (a.M < kInt8GemmMinRows)
