@@ -31,12 +31,16 @@ template <int B>
 constexpr int64_t kPackedBlockBytes = int64_t(B) * kPanelRows + 2 * kPanelRows * 4;
 
 // Packs rows [n0, n0 + nr) of the weights (nr <= 32; missing rows get zero codes and scales).
+// Row stride of the unpacked rows: one cache line more than the codes, so the 32 rows read at the
+// same k do not all fall into the same L1 sets (K = 4096 would alias every row).
+inline int64_t tmp_stride(int64_t K) { return (K + 63) / 64 * 64 + 64; }
+
 template <Format F, int B>
 void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* rows_tmp, uint8_t* panel) {
-  const int64_t K = a.K, nb = K / B, nchunks = (K + 63) / 64;
+  const int64_t K = a.K, nb = K / B, nchunks = (K + 63) / 64, stride = tmp_stride(K);
   constexpr int64_t bb = kBlockBytes<F, B>;
   for (int64_t j = 0; j < kPanelRows; ++j) {
-    uint8_t* dst = rows_tmp + j * nchunks * 64;
+    uint8_t* dst = rows_tmp + j * stride;
     if (j >= nr) {
       std::memset(dst, 0, size_t(nchunks * 64));
       continue;
@@ -47,9 +51,13 @@ void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* rows_t
   }
   for (int64_t b = 0; b < nb; ++b) {
     uint8_t* pb = panel + b * kPackedBlockBytes<B>;
+    // The transpose: 16 rows' dwords at the same k per gather.
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(int32_t(stride)));
     for (int s = 0; s < B / 4; ++s)
-      for (int j = 0; j < kPanelRows; ++j)
-        std::memcpy(pb + (s * kPanelRows + j) * 4, rows_tmp + j * nchunks * 64 + b * B + 4 * s, 4);
+      for (int h = 0; h < 2; ++h)
+        _mm512_storeu_si512(pb + (s * kPanelRows + 16 * h) * 4,
+                            _mm512_i32gather_epi32(rows, rows_tmp + 16 * h * stride + b * B + 4 * s, 1));
     float* dw = reinterpret_cast<float*>(pb + B * kPanelRows);
     float* mw = dw + kPanelRows;
     for (int j = 0; j < kPanelRows; ++j) {
@@ -112,14 +120,14 @@ void micro_kernel(const Int8KernelArgs& a, const uint8_t* panel, const float* xt
 
 template <Format F, int B>
 void int8_gemm_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  const int64_t M = a.M, K = a.K, nb = K / B, nchunks = (K + 63) / 64;
+  const int64_t M = a.M, K = a.K, nb = K / B;
   // Activation side per (row, block): d_x and the correction coefficient times S.
   float* xtab = static_cast<float*>(thread_scratch(0, size_t(M * nb * 2) * sizeof(float)));
   for (int64_t i = 0; i < M * nb; ++i) {
     xtab[2 * i] = a.scale[i];
     xtab[2 * i + 1] = kSumCoefficient<F> * a.sum[i];
   }
-  uint8_t* rows_tmp = static_cast<uint8_t*>(thread_scratch(1, size_t(kPanelRows * nchunks * 64)));
+  uint8_t* rows_tmp = static_cast<uint8_t*>(thread_scratch(1, size_t(kPanelRows * tmp_stride(K))));
   uint8_t* panel = static_cast<uint8_t*>(thread_scratch(2, size_t(nb * kPackedBlockBytes<B>)));
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelRows) {
     const int64_t nr = std::min<int64_t>(kPanelRows, n_end - n0);
