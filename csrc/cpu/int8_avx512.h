@@ -32,8 +32,9 @@ inline __m512 pair_lanes(float s0, float s1) {
 
 // Codes of chunk c of a weight row (q8: q_w + 128; q4/q4a: the nibble), the per-lane d_w in *dw and
 // (q4a) the per-lane m in *mw. With B = 32 and an odd number of blocks, the last chunk's second
-// half is zero codes / zero scales (never read past the row).
-template <Format F, int B>
+// half is zero codes / zero scales (never read past the row); kWhole promises the chunk is whole
+// (64 elements), which keeps the branch out of the hot loop.
+template <Format F, int B, bool kWhole = false>
 inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw, __m512* mw) {
   constexpr int64_t bb = kBlockBytes<F, B>;
   constexpr int hdr = kCodesOffset<F>;
@@ -42,7 +43,7 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
   if constexpr (B == 32) {
     const uint8_t* b0 = row + 2 * c * bb;
     const uint8_t* b1 = b0 + bb;
-    const bool two = (2 * c + 1) * 32 < K;
+    const bool two = kWhole || (2 * c + 1) * 32 < K;
     *dw = pair_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
     if constexpr (F == Format::q4a) *mw = pair_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
     if constexpr (F == Format::q8) {

@@ -53,6 +53,40 @@ const float* lane_table(const Int8KernelArgs& a) {
   return table;
 }
 
+// One chunk of 64 elements for every (activation row, weight row) pair of the tile.
+template <Format F, int B, int MB, int R, bool kWhole>
+inline void chunk_step(const Int8KernelArgs& a, const uint8_t* const (&w)[R], const uint8_t* const (&next)[R],
+                       const int8_t* const (&x)[MB], const float* const (&t)[MB], int64_t c, bool prefetch,
+                       __m512 (&acc)[MB][R]) {
+  const int64_t K = a.K, row_len = a.w.row_stride;
+  {
+    if (prefetch) {
+      // Quantized rows are short; fetch the next row group while this one computes (gemv_avx512.cc).
+      const int64_t off = chunk_byte_offset<F, B>(c);
+      for (int r = 0; r < R; ++r)
+        if (off < row_len) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
+    }
+    const __mmask64 xmask = kWhole ? ~__mmask64(0) : ((__mmask64(1) << (K - c * 64)) - 1);
+    __m512i codes[R];
+    __m512 dw[R], mw[R];
+    for (int r = 0; r < R; ++r) mw[r] = _mm512_setzero_ps();  // read only by q4a; silences GCC
+    for (int r = 0; r < R; ++r) codes[r] = decode_chunk<F, B, kWhole>(w[r], c, K, &dw[r], &mw[r]);
+    for (int m = 0; m < MB; ++m) {
+      const __m512i xv = kWhole ? _mm512_loadu_si512(x[m] + c * 64) : _mm512_maskz_loadu_epi8(xmask, x[m] + c * 64);
+      const __m512 dx = _mm512_loadu_ps(t[m] + c * 32), cs = _mm512_loadu_ps(t[m] + c * 32 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[r], xv));
+        if constexpr (F == Format::q4a) {
+          acc[m][r] = _mm512_fmadd_ps(_mm512_mul_ps(p, dx), dw[r], acc[m][r]);
+          acc[m][r] = _mm512_fmadd_ps(cs, mw[r], acc[m][r]);
+        } else {
+          acc[m][r] = _mm512_fmadd_ps(_mm512_fmadd_ps(p, dx, cs), dw[r], acc[m][r]);
+        }
+      }
+    }
+  }
+}
+
 template <Format F, int B, int MB, int R>
 void int8_tile(const Int8KernelArgs& a, const float* table, int64_t n0, int64_t m0) {
   const int64_t K = a.K, nchunks = (K + 63) / 64;
@@ -71,33 +105,12 @@ void int8_tile(const Int8KernelArgs& a, const float* table, int64_t n0, int64_t 
   __m512 acc[MB][R];
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
-  const int64_t row_len = a.w.row_stride;
-
+  const int64_t whole = K / 64;  // chunks of 64 elements; a B = 32 row may end with a half chunk
   for (int64_t c = 0; c < nchunks; ++c) {
-    if (m0 == 0) {
-      // Quantized rows are short; fetch the next row group while this one computes (gemv_avx512.cc).
-      const int64_t off = chunk_byte_offset<F, B>(c);
-      for (int r = 0; r < R; ++r)
-        if (off < row_len) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
-    }
-    const __mmask64 xmask = (K - c * 64 >= 64) ? ~__mmask64(0) : ((__mmask64(1) << (K - c * 64)) - 1);
-    __m512i codes[R];
-    __m512 dw[R], mw[R];
-    for (int r = 0; r < R; ++r) mw[r] = _mm512_setzero_ps();  // read only by q4a; silences GCC
-    for (int r = 0; r < R; ++r) codes[r] = decode_chunk<F, B>(w[r], c, K, &dw[r], &mw[r]);
-    for (int m = 0; m < MB; ++m) {
-      const __m512i xv = _mm512_maskz_loadu_epi8(xmask, x[m] + c * 64);
-      const __m512 dx = _mm512_loadu_ps(t[m] + c * 32), cs = _mm512_loadu_ps(t[m] + c * 32 + 16);
-      for (int r = 0; r < R; ++r) {
-        const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[r], xv));
-        if constexpr (F == Format::q4a) {
-          acc[m][r] = _mm512_fmadd_ps(_mm512_mul_ps(p, dx), dw[r], acc[m][r]);
-          acc[m][r] = _mm512_fmadd_ps(cs, mw[r], acc[m][r]);
-        } else {
-          acc[m][r] = _mm512_fmadd_ps(_mm512_fmadd_ps(p, dx, cs), dw[r], acc[m][r]);
-        }
-      }
-    }
+    if (c < whole)
+      chunk_step<F, B, MB, R, true>(a, w, next, x, t, c, m0 == 0, acc);
+    else
+      chunk_step<F, B, MB, R, false>(a, w, next, x, t, c, m0 == 0, acc);
   }
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < R; ++r)
