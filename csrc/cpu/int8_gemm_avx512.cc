@@ -1,5 +1,6 @@
 // AVX-512 VNNI int8-activation kernel, large M (encoder batches; docs/int8.md). Per panel of 32
-// weight rows the codes are unpacked once (decode_chunk) into the VNNI layout [k/4][32 rows][4 bytes]
+// weight rows the codes are unpacked once (decode_chunk + an in-register 16x16 dword transpose)
+// into the VNNI layout [k/4][32 rows][4 bytes]
 // with the panel's block scales, then every group of 6 activation rows runs over it: per 4 k it
 // loads two code vectors and does 12 vpdpbusd, each with one activation dword broadcast (u8 codes x
 // s8 activations, the signedness handled as in int8_gemv_avx512.cc). At each block end the int32
@@ -31,39 +32,63 @@ template <int B>
 constexpr int64_t kPackedBlockBytes = int64_t(B) * kPanelRows + 2 * kPanelRows * 4;
 
 // Packs rows [n0, n0 + nr) of the weights (nr <= 32; missing rows get zero codes and scales).
-// Row stride of the unpacked rows: one cache line more than the codes, so the 32 rows read at the
-// same k do not all fall into the same L1 sets (K = 4096 would alias every row).
-inline int64_t tmp_stride(int64_t K) { return (K + 63) / 64 * 64 + 64; }
-
-template <Format F, int B>
-void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* rows_tmp, uint8_t* panel) {
-  const int64_t K = a.K, nb = K / B, nchunks = (K + 63) / 64, stride = tmp_stride(K);
-  constexpr int64_t bb = kBlockBytes<F, B>;
-  for (int64_t j = 0; j < kPanelRows; ++j) {
-    uint8_t* dst = rows_tmp + j * stride;
-    if (j >= nr) {
-      std::memset(dst, 0, size_t(nchunks * 64));
-      continue;
-    }
-    const uint8_t* row = a.w.row(n0 + j);
-    __m512 dw, mw;
-    for (int64_t c = 0; c < nchunks; ++c) _mm512_storeu_si512(dst + c * 64, decode_chunk<F, B>(row, c, K, &dw, &mw));
+// 16 x 16 dword transpose: r[j] (row j, 16 dwords of 4 codes) -> r[t] (dword t of rows 0..15).
+inline void transpose16(__m512i (&r)[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
   }
-  for (int64_t b = 0; b < nb; ++b) {
-    uint8_t* pb = panel + b * kPackedBlockBytes<B>;
-    // The transpose: 16 rows' dwords at the same k per gather.
-    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(int32_t(stride)));
-    for (int s = 0; s < B / 4; ++s)
-      for (int h = 0; h < 2; ++h)
-        _mm512_storeu_si512(pb + (s * kPanelRows + 16 * h) * 4,
-                            _mm512_i32gather_epi32(rows, rows_tmp + 16 * h * stride + b * B + 4 * s, 1));
-    float* dw = reinterpret_cast<float*>(pb + B * kPanelRows);
-    float* mw = dw + kPanelRows;
-    for (int j = 0; j < kPanelRows; ++j) {
-      const uint8_t* blk = j < nr ? a.w.row(n0 + j) + b * bb : nullptr;
-      dw[j] = blk ? load_fp16(blk) : 0.0f;
-      mw[j] = blk && F == Format::q4a ? load_fp16(blk + 2) : 0.0f;
+  for (int i = 0; i < 4; ++i) {  // u[4i + j], 128-bit lane L: rows 4i..4i+3 of dword 4L + j
+    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
+    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88), d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
+    r[j] = _mm512_shuffle_i32x4(a, c, 0x88);
+    r[8 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
+    r[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd);
+  }
+}
+
+// Packs rows [n0, n0 + nr) of the weights (nr <= 32; missing rows get zero codes and scales):
+// 16 rows' chunks of 64 codes are decoded into registers and transposed there.
+template <Format F, int B>
+void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* panel) {
+  const int64_t K = a.K, nb = K / B, nchunks = (K + 63) / 64;
+  constexpr int64_t bb = kBlockBytes<F, B>;
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i row_offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(int32_t(a.w.row_stride)));
+  for (int h = 0; h < 2; ++h) {
+    const int64_t rows = std::clamp<int64_t>(nr - 16 * h, 0, 16);
+    const uint8_t* first = a.w.row(std::min(n0 + 16 * h, a.N - 1));
+    for (int64_t c = 0; c < nchunks; ++c) {
+      __m512i r[16];
+      __m512 dw, mw;
+      for (int j = 0; j < 16; ++j)
+        r[j] = j < rows ? decode_chunk<F, B>(first + j * a.w.row_stride, c, K, &dw, &mw) : _mm512_setzero_si512();
+      transpose16(r);
+      for (int t = 0; t < 16; ++t) {
+        const int64_t k = 64 * c + 4 * t, b = k / B, s = (k % B) / 4;
+        if (b < nb) _mm512_storeu_si512(panel + b * kPackedBlockBytes<B> + (s * kPanelRows + 16 * h) * 4, r[t]);
+      }
+    }
+    // Scales: one gather of 16 rows' FP16 d (and m) per block.
+    const __mmask16 valid = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1u);
+    for (int64_t b = 0; b < nb; ++b) {
+      float* dw = reinterpret_cast<float*>(panel + b * kPackedBlockBytes<B> + B * kPanelRows) + 16 * h;
+      const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, row_offsets, first + b * bb, 1);
+      _mm512_storeu_ps(dw, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+      if constexpr (F == Format::q4a) {
+        const __m512i m = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, row_offsets, first + b * bb + 2, 1);
+        _mm512_storeu_ps(dw + kPanelRows, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(m)));
+      } else {
+        _mm512_storeu_ps(dw + kPanelRows, _mm512_setzero_ps());
+      }
     }
   }
 }
@@ -127,11 +152,10 @@ void int8_gemm_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
     xtab[2 * i] = a.scale[i];
     xtab[2 * i + 1] = kSumCoefficient<F> * a.sum[i];
   }
-  uint8_t* rows_tmp = static_cast<uint8_t*>(thread_scratch(1, size_t(kPanelRows * tmp_stride(K))));
   uint8_t* panel = static_cast<uint8_t*>(thread_scratch(2, size_t(nb * kPackedBlockBytes<B>)));
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelRows) {
     const int64_t nr = std::min<int64_t>(kPanelRows, n_end - n0);
-    pack_panel<F, B>(a, n0, nr, rows_tmp, panel);
+    pack_panel<F, B>(a, n0, nr, panel);
     int64_t m0 = 0;
     for (; m0 + kMR <= M; m0 += kMR) micro_kernel<F, B, kMR>(a, panel, xtab, m0, n0, nr);
     switch (M - m0) {
