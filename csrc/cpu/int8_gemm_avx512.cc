@@ -69,8 +69,12 @@ void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* panel)
     for (int64_t c = 0; c < nchunks; ++c) {
       __m512i r[16];
       __m512 dw, mw;
-      for (int j = 0; j < 16; ++j)
-        r[j] = j < rows ? decode_chunk<F, B>(first + j * a.w.row_stride, c, K, &dw, &mw) : _mm512_setzero_si512();
+      if (rows == 16 && 64 * (c + 1) <= K) {  // the common case, without per-row checks
+        for (int j = 0; j < 16; ++j) r[j] = decode_chunk<F, B, true>(first + j * a.w.row_stride, c, K, &dw, &mw);
+      } else {
+        for (int j = 0; j < 16; ++j)
+          r[j] = j < rows ? decode_chunk<F, B>(first + j * a.w.row_stride, c, K, &dw, &mw) : _mm512_setzero_si512();
+      }
       transpose16(r);
       for (int t = 0; t < 16; ++t) {
         const int64_t k = 64 * c + 4 * t, b = k / B, s = (k % B) / 4;
