@@ -172,6 +172,14 @@ Int8MatmulKernel int8_matmul_kernel(Isa isa) {
   }
 }
 
+QuantizeActivationsKernel quantize_activations_kernel(Isa isa) {
+#ifdef PYRT_HAVE_AVX512_KERNELS
+  if (isa == Isa::avx512) return avx512::quantize_activations;
+#endif
+  (void)isa;
+  return scalar::quantize_activations;
+}
+
 }  // namespace pyrt::cpu
 
 namespace pyrt {

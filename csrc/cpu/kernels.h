@@ -46,6 +46,17 @@ namespace scalar { void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, in
 namespace avx2 { void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end); }
 namespace avx512 { void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end); }
 
+// Quantizes x[M, K] per row and block for int8 mode into q[M, K], scale and sum [M, K / block]
+// (docs/int8.md); returns false when x holds NaN or Inf. Every ISA writes identical bytes.
+using QuantizeActivationsKernel = bool (*)(const float* x, int64_t M, int64_t K, int block, int8_t* q,
+                                           float* scale, float* sum);
+namespace scalar {
+bool quantize_activations(const float* x, int64_t M, int64_t K, int block, int8_t* q, float* scale, float* sum);
+}
+namespace avx512 {
+bool quantize_activations(const float* x, int64_t M, int64_t K, int block, int8_t* q, float* scale, float* sum);
+}
+
 // Converts FP16 activations to FP32 with the best ISA available (scalar reference otherwise).
 void fp16_to_fp32_array(const uint16_t* src, float* dst, int64_t n);
 
