@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/decode_avx512.h"
 #include "cpu/kernels.h"
@@ -44,8 +45,21 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
     const uint8_t* b0 = row + 2 * c * bb;
     const uint8_t* b1 = b0 + bb;
     const bool two = kWhole || (2 * c + 1) * 32 < K;
-    *dw = pair_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
-    if constexpr (F == Format::q4a) *mw = pair_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
+    if constexpr (kWhole) {
+      // Both blocks' 4-byte headers in one xmm, one conversion, one permute: cheaper than two
+      // scalar conversions and broadcasts (this runs per 64 weights and row at M = 1).
+      int32_t h0, h1;
+      std::memcpy(&h0, b0, 4);
+      std::memcpy(&h1, b1, 4);
+      const __m512 heads = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(h0), h1, 1)));
+      // lanes of heads: 0 = d0, 1 = m0 (q4a), 2 = d1, 3 = m1
+      *dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2), heads);
+      if constexpr (F == Format::q4a)
+        *mw = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3), heads);
+    } else {
+      *dw = pair_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
+      if constexpr (F == Format::q4a) *mw = pair_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
+    }
     if constexpr (F == Format::q8) {
       const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + hdr));
       const __m256i hi = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + hdr)) : _mm256_setzero_si256();
