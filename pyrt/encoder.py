@@ -16,6 +16,7 @@ import numpy as np
 
 from ._native import require_core
 from .errors import DtypeError, FileFormatError, ShapeError, UnsupportedError
+from .ops import check_activations
 from .tensor import Tensor
 
 # Where the BERT tensors may sit in a checkpoint: bare BertModel names, a BertFor* head model, or a
@@ -170,9 +171,14 @@ class SentenceEncoder:
     ``SentenceEncoder(path)`` opens a .pyrt file with :func:`pyrt.load`; ``SentenceEncoder(model)``
     takes an already loaded :class:`pyrt.Model`; :meth:`from_parts` takes the tensors, config and
     carried files directly. The weights are used where they are (zero-copy).
+
+    ``activations="int8"`` opts into int8 activations for the q8/q4/q4a matmuls (faster on CPUs
+    with integer dot-product instructions, slightly less accurate: docs/int8.md); the default
+    "exact" keeps FP32 activations.
     """
 
-    def __init__(self, path_or_model: Union[str, os.PathLike, Any]):
+    def __init__(self, path_or_model: Union[str, os.PathLike, Any], activations: str = "exact"):
+        self.activations = check_activations(activations)
         model = path_or_model
         if isinstance(path_or_model, (str, os.PathLike)):
             if os.path.isdir(path_or_model):
@@ -192,12 +198,13 @@ class SentenceEncoder:
 
     @classmethod
     def from_parts(cls, tensors: Mapping[str, Tensor], config: Mapping[str, Any],
-                   files: Mapping[str, FileValue]) -> "SentenceEncoder":
+                   files: Mapping[str, FileValue], activations: str = "exact") -> "SentenceEncoder":
         """Builds an encoder from ``tensors`` (checkpoint names -> :class:`pyrt.Tensor`), the Hugging
         Face ``config`` dict and the sentence-transformers ``files`` (relative name -> bytes, text
         or parsed JSON): tokenizer.json, modules.json, sentence_bert_config.json,
         1_Pooling/config.json."""
         self = cls.__new__(cls)
+        self.activations = check_activations(activations)
         self._setup(tensors, config, files)
         self.model = None
         return self
@@ -208,7 +215,7 @@ class SentenceEncoder:
         self.config = dict(config)
         self.settings = _SentenceTransformersSettings(config, files)
         self._tokenizer = _make_tokenizer(files, self.settings.max_seq_length)
-        self._native = require_core().BertEncoder(_native_config(config), _bert_tensors(tensors))
+        self._native = require_core().BertEncoder(_native_config(config), _bert_tensors(tensors), self.activations)
         self.tensors: dict[str, Tensor] = dict(tensors)
         self.formats = sorted({(t.dtype, t.block) for t in self.tensors.values() if t.ndim == 2})
 

@@ -11,8 +11,24 @@ from .errors import DtypeError, ShapeError
 from .tensor import Tensor, quantize
 
 
-def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """``x @ w.T (+ bias)`` with FP32 accumulation; the activations are never quantized.
+ACTIVATION_MODES = ("exact", "int8")
+
+
+def check_activations(activations: str) -> str:
+    """Validates an ``activations=`` argument ("exact" or "int8"); raises :class:`DtypeError`."""
+    if not isinstance(activations, str) or activations not in ACTIVATION_MODES:
+        raise DtypeError(f"activations={activations!r} is not one of 'exact', 'int8'")
+    return activations
+
+
+def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Optional[np.ndarray] = None,
+           activations: str = "exact") -> np.ndarray:
+    """``x @ w.T (+ bias)`` with FP32 accumulation; by default the activations are never quantized.
+
+    ``activations="int8"`` opts into int8 activations for q8/q4/q4a weights: each row of x is
+    quantized per weight block (symmetric, scale max|x|/127, round to nearest even) and every
+    block's dot product runs in integer arithmetic (docs/int8.md for the math and its error bound).
+    f32/f16/bf16 weights ignore the mode and stay exact. Not supported on the GPU path.
 
     x: float32 or float16 array of shape [..., K], C-contiguous. w: a 2-D :class:`Tensor` [N, K] in
     any format. bias: float32 [N]. out: optional float32 C-contiguous array of shape [..., N] that
@@ -23,7 +39,10 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
     ``w.to("cuda")``, the product runs on the GPU and returns a float32 cupy array (see
     :func:`pyrt.cuda.matmul`).
     """
+    check_activations(activations)
     if _cuda.is_device_call(x, w):
+        if activations != "exact":
+            raise DtypeError("activations='int8' is a CPU mode; GPU products use exact activations")
         # GPU operands (cupy arrays, Tensor.to("cuda")): zero-copy, x must be float16 (pyrt/cuda.py).
         return _cuda.matmul(x, w, bias, out)
     if not isinstance(w, Tensor):
@@ -57,7 +76,7 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
             raise DtypeError("out must be C-contiguous and writable")
         if np.shares_memory(out, x):
             raise ShapeError("out must not overlap x")
-    require_core().matmul(x, w.numpy(), w.dtype, w.block, n, k, bias, out)
+    require_core().matmul(x, w.numpy(), w.dtype, w.block, n, k, bias, out, activations)
     return out
 
 
@@ -65,9 +84,12 @@ class Linear:
     """A dense layer ``y = x @ weight.T + bias`` with stored (possibly quantized) weights.
 
     ``weight`` is a :class:`Tensor` [N, K] or a float array, quantized with ``dtype``/``block``.
+    ``activations`` ("exact" or "int8") is passed to :func:`matmul` on every call.
     """
 
-    def __init__(self, weight, bias: Optional[np.ndarray] = None, dtype: str = "f32", block: int = 32):
+    def __init__(self, weight, bias: Optional[np.ndarray] = None, dtype: str = "f32", block: int = 32,
+                 activations: str = "exact"):
+        self.activations = check_activations(activations)
         if not isinstance(weight, Tensor):
             weight = quantize(np.asarray(weight), dtype=dtype, block=block)
         if weight.ndim != 2:
@@ -86,7 +108,7 @@ class Linear:
         return self.weight.shape[0]
 
     def __call__(self, x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        return matmul(x, self.weight, self.bias, out)
+        return matmul(x, self.weight, self.bias, out, activations=self.activations)
 
     def __repr__(self) -> str:
-        return f"pyrt.Linear(in={self.in_features}, out={self.out_features}, dtype={self.weight.dtype!r}, bias={self.bias is not None})"
+        return f"pyrt.Linear(in={self.in_features}, out={self.out_features}, dtype={self.weight.dtype!r}, bias={self.bias is not None}, activations={self.activations!r})"

@@ -273,7 +273,7 @@ def test_runs_without_onnxruntime(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "ONNX Runtime columns skipped" in proc.stdout
     run = json.loads(out_json.read_text())
-    assert {r["subject"] for r in run["results"]} == {"numpy f32", "pyrt q4"}
+    assert {r["subject"] for r in run["results"]} == {"numpy f32", "pyrt q4", "pyrt q4 i8"}
     assert all(r["status"] == "ok" for r in run["results"])
 
 

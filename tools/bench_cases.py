@@ -155,7 +155,9 @@ class Subject:
     notes: list[str] = field(default_factory=list)
 
 
-def pyrt_subject(fmt: str, isa: str | None, label_isa: bool) -> Subject:
+def pyrt_subject(fmt: str, isa: str | None, label_isa: bool, activations: str = "exact") -> Subject:
+    """pyrt.matmul on ``fmt`` weights; ``activations="int8"`` is the opt-in int8-activation mode
+    (docs/int8.md), labelled "i8" and checked with ORT acc4's int8 tolerance."""
     def build(ws: WeightSet, shifts: list[int]) -> Instance:
         base = ws.tensor(fmt)
         tensors = []
@@ -165,11 +167,13 @@ def pyrt_subject(fmt: str, isa: str | None, label_isa: bool) -> Subject:
                 continue
             rows = np.roll(base.numpy().reshape(ws.shape.n, -1), s, axis=0)
             tensors.append(pyrt.Tensor(rows.reshape(-1), fmt, base.shape, base.block))
-        fns = [lambda x, t=t: pyrt.matmul(x, t) for t in tensors]
+        fns = [lambda x, t=t: pyrt.matmul(x, t, activations=activations) for t in tensors]
         return _cycling(fns, shifts, base.nbytes)
 
     prefix = f"pyrt[{isa}]" if label_isa else "pyrt"
-    return Subject(f"{prefix} {fmt}", "pyrt", fmt, CHECK_TOLERANCE, build,
+    int8 = activations == "int8"
+    return Subject(f"{prefix} {fmt}{' i8' if int8 else ''}", "pyrt", fmt,
+                   INT8_ACT_TOLERANCE if int8 else CHECK_TOLERANCE, build,
                    lambda ws: ws.tensor(fmt).nbytes, isa=isa, weight_format=fmt)
 
 

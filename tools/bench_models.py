@@ -10,7 +10,7 @@ pyrt.convert.convert_checkpoint and memory-mapped by pyrt.load; before that conv
 weights are quantized in memory from the safetensors (reported as 'from_parts': RSS then includes
 the float32 checkpoint that was read).
 
-Usage: python tools/bench_models.py encoder [--formats f32,f16,q8,q4] [--threads N] [--json]
+Usage: python tools/bench_models.py encoder [--formats f32,f16,q8,q4] [--activations exact,int8] [--threads N] [--json]
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def worker_pyrt(args) -> dict:
     source = "pyrt.load"
     start = time.perf_counter()
     if args.pyrt_file:
-        encoder = pyrt.SentenceEncoder(args.pyrt_file)
+        encoder = pyrt.SentenceEncoder(args.pyrt_file, activations=args.activation)
     else:
         from safetensors.numpy import load_file
 
@@ -95,9 +95,9 @@ def worker_pyrt(args) -> dict:
         tensors = {k: pyrt.quantize(v, args.format if v.ndim == 2 else "f32") for k, v in weights.items()
                    if v.dtype.kind == "f"}
         del weights
-        encoder = pyrt.SentenceEncoder.from_parts(tensors, config, files)
+        encoder = pyrt.SentenceEncoder.from_parts(tensors, config, files, activations=args.activation)
     load_s = time.perf_counter() - start
-    result = {"engine": "pyrt", "format": args.format, "source": source, "load_s": load_s,
+    result = {"engine": "pyrt", "format": args.format, "activations": args.activation, "source": source, "load_s": load_s,
               "cpu_isa": pyrt.get_cpu_isa(), "threads": pyrt.get_num_threads()}
     for b in BATCH_SIZES:
         sentences = SENTENCES[:16] if b == 1 else SENTENCES
@@ -167,10 +167,11 @@ def bench_encoder(args) -> list[dict]:
                 path = Path(tmp) / f"minilm-{fmt}.pyrt"
                 convert_checkpoint(args.model_dir, path, dtype=fmt, block=args.block)
                 extra += ["--pyrt-file", str(path), "--file-mb", f"{path.stat().st_size / 1e6:.2f}"]
-            r = run_worker("pyrt", extra, args)
-            if r:
-                results.append(r)
-                print(f"  measured pyrt {fmt}", file=sys.stderr)
+            for activation in args.activations.split(","):
+                r = run_worker("pyrt", extra + ["--activation", activation], args)
+                if r:
+                    results.append(r)
+                    print(f"  measured pyrt {fmt} ({activation} activations)", file=sys.stderr)
     if torch_available():
         r = run_worker("torch", [], args)
         if r:
@@ -185,7 +186,7 @@ def print_results(results: list[dict]) -> None:
     # The torch run does the same arithmetic on the same sentences: reuse pyrt's FLOP count.
     flop_reference = next((r["gflop_per_sentence"] for r in results if "gflop_per_sentence" in r), None)
     print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences (batch 32) / 16 sentences (batch 1)")
-    print(f"{'engine':<38} {'format':<6} {'source':<11} {'load s':>7} {'b1 sent/s':>10} {'b32 sent/s':>11} "
+    print(f"{'engine':<38} {'format':<9} {'source':<11} {'load s':>7} {'b1 sent/s':>10} {'b32 sent/s':>11} "
           f"{'peak RSS MB':>12} {'b32 GFLOP/s':>12}" + ("  vs torch b1/b32" if torch_row else ""))
     for r in results:
         ratio = ""
@@ -195,7 +196,8 @@ def print_results(results: list[dict]) -> None:
         engine = r["engine"] + (f" [{r['cpu_isa']}]" if "cpu_isa" in r else "") + f" {r['threads']}t"
         gflop = r.get("gflop_per_sentence", flop_reference)
         gflops = f"{gflop * r['sent_per_s_b32']:.1f}" if gflop else "-"
-        print(f"{engine:<38} {r['format']:<6} {r['source']:<11} {r['load_s']:>7.2f} {r['sent_per_s_b1']:>10.1f} "
+        fmt = r["format"] + ("/i8" if r.get("activations") == "int8" else "")
+        print(f"{engine:<38} {fmt:<9} {r['source']:<11} {r['load_s']:>7.2f} {r['sent_per_s_b1']:>10.1f} "
               f"{r['sent_per_s_b32']:>11.1f} {r['peak_rss_mb']:>12.0f} {gflops:>12}{ratio}")
 
 
@@ -204,11 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("part", choices=["encoder", "_worker_pyrt", "_worker_torch"])
     parser.add_argument("--formats", default="f32,f16,q8,q4")
     parser.add_argument("--block", type=int, default=32)
+    parser.add_argument("--activations", default="exact",
+                        help="pyrt activation modes, comma-separated: exact, int8 (docs/int8.md); /i8 in the table")
     parser.add_argument("--threads", type=int, default=0, help="threads per engine (default: all cores)")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per measurement")
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--format", default="f32", help=argparse.SUPPRESS)
+    parser.add_argument("--activation", default="exact", help=argparse.SUPPRESS)
     parser.add_argument("--pyrt-file", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--file-mb", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

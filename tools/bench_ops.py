@@ -45,6 +45,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--block", type=int, default=32, choices=(32, 64, 128))
     p.add_argument("--isa", help="pyrt kernel set(s) to force: avx512, avx2, scalar, a comma list, "
                                  "or 'all' (default: pyrt's automatic choice)")
+    p.add_argument("--int8", default="q8,q4,q4a",
+                   help="q-formats also run with pyrt's opt-in int8 activations (subjects 'pyrt q4 i8', "
+                        "docs/int8.md), next to the ORT acc4 peers; '' for none")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime even if installed")
     p.add_argument("--budget", type=float, help="seconds of timed samples per case (default 0.4; quick 0.05)")
@@ -249,6 +252,8 @@ def build_subjects(bc, isas: list[str], args, use_ort: bool) -> list:
         subjects.append(bc.ort_f32_subject(args.threads))
     for isa in isas:
         subjects += [bc.pyrt_subject(f, isa, len(isas) > 1) for f in args.format_list]
+        subjects += [bc.pyrt_subject(f, isa, len(isas) > 1, activations="int8")
+                     for f in args.format_list if f in args.int8.split(",")]
     if use_ort:
         subjects += [bc.ort_nbits_subject(bits, acc, args.threads) for bits in (4, 8) for acc in (0, 4)]
     return subjects

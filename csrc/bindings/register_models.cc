@@ -29,7 +29,9 @@ const int32_t* optional_tokens(const py::object& obj, const char* name, const py
 class BertEncoderHandle {
  public:
   // config: the BertConfig fields by name; tensors: name -> (uint8 bytes, format, block, shape).
-  BertEncoderHandle(const py::dict& config, const py::dict& tensors) {
+  // activations: "exact" or "int8" (docs/int8.md).
+  BertEncoderHandle(const py::dict& config, const py::dict& tensors, const std::string& activations) {
+    const ActivationPrecision precision = activation_precision_from_name(activations);
     models::BertConfig c;
     c.vocab_size = config_int(config, "vocab_size");
     c.hidden_size = config_int(config, "hidden_size");
@@ -57,7 +59,7 @@ class BertEncoderHandle {
       refs[name] = ref;
       keep_alive_.push_back(data);
     }
-    encoder_ = std::make_unique<models::BertEncoder>(c, refs);
+    encoder_ = std::make_unique<models::BertEncoder>(c, refs, precision);
   }
 
   // ids, type_ids, mask: int32 [batch, seq]; returns float32 [batch, hidden].
@@ -83,6 +85,7 @@ class BertEncoderHandle {
 
   int64_t hidden_size() const { return encoder_->config().hidden_size; }
   int64_t max_positions() const { return encoder_->config().max_positions; }
+  std::string activations() const { return activation_precision_name(encoder_->activations()); }
 
  private:
   std::vector<py::object> keep_alive_;
@@ -93,11 +96,13 @@ class BertEncoderHandle {
 
 void register_models(py::module_& m) {
   py::class_<BertEncoderHandle>(m, "BertEncoder")
-      .def(py::init<const py::dict&, const py::dict&>(), py::arg("config"), py::arg("tensors"))
+      .def(py::init<const py::dict&, const py::dict&, const std::string&>(), py::arg("config"), py::arg("tensors"),
+           py::arg("activations") = "exact")
       .def("encode", &BertEncoderHandle::encode, py::arg("input_ids"), py::arg("token_type_ids"),
            py::arg("attention_mask"), py::arg("pooling"), py::arg("normalize"))
       .def_property_readonly("hidden_size", &BertEncoderHandle::hidden_size)
-      .def_property_readonly("max_positions", &BertEncoderHandle::max_positions);
+      .def_property_readonly("max_positions", &BertEncoderHandle::max_positions)
+      .def_property_readonly("activations", &BertEncoderHandle::activations);
 }
 
 }  // namespace pyrt::bindings

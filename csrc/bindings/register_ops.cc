@@ -7,8 +7,10 @@ namespace {
 // out[M, N] = x[M, K] @ W[N, K]^T + bias. Shapes were checked in pyrt/ops.py; the byte sizes are
 // checked again here so a wrong call can never read or write out of bounds.
 void matmul(const py::array& x, const py::array& w_data, const std::string& format, int block,
-            int64_t N, int64_t K, const py::object& bias, py::array& out) {
+            int64_t N, int64_t K, const py::object& bias, py::array& out,
+            const std::string& activations) {
   MatmulParams p;
+  p.activations = activation_precision_from_name(activations);
   if (x.dtype().kind() == 'f' && x.itemsize() == 2) {
     p.x_type = ActivationType::f16;
   } else {
@@ -45,7 +47,8 @@ void matmul(const py::array& x, const py::array& w_data, const std::string& form
 
 void register_ops(py::module_& m) {
   m.def("matmul", &matmul, py::arg("x"), py::arg("w_data"), py::arg("format"), py::arg("block"),
-        py::arg("N"), py::arg("K"), py::arg("bias"), py::arg("out"));
+        py::arg("N"), py::arg("K"), py::arg("bias"), py::arg("out"),
+        py::arg("activations") = "exact");
 }
 
 }  // namespace pyrt::bindings

@@ -160,6 +160,26 @@ MatmulKernel matmul_kernel(Isa isa) {
   }
 }
 
+Int8MatmulKernel int8_matmul_kernel(Isa isa) {
+  switch (isa) {
+#ifdef PYRT_HAVE_AVX512_KERNELS
+    case Isa::avx512: return avx512::int8_matmul;
+#endif
+#ifdef PYRT_HAVE_AVX2_KERNELS
+    case Isa::avx2: return avx2::int8_matmul;
+#endif
+    default: return scalar::int8_matmul;
+  }
+}
+
+QuantizeActivationsKernel quantize_activations_kernel(Isa isa) {
+#ifdef PYRT_HAVE_AVX512_KERNELS
+  if (isa == Isa::avx512) return avx512::quantize_activations;
+#endif
+  (void)isa;
+  return scalar::quantize_activations;
+}
+
 }  // namespace pyrt::cpu
 
 namespace pyrt {

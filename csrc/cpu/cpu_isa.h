@@ -16,5 +16,8 @@ bool build_has(Isa isa);      // compiled into this build
 Isa active_isa();             // best supported, or PYRT_FORCE_CPU_ISA / set_cpu_isa
 void set_active_isa(Isa isa);
 MatmulKernel matmul_kernel(Isa isa);
+// The avx512 level already requires AVX-512 VNNI (cpu_supports), so its int8 kernel may use vpdpbusd.
+Int8MatmulKernel int8_matmul_kernel(Isa isa);
+QuantizeActivationsKernel quantize_activations_kernel(Isa isa);  // AVX2 uses the scalar one
 
 }  // namespace pyrt::cpu

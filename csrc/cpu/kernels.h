@@ -27,6 +27,36 @@ namespace scalar { void matmul(const KernelArgs& a, int64_t n_begin, int64_t n_e
 namespace avx2 { void matmul(const KernelArgs& a, int64_t n_begin, int64_t n_end); }
 namespace avx512 { void matmul(const KernelArgs& a, int64_t n_begin, int64_t n_end); }
 
+// int8-activation products (docs/int8.md): activations already quantized per row and per weight
+// block; only q8/q4/q4a weights. Same contract as MatmulKernel.
+struct Int8KernelArgs {
+  const int8_t* q;      // [M, K] activation codes
+  const float* scale;   // [M, K / B] d_x
+  const float* sum;     // [M, K / B] d_x * sum of the block's codes
+  int64_t M;
+  int64_t K;
+  WeightView w;         // [N, K], q8 / q4 / q4a, block B
+  const float* bias;
+  float* y;
+  int64_t N;
+};
+using Int8MatmulKernel = void (*)(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end);
+
+namespace scalar { void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end); }
+namespace avx2 { void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end); }
+namespace avx512 { void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end); }
+
+// Quantizes x[M, K] per row and block for int8 mode into q[M, K], scale and sum [M, K / block]
+// (docs/int8.md); returns false when x holds NaN or Inf. Every ISA writes identical bytes.
+using QuantizeActivationsKernel = bool (*)(const float* x, int64_t M, int64_t K, int block, int8_t* q,
+                                           float* scale, float* sum);
+namespace scalar {
+bool quantize_activations(const float* x, int64_t M, int64_t K, int block, int8_t* q, float* scale, float* sum);
+}
+namespace avx512 {
+bool quantize_activations(const float* x, int64_t M, int64_t K, int block, int8_t* q, float* scale, float* sum);
+}
+
 // Converts FP16 activations to FP32 with the best ISA available (scalar reference otherwise).
 void fp16_to_fp32_array(const uint16_t* src, float* dst, int64_t n);
 

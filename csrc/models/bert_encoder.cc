@@ -50,8 +50,10 @@ WeightView weight_view(const TensorRef& ref, const std::string& name, int64_t ro
   return w;
 }
 
-void linear(const float* x, int64_t M, const WeightView& w, const float* bias, float* y) {
+void linear(const float* x, int64_t M, const WeightView& w, const float* bias, float* y,
+            ActivationPrecision activations) {
   MatmulParams p;
+  p.activations = activations;
   p.x = x;
   p.M = M;
   p.w = w;
@@ -124,7 +126,8 @@ const float* BertEncoder::vector(const TensorRefs& t, const std::string& name, i
   return owned_vectors_.back().data();
 }
 
-BertEncoder::BertEncoder(const BertConfig& config, const TensorRefs& t) : config_(config) {
+BertEncoder::BertEncoder(const BertConfig& config, const TensorRefs& t, ActivationPrecision activations)
+    : config_(config), activations_(activations) {
   const BertConfig& c = config_;
   PYRT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.num_layers > 0 && c.num_heads > 0 &&
                  c.intermediate_size > 0 && c.max_positions > 0 && c.type_vocab_size > 0,
@@ -210,18 +213,18 @@ void BertEncoder::encode(const EncoderInput& in, Pooling pooling, bool normalize
   nn::layer_norm_rows(hidden.get(), T, H, embed_norm_weight_, embed_norm_bias_, c.layer_norm_eps);
 
   for (const Layer& L : layers_) {
-    linear(hidden.get(), T, L.query, L.query_bias, q.get());
-    linear(hidden.get(), T, L.key, L.key_bias, k.get());
-    linear(hidden.get(), T, L.value, L.value_bias, v.get());
+    linear(hidden.get(), T, L.query, L.query_bias, q.get(), activations_);
+    linear(hidden.get(), T, L.key, L.key_bias, k.get(), activations_);
+    linear(hidden.get(), T, L.value, L.value_bias, v.get(), activations_);
     nn::packed_self_attention(q.get(), k.get(), v.get(), packed.offsets.data(), in.batch, c.num_heads, head_dim,
                               ctx.get());
     // Post-LayerNorm residual blocks: hidden = LN(hidden + sublayer(hidden)). q is free again.
-    linear(ctx.get(), T, L.attn_out, L.attn_out_bias, q.get());
+    linear(ctx.get(), T, L.attn_out, L.attn_out_bias, q.get(), activations_);
     nn::add_inplace(hidden.get(), q.get(), T * H);
     nn::layer_norm_rows(hidden.get(), T, H, L.attn_norm_weight, L.attn_norm_bias, c.layer_norm_eps);
-    linear(hidden.get(), T, L.ffn_in, L.ffn_in_bias, ffn.get());
+    linear(hidden.get(), T, L.ffn_in, L.ffn_in_bias, ffn.get(), activations_);
     nn::gelu_erf_inplace(ffn.get(), T * I);
-    linear(ffn.get(), T, L.ffn_out, L.ffn_out_bias, q.get());
+    linear(ffn.get(), T, L.ffn_out, L.ffn_out_bias, q.get(), activations_);
     nn::add_inplace(hidden.get(), q.get(), T * H);
     nn::layer_norm_rows(hidden.get(), T, H, L.ffn_norm_weight, L.ffn_norm_bias, c.layer_norm_eps);
   }

@@ -4,7 +4,8 @@
 //
 // Padding is never computed: the batch is packed into the tokens its attention mask keeps, each
 // sequence attends only to its own kept tokens (the exact effect of BERT's additive -inf mask) and
-// keeps its original position ids. All matmuls go through pyrt::matmul.
+// keeps its original position ids. All matmuls go through pyrt::matmul, with exact FP32 activations
+// unless the encoder was built with ActivationPrecision::int8 (docs/int8.md).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "pyrt/formats.h"
+#include "pyrt/matmul.h"
 
 namespace pyrt::models {
 
@@ -56,7 +58,9 @@ class BertEncoder {
  public:
   // Checks every tensor's presence, shape and format against the config; throws pyrt::Error
   // (Shape, Dtype, Format) naming the offending tensor.
-  BertEncoder(const BertConfig& config, const TensorRefs& tensors);
+  // activations: the precision of every matmul's activations (int8 affects q-format weights only).
+  BertEncoder(const BertConfig& config, const TensorRefs& tensors,
+              ActivationPrecision activations = ActivationPrecision::exact);
 
   // out[batch, hidden_size]: the pooled (and, if asked, L2-normalised) sentence embeddings.
   // Thread-safe: all scratch memory belongs to the call. Throws Range for out-of-vocabulary ids,
@@ -64,6 +68,7 @@ class BertEncoder {
   void encode(const EncoderInput& input, Pooling pooling, bool normalize, float* out) const;
 
   const BertConfig& config() const { return config_; }
+  ActivationPrecision activations() const { return activations_; }
 
  private:
   struct Layer {
@@ -76,6 +81,7 @@ class BertEncoder {
   const float* vector(const TensorRefs& t, const std::string& name, int64_t n);
 
   BertConfig config_;
+  ActivationPrecision activations_ = ActivationPrecision::exact;
   WeightView word_embeddings_, position_embeddings_, type_embeddings_;
   const float *embed_norm_weight_ = nullptr, *embed_norm_bias_ = nullptr;
   std::vector<Layer> layers_;

@@ -1,4 +1,5 @@
-// matmul: validate, convert FP16 activations once, split N across threads, call the ISA kernel.
+// matmul: validate, convert FP16 activations once (and quantize them in int8 mode), split N across
+// threads, call the ISA kernel.
 #include "pyrt/matmul.h"
 
 #include <algorithm>
@@ -29,8 +30,28 @@ void matmul_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end) noexcept
   cpu::matmul_kernel(cpu::active_isa())(args, n_begin, n_end);
 }
 
+namespace {
+
+bool uses_int8(const MatmulParams& p) {
+  return p.activations == ActivationPrecision::int8 && format_traits(p.w.format).blocked;
+}
+
+cpu::Int8KernelArgs int8_args(const MatmulParams& p, const QuantizedActivations& xq) {
+  return cpu::Int8KernelArgs{xq.q.data(), xq.scale.data(), xq.sum.data(), p.M, p.w.cols, p.w, p.bias, p.y, p.w.rows};
+}
+
+}  // namespace
+
+void matmul_rows(const MatmulParams& p, const QuantizedActivations& xq, int64_t n_begin, int64_t n_end) noexcept {
+  if (!format_traits(p.w.format).blocked) return matmul_rows(p, n_begin, n_end);
+  if (p.M == 0 || n_begin >= n_end) return;
+  cpu::int8_matmul_kernel(cpu::active_isa())(int8_args(p, xq), n_begin, n_end);
+}
+
 void matmul(const MatmulParams& p) {
   check_matmul(p);
+  PYRT_CHECK(p.activations == ActivationPrecision::exact || p.activations == ActivationPrecision::int8, Dtype,
+             "invalid activation precision");
   const WeightView& w = p.w;
   const int64_t M = p.M, N = w.rows, K = w.cols;
   if (M == 0 || N == 0) return;
@@ -43,8 +64,21 @@ void matmul(const MatmulParams& p) {
     x = x_f32.data();
   }
 
+  // int8 mode: quantize once here, before the threads split N (thread_local so repeated calls of a
+  // model's forward pass reuse the buffers).
+  thread_local QuantizedActivations xq;
+  const bool int8 = uses_int8(p);
+  if (int8) quantize_activations(x, M, K, w.block, &xq);
   const cpu::KernelArgs args{x, M, K, w, p.bias, p.y, N};
-  const cpu::MatmulKernel kernel = cpu::matmul_kernel(cpu::active_isa());
+  const cpu::Int8KernelArgs args8 = int8 ? int8_args(p, xq) : cpu::Int8KernelArgs{};
+  const cpu::MatmulKernel exact_kernel = cpu::matmul_kernel(cpu::active_isa());
+  const cpu::Int8MatmulKernel int8_kernel = cpu::int8_matmul_kernel(cpu::active_isa());
+  auto kernel = [&](const cpu::KernelArgs&, int64_t n0, int64_t n1) {
+    if (int8)
+      int8_kernel(args8, n0, n1);
+    else
+      exact_kernel(args, n0, n1);
+  };
 
   // Each thread takes a contiguous slice of weight rows (aligned to 16 so SIMD kernels see whole
   // row groups); the weights are read once in total, which is what bounds small-M speed.

@@ -1,12 +1,22 @@
-// y[M, N] = x[M, K] @ W[N, K]^T (+ bias[N]), FP32 accumulation, activations never quantized.
+// y[M, N] = x[M, K] @ W[N, K]^T (+ bias[N]), FP32 accumulation. Activations are exact FP32 unless
+// the caller opts into int8 activations (docs/int8.md).
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "pyrt/formats.h"
 
 namespace pyrt {
 
 enum class ActivationType { f32, f16 };
+
+// exact: FP32 activations (the default). int8: for q8/q4/q4a weights the activations are quantized
+// per row and per weight block (symmetric, d_x = max|x| / 127, round to nearest even) and each
+// block's dot product runs in int32; f32/f16/bf16 weights ignore it and stay exact.
+enum class ActivationPrecision { exact, int8 };
+ActivationPrecision activation_precision_from_name(const std::string& name);  // Dtype error if unknown
+const char* activation_precision_name(ActivationPrecision a);
 
 struct MatmulParams {
   const void* x = nullptr;        // [M, K] row-major
@@ -15,6 +25,7 @@ struct MatmulParams {
   WeightView w;                   // [N, K]
   const float* bias = nullptr;    // [N] or null
   float* y = nullptr;             // [M, N] row-major, fully written
+  ActivationPrecision activations = ActivationPrecision::exact;
 };
 
 // Validates, picks the kernel for the active CPU ISA, runs on the configured threads.
@@ -29,6 +40,25 @@ void matmul(const MatmulParams& p);
 // row ranges.
 void check_matmul(const MatmulParams& p);
 void matmul_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end) noexcept;
+
+// Activations quantized once for int8 mode, for callers that run matmul_rows in their own parallel
+// region: quantize before the region (or in a single thread of it), then every matmul_rows call of
+// a weight with the same block reuses them. Buffers grow and are reused across calls.
+struct QuantizedActivations {
+  int64_t M = 0, K = 0;
+  int block = 0;
+  std::vector<int8_t> q;      // [M, K] int8 codes, x ~ q * scale
+  std::vector<float> scale;   // [M, K / block] d_x of each block
+  std::vector<float> sum;     // [M, K / block] d_x * (sum of the block's codes): the quantized block sum
+};
+// Quantizes FP32 x[M, K] per row and per `block` (32, 64 or 128; K a multiple of it) into *out.
+// Throws Shape / Dtype for a bad K or block, Range for NaN/Inf.
+void quantize_activations(const float* x, int64_t M, int64_t K, int block, QuantizedActivations* out);
+// Throws what check_matmul(p) throws, and Shape when xq does not match p (M, K, the weight's block).
+void check_matmul(const MatmulParams& p, const QuantizedActivations& xq);
+// matmul_rows with int8 activations: q-format weights use xq; plain-format weights ignore it and
+// run the exact kernel on p.x (so p.x must still point at the FP32 activations).
+void matmul_rows(const MatmulParams& p, const QuantizedActivations& xq, int64_t n_begin, int64_t n_end) noexcept;
 
 // Rows of a weight-row range handed to each thread are multiples of this, so SIMD kernels see whole
 // row groups.

@@ -1,0 +1,97 @@
+// AVX-512 VNNI int8-activation kernels (int8_gemv_avx512.cc, int8_gemm_avx512.cc) and the weight
+// decoding they share: 64 weights of a q8/q4/q4a row -> 64 unsigned byte codes in one zmm, in the
+// natural element order, plus the per-lane block scales. Include only from *_avx512.cc files.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/decode_avx512.h"
+#include "cpu/kernels.h"
+
+namespace pyrt::cpu::avx512 {
+
+// Small M: weights streamed once, decoded in registers.
+void int8_gemv(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end);
+// Large M: weight panels unpacked once into a VNNI layout and reused by every activation row.
+void int8_gemm(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end);
+
+template <Format F>
+constexpr int kCodesOffset = F == Format::q4a ? 4 : 2;  // bytes of block header before the codes
+
+// Where chunk c (elements [64c, 64c + 64)) starts in a row, roughly: for prefetching only.
+template <Format F, int B>
+constexpr int64_t chunk_byte_offset(int64_t c) {
+  return c * 64 * kBlockBytes<F, B> / B;
+}
+
+// 16 lanes: the first 8 hold s0, the last 8 s1 (the lanes a B = 32 block pair's products land in).
+inline __m512 pair_lanes(float s0, float s1) {
+  return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+// Codes of chunk c of a weight row (q8: q_w + 128; q4/q4a: the nibble), the per-lane d_w in *dw and
+// (q4a) the per-lane m in *mw. With B = 32 and an odd number of blocks, the last chunk's second
+// half is zero codes / zero scales (never read past the row); kWhole promises the chunk is whole
+// (64 elements), which keeps the branch out of the hot loop.
+template <Format F, int B, bool kWhole = false>
+inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw, __m512* mw) {
+  constexpr int64_t bb = kBlockBytes<F, B>;
+  constexpr int hdr = kCodesOffset<F>;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i sign = _mm512_set1_epi8(char(0x80));
+  if constexpr (B == 32) {
+    const uint8_t* b0 = row + 2 * c * bb;
+    const uint8_t* b1 = b0 + bb;
+    const bool two = kWhole || (2 * c + 1) * 32 < K;
+    if constexpr (kWhole) {
+      // Both blocks' 4-byte headers in one xmm, one conversion, one permute: cheaper than two
+      // scalar conversions and broadcasts (this runs per 64 weights and row at M = 1).
+      int32_t h0, h1;
+      std::memcpy(&h0, b0, 4);
+      std::memcpy(&h1, b1, 4);
+      const __m512 heads = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(h0), h1, 1)));
+      // lanes of heads: 0 = d0, 1 = m0 (q4a), 2 = d1, 3 = m1
+      *dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2), heads);
+      if constexpr (F == Format::q4a)
+        *mw = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3), heads);
+    } else {
+      *dw = pair_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
+      if constexpr (F == Format::q4a) *mw = pair_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
+    }
+    if constexpr (F == Format::q8) {
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + hdr));
+      const __m256i hi = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + hdr)) : _mm256_setzero_si256();
+      return _mm512_xor_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1), sign);
+    } else {
+      const __m128i n0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + hdr));
+      const __m128i n1 = two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + hdr)) : _mm_setzero_si128();
+      const __m256i nn = _mm256_set_m128i(n1, n0);
+      // [n0, n1, n0 >> 4, n1 >> 4] -> [n0, n0 >> 4, n1, n1 >> 4]: block 0's 32 codes, then block 1's.
+      const __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(nn), _mm256_srli_epi16(nn, 4), 1);
+      return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), low4);
+    }
+  } else {
+    const uint8_t* blk = row + (c * 64 / B) * bb;
+    *dw = _mm512_set1_ps(load_fp16(blk));
+    if constexpr (F == Format::q4a) *mw = _mm512_set1_ps(load_fp16(blk + 2));
+    if constexpr (F == Format::q8) {
+      const int64_t half = B == 128 ? (c & 1) * 64 : 0;
+      return _mm512_xor_si512(_mm512_loadu_si512(blk + hdr + half), sign);
+    } else if constexpr (B == 64) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + hdr));
+      return _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4);
+    } else {  // B = 128: byte j holds elements j and j + 64, so chunk 0 is the low nibbles, 1 the high
+      const __m512i v = _mm512_loadu_si512(blk + hdr);
+      return _mm512_and_si512((c & 1) ? _mm512_srli_epi16(v, 4) : v, low4);
+    }
+  }
+}
+
+// The coefficient of the activation block sum S in each format's block formula (docs/int8.md),
+// for q8 and q4 relative to d_w: q8 -128 d_w, q4 -8 d_w, q4a m (here 1: m is applied separately).
+template <Format F>
+constexpr float kSumCoefficient = F == Format::q8 ? -128.0f : (F == Format::q4 ? -8.0f : 1.0f);
+
+}  // namespace pyrt::cpu::avx512

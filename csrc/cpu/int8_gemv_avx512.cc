@@ -1,0 +1,159 @@
+// AVX-512 VNNI int8-activation kernel, small M (docs/int8.md): weights streamed once, decoded in
+// registers to unsigned byte codes, one vpdpbusd (u8 x s8 -> 4 products summed into each int32
+// lane) per 64 weights and activation row.
+// Signedness: vpdpbusd needs one unsigned operand. The 4-bit codes are unsigned already (nibbles
+// 0..15); q8 codes are made unsigned by flipping the sign bit (q_w + 128, one xor per 64 weights,
+// shared by every activation row). The offsets come back out per block through the activation
+// block sum S = d_x * sum(q_x), which the quantizer already computed:
+//   q8: d_w d_x sum(q_x (q_w + 128)) - 128 d_w S     q4: d_w d_x sum(q_x n) - 8 d_w S
+//   q4a: d_w d_x sum(q_x n) + m S
+// A vector of 64 weights covers two blocks (B = 32), one (B = 64) or half of one (B = 128); the
+// per-lane scales d_x and the per-lane correction (S in one lane per block) are expanded once per
+// call into a small table, so each product costs dpbusd, cvt and two FMAs.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/int8_avx512.h"
+#include "cpu/scratch.h"
+
+// GCC 12 reports the intrinsics' own _mm512_undefined_* pass-through operands (cvtdq2ps,
+// reduce_add) as uninitialized once these tiles are inlined; false positives.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace pyrt::cpu::avx512 {
+namespace {
+
+constexpr int kRowsInFlight = 4;
+constexpr int kMaxXRows = 4;
+
+// Per activation row and chunk of 64: d_x in each of the 16 lanes, then the correction term
+// (kSumCoefficient * S) in the first lane of each block (zero elsewhere, so the final horizontal
+// sum adds it once). Built once per call and thread: M * K / 2 floats.
+template <Format F, int B>
+const float* lane_table(const Int8KernelArgs& a) {
+  const int64_t nchunks = (a.K + 63) / 64, nb = a.K / B;
+  float* table = static_cast<float*>(thread_scratch(3, size_t(a.M * nchunks * 32) * sizeof(float)));
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t c = 0; c < nchunks; ++c) {
+      float* dx = table + (m * nchunks + c) * 32;
+      float* cs = dx + 16;
+      for (int l = 0; l < 16; ++l) {
+        const int64_t blk = B == 32 ? 2 * c + l / 8 : c * 64 / B;
+        const bool first = B == 32 ? l % 8 == 0 : (l == 0 && (B == 64 || (c & 1) == 0));
+        const bool valid = blk < nb;
+        dx[l] = valid ? a.scale[m * nb + blk] : 0.0f;
+        cs[l] = valid && first ? kSumCoefficient<F> * a.sum[m * nb + blk] : 0.0f;
+      }
+    }
+  return table;
+}
+
+// One chunk of 64 elements for every (activation row, weight row) pair of the tile.
+template <Format F, int B, int MB, int R, bool kWhole>
+inline void chunk_step(const Int8KernelArgs& a, const uint8_t* const (&w)[R], const uint8_t* const (&next)[R],
+                       const int8_t* const (&x)[MB], const float* const (&t)[MB], int64_t c, bool prefetch,
+                       __m512 (&acc)[MB][R]) {
+  const int64_t K = a.K, row_len = a.w.row_stride;
+  {
+    if (prefetch) {
+      // Quantized rows are short; fetch the next row group while this one computes (gemv_avx512.cc).
+      const int64_t off = chunk_byte_offset<F, B>(c);
+      for (int r = 0; r < R; ++r)
+        if (off < row_len) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
+    }
+    const __mmask64 xmask = kWhole ? ~__mmask64(0) : ((__mmask64(1) << (K - c * 64)) - 1);
+    __m512i codes[R];
+    __m512 dw[R], mw[R];
+    for (int r = 0; r < R; ++r) mw[r] = _mm512_setzero_ps();  // read only by q4a; silences GCC
+    for (int r = 0; r < R; ++r) codes[r] = decode_chunk<F, B, kWhole>(w[r], c, K, &dw[r], &mw[r]);
+    for (int m = 0; m < MB; ++m) {
+      const __m512i xv = kWhole ? _mm512_loadu_si512(x[m] + c * 64) : _mm512_maskz_loadu_epi8(xmask, x[m] + c * 64);
+      const __m512 dx = _mm512_loadu_ps(t[m] + c * 32), cs = _mm512_loadu_ps(t[m] + c * 32 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[r], xv));
+        if constexpr (F == Format::q4a) {
+          acc[m][r] = _mm512_fmadd_ps(_mm512_mul_ps(p, dx), dw[r], acc[m][r]);
+          acc[m][r] = _mm512_fmadd_ps(cs, mw[r], acc[m][r]);
+        } else {
+          acc[m][r] = _mm512_fmadd_ps(_mm512_fmadd_ps(p, dx, cs), dw[r], acc[m][r]);
+        }
+      }
+    }
+  }
+}
+
+template <Format F, int B, int MB, int R>
+void int8_tile(const Int8KernelArgs& a, const float* table, int64_t n0, int64_t m0) {
+  const int64_t K = a.K, nchunks = (K + 63) / 64;
+  const uint8_t* w[R];
+  const uint8_t* next[R];
+  for (int r = 0; r < R; ++r) {
+    w[r] = a.w.row(n0 + r);
+    next[r] = a.w.row(std::min<int64_t>(n0 + R + r, a.N - 1));
+  }
+  const int8_t* x[MB];
+  const float* t[MB];
+  for (int m = 0; m < MB; ++m) {
+    x[m] = a.q + (m0 + m) * K;
+    t[m] = table + (m0 + m) * nchunks * 32;
+  }
+  __m512 acc[MB][R];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
+  const int64_t whole = K / 64;  // chunks of 64 elements; a B = 32 row may end with a half chunk
+  for (int64_t c = 0; c < nchunks; ++c) {
+    if (c < whole)
+      chunk_step<F, B, MB, R, true>(a, w, next, x, t, c, m0 == 0, acc);
+    else
+      chunk_step<F, B, MB, R, false>(a, w, next, x, t, c, m0 == 0, acc);
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < R; ++r)
+      a.y[(m0 + m) * a.N + n0 + r] = _mm512_reduce_add_ps(acc[m][r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
+}
+
+template <Format F, int B, int R>
+void int8_rows(const Int8KernelArgs& a, const float* table, int64_t n0) {
+  int64_t m0 = 0;
+  for (; m0 + kMaxXRows <= a.M; m0 += kMaxXRows) int8_tile<F, B, kMaxXRows, R>(a, table, n0, m0);
+  switch (a.M - m0) {
+    case 1: int8_tile<F, B, 1, R>(a, table, n0, m0); break;
+    case 2: int8_tile<F, B, 2, R>(a, table, n0, m0); break;
+    case 3: int8_tile<F, B, 3, R>(a, table, n0, m0); break;
+    default: break;
+  }
+}
+
+template <Format F, int B>
+void int8_gemv_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  const float* table = lane_table<F, B>(a);
+  int64_t n = n_begin;
+  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) int8_rows<F, B, kRowsInFlight>(a, table, n);
+  for (; n < n_end; ++n) int8_rows<F, B, 1>(a, table, n);
+}
+
+template <Format F>
+void int8_gemv_blocked(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.w.block) {
+    case 32: int8_gemv_format<F, 32>(a, n_begin, n_end); break;
+    case 64: int8_gemv_format<F, 64>(a, n_begin, n_end); break;
+    default: int8_gemv_format<F, 128>(a, n_begin, n_end); break;
+  }
+}
+
+}  // namespace
+
+void int8_gemv(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.w.format) {
+    case Format::q8: int8_gemv_blocked<Format::q8>(a, n_begin, n_end); break;
+    case Format::q4: int8_gemv_blocked<Format::q4>(a, n_begin, n_end); break;
+    default: int8_gemv_blocked<Format::q4a>(a, n_begin, n_end); break;
+  }
+}
+
+}  // namespace pyrt::cpu::avx512
