@@ -13,6 +13,7 @@ import numpy as np
 from ._native import require_core
 from .errors import FileFormatError, RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
+from .ops import check_activations
 from .tensor import Tensor
 
 DEFAULT_CONTEXT = 2048
@@ -27,7 +28,7 @@ Messages = Sequence[Mapping[str, str]]
 
 
 def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], context_length: int,
-                    kv_cache: str) -> dict[str, Any]:
+                    kv_cache: str, activations: str = "exact") -> dict[str, Any]:
     arch = md.get("general.architecture", "llama")
     if arch != "llama":
         raise UnsupportedError(f"architecture '{arch}' (general.architecture) is not supported; only 'llama' is")
@@ -58,6 +59,7 @@ def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], contex
         "rms_eps": float(md["llama.attention.layer_norm_rms_epsilon"]),
         "rope_theta": float(md.get("llama.rope.freq_base", 10000.0)),
         "kv_f32": kv_cache == "f32",
+        "activations": check_activations(activations),
     }
 
 
@@ -114,11 +116,14 @@ class LanguageModel:
     whose weights are requantized to ``dtype``/``block`` (default q4a/32, which holds GGUF Q4_1
     weights exactly) with the token embedding in ``embedding_dtype`` (default q8, as the GGUF).
     ``context_length`` sizes the KV cache (tokens of prompt + generation); ``kv_cache`` is its
-    storage, "f16" (default) or "f32" (exact, twice the memory).
+    storage, "f16" (default) or "f32" (exact, twice the memory). ``activations="int8"`` opts into
+    int8 activations for the q-format weight products (faster, approximate: docs/int8.md has the
+    measured perplexity cost); the default "exact" keeps them FP32.
     """
 
     def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str = "q4a",
-                 block: int = 32, embedding_dtype: str | None = "q8", kv_cache: str = "f16"):
+                 block: int = 32, embedding_dtype: str | None = "q8", kv_cache: str = "f16",
+                 activations: str = "exact"):
         path = Path(path)
         if path.suffix == ".gguf":
             from .llm_gguf import quantize_weights, read_gguf  # noqa: PLC0415 - needs the gguf package
@@ -130,19 +135,20 @@ class LanguageModel:
 
             model = load(path)
             tensors, metadata = dict(model.tensors), _gguf_keys_from_model(model)
-        self._init(tensors, metadata, metadata, context_length, kv_cache)
+        self._init(tensors, metadata, metadata, context_length, kv_cache, activations)
 
     @classmethod
     def from_parts(cls, tensors: Mapping[str, Tensor], config: Mapping[str, Any], tokenizer_info: Mapping[str, Any],
-                   *, context_length: int = DEFAULT_CONTEXT, kv_cache: str = "f16") -> "LanguageModel":
+                   *, context_length: int = DEFAULT_CONTEXT, kv_cache: str = "f16",
+                   activations: str = "exact") -> "LanguageModel":
         """Builds a model from pyrt Tensors by GGUF name, the architecture keys (``llama.*``) and the
         tokenizer keys (``tokenizer.*``), both under llama.cpp's GGUF key names."""
         self = cls.__new__(cls)
-        self._init(tensors, config, tokenizer_info, context_length, kv_cache)
+        self._init(tensors, config, tokenizer_info, context_length, kv_cache, activations)
         return self
 
-    def _init(self, tensors, config, tokenizer_info, context_length, kv_cache):
-        self.config = _decoder_config(config, tensors, context_length, kv_cache)
+    def _init(self, tensors, config, tokenizer_info, context_length, kv_cache, activations="exact"):
+        self.config = _decoder_config(config, tensors, context_length, kv_cache, activations)
         self.tokenizer = GGUFTokenizer.from_metadata(tokenizer_info)
         self.chat_template: str | None = tokenizer_info.get("tokenizer.chat_template")
         self._decoder = require_core().LlamaDecoder(self.config, _weight_specs(tensors))

@@ -5,6 +5,7 @@
 
 #include "bindings/bindings.h"
 #include "models/llama_decoder.h"
+#include "pyrt/matmul.h"
 
 namespace pyrt::bindings {
 namespace {
@@ -30,6 +31,7 @@ std::unique_ptr<PyLlamaDecoder> make_decoder(const py::dict& config, const py::d
   c.rms_eps = config["rms_eps"].cast<float>();
   c.rope_theta = config["rope_theta"].cast<float>();
   c.kv_f32 = config.contains("kv_f32") && config["kv_f32"].cast<bool>();
+  if (config.contains("activations")) c.activations = activation_precision_from_name(config["activations"].cast<std::string>());
   models::NamedWeights named;
   for (auto item : weights) {
     const std::string name = item.first.cast<std::string>();

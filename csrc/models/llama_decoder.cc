@@ -85,6 +85,19 @@ LlamaDecoder::LlamaDecoder(const LlamaConfig& c, const NamedWeights& weights) : 
     l.w_down = matrix(weights, p + "ffn_down.weight", d, c.d_ffn);
     layers_.push_back(l);
   }
+  if (c.activations == ActivationPrecision::int8) {
+    std::vector<const WeightView*> all = {&output_};
+    for (const Layer& l : layers_)
+      for (const WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) all.push_back(w);
+    for (const WeightView* w : all) {
+      if (!format_traits(w->format).blocked) continue;
+      PYRT_CHECK(int8_block_ == 0 || int8_block_ == w->block, Unsupported,
+                 "int8 activations need one block size across the q-format weights, found ", int8_block_, " and ",
+                 w->block);
+      int8_block_ = w->block;
+    }
+    int8_ = int8_block_ != 0;  // all-float weights: the mode changes nothing
+  }
   kv_format_ = c.kv_f32 ? Format::f32 : Format::f16;
   kv_elem_bytes_ = c.kv_f32 ? 4 : 2;
   const size_t cache = size_t(c.n_layers * kv_dim * c.max_context * kv_elem_bytes_);
@@ -157,6 +170,31 @@ void LlamaDecoder::store_kv(int64_t layer_index, int64_t row_begin, int64_t row_
   }
 }
 
+void LlamaDecoder::quantize_for_products(const ThreadTeam& team, const float* x, int64_t n, int64_t K) {
+  if (!int8_) return;
+  if (team.id == 0 && !failed_) {
+    try {
+      quantize_activations(x, n, K, int8_block_, &xq_);
+    } catch (...) {
+      error_ = std::current_exception();
+      failed_ = true;
+    }
+  }
+  ThreadTeam::barrier();
+}
+
+void LlamaDecoder::products(const ThreadTeam& team, const MatmulParams* ps, int count) {
+  if (!failed_) stacked_matmul_rows(team, ps, count, int8_ ? &xq_ : nullptr);
+}
+
+void LlamaDecoder::product_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end) {
+  if (failed_) return;
+  if (int8_)
+    matmul_rows(p, xq_, n_begin, n_end);
+  else
+    matmul_rows(p, n_begin, n_end);
+}
+
 // Causal attention of the n new queries over all cached positions, one task per (query head,
 // chunk of queries): scores = Q_chunk @ K^T, softmax, out = P @ V, both products reading the cache
 // in place (keys as an [end, head_dim] weight, values stored transposed as [head_dim, end]).
@@ -202,7 +240,8 @@ void LlamaDecoder::attention_block(const ThreadTeam& team, const Layer& layer, i
   const LlamaConfig& c = config_;
   const MatmulParams qkv[3] = {product(xn_.data(), n, layer.wq, q_.data()), product(xn_.data(), n, layer.wk, k_.data()),
                                product(xn_.data(), n, layer.wv, v_.data())};
-  stacked_matmul_rows(team, qkv, 3);
+  quantize_for_products(team, xn_.data(), n, c.d_model);
+  products(team, qkv, 3);
   ThreadTeam::barrier();
   int64_t r0, r1;
   team.share(n, &r0, &r1);
@@ -213,7 +252,8 @@ void LlamaDecoder::attention_block(const ThreadTeam& team, const Layer& layer, i
   ThreadTeam::barrier();
   attend(team, layer_index, n);
   const MatmulParams out = product(attn_.data(), n, layer.wo, proj_.data());
-  stacked_matmul_rows(team, &out, 1);
+  quantize_for_products(team, attn_.data(), n, layer.wo.cols);
+  products(team, &out, 1);
   ThreadTeam::barrier();
   const int64_t d = c.d_model;
   for (int64_t i = r0 * d; i < r1 * d; ++i) x_[size_t(i)] += proj_[size_t(i)];
@@ -227,17 +267,19 @@ void LlamaDecoder::ffn_block(const ThreadTeam& team, const Layer& layer, int64_t
   const LlamaConfig& c = config_;
   // Gate and up rows are split alike, so each thread applies SwiGLU to exactly the columns it
   // computed, with no barrier between the products and the activation.
+  quantize_for_products(team, xn_.data(), n, c.d_model);
   int64_t g0, g1;
   team.share((c.d_ffn + kMatmulRowAlign - 1) / kMatmulRowAlign, &g0, &g1);
   const int64_t c0 = g0 * kMatmulRowAlign, c1 = std::min(c.d_ffn, g1 * kMatmulRowAlign);
   if (c0 < c1) {
-    matmul_rows(product(xn_.data(), n, layer.w_gate, gate_.data()), c0, c1);
-    matmul_rows(product(xn_.data(), n, layer.w_up, up_.data()), c0, c1);
+    product_rows(product(xn_.data(), n, layer.w_gate, gate_.data()), c0, c1);
+    product_rows(product(xn_.data(), n, layer.w_up, up_.data()), c0, c1);
     for (int64_t i = 0; i < n; ++i) swiglu_inplace(gate_.data() + i * c.d_ffn + c0, up_.data() + i * c.d_ffn + c0, c1 - c0);
   }
   ThreadTeam::barrier();
   const MatmulParams down = product(gate_.data(), n, layer.w_down, proj_.data());
-  stacked_matmul_rows(team, &down, 1);
+  quantize_for_products(team, gate_.data(), n, c.d_ffn);
+  products(team, &down, 1);
   ThreadTeam::barrier();
   int64_t r0, r1;
   team.share(n, &r0, &r1);
@@ -255,7 +297,8 @@ void LlamaDecoder::output_head(const ThreadTeam& team, int64_t n, bool all_logit
                 xn_.data() + r0 * c.d_model);
   ThreadTeam::barrier();
   const MatmulParams head = product(xn_.data(), rows, output_, logits);
-  stacked_matmul_rows(team, &head, 1);
+  quantize_for_products(team, xn_.data(), rows, c.d_model);
+  products(team, &head, 1);
 }
 
 void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
@@ -271,6 +314,8 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
   }
   const int threads = std::max(1, num_threads());
   resize_scratch(n, threads);
+  failed_ = false;
+  error_ = nullptr;
   embed(tokens, n, x_.data());
   // Everything below is validated (the weights in the constructor, sizes above) and cannot throw:
   // one parallel region for the whole step, phases separated by barriers.
@@ -297,6 +342,7 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
     }
     output_head(team, n, all_logits, logits);
   }
+  if (error_) std::rethrow_exception(error_);  // the cache position stays: the step did not happen
   position_ += n;
 }
 

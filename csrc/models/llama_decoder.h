@@ -4,6 +4,7 @@
 // pyrt::matmul, so the model gets whatever kernel the active CPU ISA offers.
 #pragma once
 #include <cstdint>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -11,6 +12,7 @@
 
 #include "models/thread_team.h"
 #include "pyrt/formats.h"
+#include "pyrt/matmul.h"
 
 namespace pyrt::models {
 
@@ -26,6 +28,8 @@ struct LlamaConfig {
   float rms_eps = 1e-5f;    // llama.attention.layer_norm_rms_epsilon
   float rope_theta = 10000.0f;  // llama.rope.freq_base
   bool kv_f32 = false;      // FP32 KV cache instead of FP16: exactness tests, twice the memory
+  // int8: the weight products quantize their activations (docs/int8.md; opt-in, measured cost).
+  ActivationPrecision activations = ActivationPrecision::exact;
 };
 
 // Tensors by GGUF name: token_embd.weight, output_norm.weight, [output.weight],
@@ -75,6 +79,11 @@ class LlamaDecoder {
   uint8_t* k_head(int64_t layer_index, int64_t g) { return k_cache_.data() + head_offset(layer_index, g); }
   uint8_t* v_head(int64_t layer_index, int64_t g) { return v_cache_.data() + head_offset(layer_index, g); }
   void resize_scratch(int64_t n, int threads);
+  // int8 mode: thread 0 quantizes x[n, K] for the products that follow, a barrier publishes it.
+  void quantize_for_products(const ThreadTeam& team, const float* x, int64_t n, int64_t K);
+  // This thread's share of products that read the same activations (exact, or int8 from xq_).
+  void products(const ThreadTeam& team, const MatmulParams* ps, int count);
+  void product_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end);
 
   LlamaConfig config_;
   WeightView token_embd_;
@@ -95,6 +104,15 @@ class LlamaDecoder {
   // Per-thread attention scratch: one head's query chunk, its scores and its output.
   std::vector<float> attn_scratch_;
   int64_t attn_scratch_per_thread_ = 0;
+
+  // int8 activations: on when configured and the model has q-format weights (one block size).
+  bool int8_ = false;
+  int int8_block_ = 0;
+  QuantizedActivations xq_;
+  // A quantization that failed (NaN/Inf activations) inside the parallel region: the remaining
+  // products are skipped and forward() rethrows it after the region.
+  bool failed_ = false;
+  std::exception_ptr error_;
   std::mutex mutex_;
 };
 

@@ -44,8 +44,9 @@ struct ThreadTeam {
 // This thread's share of `count` products that read the same activations, split as if their
 // weight rows were stacked into one matrix: e.g. Q, K and V projections cost one split and one
 // barrier instead of three. Rows are handed out in kMatmulRowAlign groups. Every p must have
-// passed check_matmul.
-inline void stacked_matmul_rows(const ThreadTeam& team, const MatmulParams* products, int count) {
+// passed check_matmul. With xq (int8 activations, quantized once) q-format weights use it.
+inline void stacked_matmul_rows(const ThreadTeam& team, const MatmulParams* products, int count,
+                                const QuantizedActivations* xq = nullptr) {
   int64_t groups = 0;
   for (int i = 0; i < count; ++i) groups += (products[i].w.rows + kMatmulRowAlign - 1) / kMatmulRowAlign;
   int64_t mine_begin, mine_end;
@@ -54,7 +55,13 @@ inline void stacked_matmul_rows(const ThreadTeam& team, const MatmulParams* prod
   for (int i = 0; i < count && first < mine_end; ++i) {
     const int64_t rows = products[i].w.rows, own = (rows + kMatmulRowAlign - 1) / kMatmulRowAlign;
     const int64_t g0 = std::max(mine_begin, first) - first, g1 = std::min(mine_end, first + own) - first;
-    if (g0 < g1) matmul_rows(products[i], g0 * kMatmulRowAlign, std::min(rows, g1 * kMatmulRowAlign));
+    if (g0 < g1) {
+      const int64_t n0 = g0 * kMatmulRowAlign, n1 = std::min(rows, g1 * kMatmulRowAlign);
+      if (xq)
+        matmul_rows(products[i], *xq, n0, n1);
+      else
+        matmul_rows(products[i], n0, n1);
+    }
     first += own;
   }
 }
