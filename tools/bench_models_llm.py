@@ -69,10 +69,10 @@ def time_prompt_and_generation(run, reset, prompt: list[int], gen_tokens: int) -
     return pp, gen_tokens / (time.perf_counter() - t0)
 
 
-def bench_format(arrays, md, fmt, block, emb, args):
+def bench_format(arrays, md, fmt, block, emb, args, activations="exact"):
     tensors = quantize_weights(arrays, fmt, block, emb)
     ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1  # 256: room for the perplexity paragraph
-    lm = pyrt.LanguageModel.from_parts(tensors, md, md, context_length=ctx)
+    lm = pyrt.LanguageModel.from_parts(tensors, md, md, context_length=ctx, activations=activations)
     prompt = random_prompt(args.prompt_tokens, lm.config["vocab"])
     pp, tg = time_prompt_and_generation(lm.forward, lm.reset, prompt, args.gen_tokens)
     mean_ctx = 16 + args.gen_tokens / 2
@@ -110,6 +110,8 @@ def main() -> int:
     ap.add_argument("--perplexity", action="store_true", help="also score the test paragraph")
     ap.add_argument("--same-bits", action="store_true",
                     help="also run q4a/32 with a q8 embedding (the GGUF's own bits) next to llama.cpp")
+    ap.add_argument("--int8", action="store_true",
+                    help="also run the same-bits model with opt-in int8 activations (docs/int8.md)")
     args = ap.parse_args()
     models = Path(os.environ.get("PYRT_MODELS", ROOT / "models_cache"))
     path = Path(args.model) if args.model else next(iter(sorted((models / "smollm2").glob("*.gguf"))), None)
@@ -124,17 +126,22 @@ def main() -> int:
     print(f"# {path.name}; threads={args.threads}; cpu_isa={pyrt.get_cpu_isa()}; prompt={args.prompt_tokens} "
           f"gen={args.gen_tokens}; embedding={args.embedding or 'same'}; DRAM read bound {dram:.1f} GB/s")
     print(f"{'format':>14} {'pp tok/s':>9} {'tg tok/s':>9} {'MB/token':>9} {'GB/s':>6} {'of bound':>9} {'ppl':>7}")
-    runs = [(fmt, block, args.embedding) for fmt in args.formats
+    runs = [(fmt, block, args.embedding, "exact") for fmt in args.formats
             for block in (args.blocks if fmt in ("q8", "q4", "q4a") else [32])]
     if args.same_bits:
-        runs.append(("q4a", 32, "q8"))
-    same_bits = None
-    for fmt, block, emb in runs:
-        pp, tg, bytes_tok, gbps, ppl = bench_format(arrays, md, fmt, block, emb, args)
+        runs.append(("q4a", 32, "q8", "exact"))
+    if args.int8:
+        runs.append(("q4a", 32, "q8", "int8"))
+    same_bits = int8 = None
+    for fmt, block, emb, activations in runs:
+        pp, tg, bytes_tok, gbps, ppl = bench_format(arrays, md, fmt, block, emb, args, activations)
         name = fmt if fmt not in ("q8", "q4", "q4a") else f"{fmt}/{block}"
         if emb and emb != fmt:
             name += f"+{emb}emb"
-        if (fmt, block, emb) == ("q4a", 32, "q8"):
+        if activations == "int8":
+            name += " i8"
+            int8 = (pp, tg)
+        elif (fmt, block, emb) == ("q4a", 32, "q8"):
             same_bits = (pp, tg, bytes_tok)
         ppl_s = f"{ppl:7.3f}" if ppl is not None else "      -"
         print(f"{name:>14} {pp:9.1f} {tg:9.2f} {bytes_tok / 1e6:9.1f} {gbps:6.2f} {gbps / dram:9.1%} {ppl_s}", flush=True)
@@ -148,6 +155,8 @@ def main() -> int:
             gbps = same_bits[2] * tg / 1e9
             line += f" {same_bits[2] / 1e6:9.1f} {gbps:6.2f} {gbps / dram:9.1%}"
             line += f"\npyrt q4a/32+q8emb vs llama.cpp (same bits): prompt {same_bits[0] / pp:.2f}x, generation {same_bits[1] / tg:.2f}x"
+        if int8:
+            line += f"\npyrt q4a/32+q8emb int8 activations vs llama.cpp: prompt {int8[0] / pp:.2f}x, generation {int8[1] / tg:.2f}x"
         print(line, flush=True)
     return 0
 
