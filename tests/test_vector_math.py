@@ -172,3 +172,27 @@ def test_unknown_name_and_bad_sizes_raise():
         _core._vector_math("cosh", x, np.zeros(4, np.float32))
     with pytest.raises(ValueError):
         _core._vector_math("silu_mul", x, np.zeros(4, np.float32), y=np.zeros(3, np.float32))
+
+
+def test_coefficient_header_matches_its_generator():
+    # tools/fit_vector_math.py regenerates csrc/cpu/vector_math_coefficients.h; the numbers may move
+    # in the last bit with another LAPACK, not more.
+    import re
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    header = root / "csrc" / "cpu" / "vector_math_coefficients.h"
+    if not header.is_file():
+        pytest.skip("source tree not available (installed package)")
+    sys.path.insert(0, str(root / "tools"))
+    try:
+        import fit_vector_math
+    finally:
+        sys.path.pop(0)
+    number = r"-?\d+\.\d+(?:e[-+]?\d+)?f"
+    code = lambda text: [line for line in text.splitlines() if line.startswith("constexpr")]
+    want = [float(v[:-1]) for line in code(fit_vector_math.render()) for v in re.findall(number, line)]
+    got = [float(v[:-1]) for line in code(header.read_text()) for v in re.findall(number, line)]
+    assert len(got) == len(want) and len(got) > 20
+    np.testing.assert_allclose(got, want, rtol=1e-5)
