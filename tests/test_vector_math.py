@@ -172,3 +172,25 @@ def test_unknown_name_and_bad_sizes_raise():
         _core._vector_math("cosh", x, np.zeros(4, np.float32))
     with pytest.raises(ValueError):
         _core._vector_math("silu_mul", x, np.zeros(4, np.float32), y=np.zeros(3, np.float32))
+
+
+def test_coefficient_header_matches_its_generator():
+    # tools/fit_vector_math.py regenerates csrc/cpu/vector_math_coefficients.h; the numbers may move
+    # in the last bit with another LAPACK, not more. Run as a script: it pins BLAS to one thread.
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    header, tool = root / "csrc" / "cpu" / "vector_math_coefficients.h", root / "tools" / "fit_vector_math.py"
+    if not (header.is_file() and tool.is_file()):
+        pytest.skip("source tree not available (installed package)")
+    fresh = subprocess.run([sys.executable, str(tool), "--print"], capture_output=True, text=True, check=True,
+                           timeout=120).stdout
+    number = r"-?\d+\.\d+(?:e[-+]?\d+)?f"
+    values = lambda text: [float(v[:-1]) for line in text.splitlines() if line.startswith("constexpr")
+                           for v in re.findall(number, line)]
+    got, want = values(header.read_text()), values(fresh)
+    assert len(got) == len(want) and len(got) > 20
+    np.testing.assert_allclose(got, want, rtol=1e-5)
