@@ -216,20 +216,12 @@ void LlamaDecoder::attend(const ThreadTeam& team, int64_t layer_index, int64_t n
     const int64_t head = task / chunks, i0 = (task % chunks) * kQueryChunk, g = head / group;
     const int64_t rows = std::min(kQueryChunk, n - i0);
     for (int64_t i = 0; i < rows; ++i) std::copy_n(q_.data() + (i0 + i) * q_dim + head * hd, hd, q_chunk + i * hd);
-    MatmulParams qk;
-    qk.x = q_chunk;
-    qk.M = rows;
-    qk.w = WeightView{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
-    qk.y = scores;
-    matmul_rows(qk, 0, end);
+    const WeightView keys{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
+    matmul_rows(product(q_chunk, rows, keys, scores), 0, end);
     // Query i0+i sits at position position_+i0+i and sees keys 0 .. that position.
     causal_softmax_rows(scores, rows, end, position_ + i0 + 1, scale);
-    MatmulParams pv;
-    pv.x = scores;
-    pv.M = rows;
-    pv.w = WeightView{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
-    pv.y = out_chunk;
-    matmul_rows(pv, 0, hd);
+    const WeightView values_t{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
+    matmul_rows(product(scores, rows, values_t, out_chunk), 0, hd);
     for (int64_t i = 0; i < rows; ++i) std::copy_n(out_chunk + i * hd, hd, attn_.data() + (i0 + i) * q_dim + head * hd);
   }
   ThreadTeam::barrier();
