@@ -280,3 +280,27 @@ def test_runs_without_onnxruntime(tmp_path):
 def test_k_must_be_a_multiple_of_the_block():
     with pytest.raises(SystemExit):
         bench_ops.parse_args(["--shapes", "64x100"])
+
+
+# ---- tools/bench_models.py: interleaved rounds -------------------------------------------------
+
+def test_encoder_rounds_combine_to_medians_and_per_round_ratios():
+    import bench_models
+
+    def row(engine, fmt, b32, rss=100.0, act="exact"):
+        r = {"engine": engine, "format": fmt, "load_s": 0.1, "sent_per_s_b1": b32 / 2, "sent_per_s_b32": b32,
+             "peak_rss_mb": rss, "threads": 2, "source": "x"}
+        if engine == "pyrt":
+            r["activations"] = act
+        return r
+
+    rounds = [[row("pyrt", "f16", 300.0), row("torch", "f32", 200.0)],
+              [row("pyrt", "f16", 330.0, rss=120.0), row("torch", "f32", 300.0)],
+              [row("pyrt", "f16", 390.0), row("torch", "f32", 260.0)]]
+    combined = {(r["engine"], r["format"]): r for r in bench_models.combine_rounds(rounds)}
+    pyrt_row, torch_row = combined[("pyrt", "f16")], combined[("torch", "f32")]
+    assert pyrt_row["sent_per_s_b32"] == 330.0 and torch_row["sent_per_s_b32"] == 260.0
+    assert pyrt_row["sent_per_s_b1"] == 165.0 and pyrt_row["rounds"] == 3
+    assert pyrt_row["peak_rss_mb"] == 120.0
+    assert pyrt_row["per_round_b32"] == [1.5, 1.1, 1.5]
+    assert "per_round_b32" not in torch_row

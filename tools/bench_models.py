@@ -10,7 +10,8 @@ pyrt.convert.convert_checkpoint and memory-mapped by pyrt.load; before that conv
 weights are quantized in memory from the safetensors (reported as 'from_parts': RSS then includes
 the float32 checkpoint that was read).
 
-Usage: python tools/bench_models.py encoder [--formats f32,f16,q8,q4] [--activations exact,int8] [--threads N] [--json]
+Usage: python tools/bench_models.py encoder [--formats f32,f16,q8,q4] [--activations exact,int8] [--threads N]
+                                            [--rounds R] [--json]
 """
 from __future__ import annotations
 
@@ -151,6 +152,10 @@ def torch_available() -> bool:
 
 
 def bench_encoder(args) -> list[dict]:
+    """One result per configuration; with --rounds R every configuration runs R times, interleaved
+    (all pyrt configurations, then PyTorch, R times over), so a slow phase of a shared machine hits
+    every engine alike. Rates are then the median over rounds, and each pyrt row keeps the ratio to
+    PyTorch of every round (per_round_b32)."""
     args.model_dir = args.model_dir or default_cache() / MODEL_FOLDER
     if not (Path(args.model_dir) / "model.safetensors").is_file():
         sys.exit(f"{args.model_dir} has no model.safetensors: run python tools/fetch_models.py --only minilm")
@@ -159,33 +164,70 @@ def bench_encoder(args) -> list[dict]:
         from pyrt.convert import convert_checkpoint
     except ImportError:
         convert_checkpoint = None
-    results = []
+    with_torch = torch_available()
+    if not with_torch:
+        print("sentence-transformers/torch not installed: no PyTorch column", file=sys.stderr)
+    rounds: list[list[dict]] = []
     with tempfile.TemporaryDirectory(prefix="pyrt-bench-") as tmp:
+        configs = []
         for fmt in args.formats.split(","):
             extra = ["--format", fmt]
             if convert_checkpoint is not None:
                 path = Path(tmp) / f"minilm-{fmt}.pyrt"
                 convert_checkpoint(args.model_dir, path, dtype=fmt, block=args.block)
                 extra += ["--pyrt-file", str(path), "--file-mb", f"{path.stat().st_size / 1e6:.2f}"]
-            for activation in args.activations.split(","):
-                r = run_worker("pyrt", extra + ["--activation", activation], args)
+            configs += [("pyrt", extra + ["--activation", a]) for a in args.activations.split(",")]
+        if with_torch:
+            configs.append(("torch", []))
+        for round_index in range(args.rounds):
+            measured = []
+            for kind, extra in configs:
+                r = run_worker(kind, extra, args)
                 if r:
-                    results.append(r)
-                    print(f"  measured pyrt {fmt} ({activation} activations)", file=sys.stderr)
-    if torch_available():
-        r = run_worker("torch", [], args)
-        if r:
-            results.append(r)
-    else:
-        print("sentence-transformers/torch not installed: no PyTorch column", file=sys.stderr)
-    return results
+                    measured.append(r)
+                    print(f"  round {round_index + 1}/{args.rounds}: {r['engine']} {r['format']}"
+                          f"{' ' + r['activations'] if 'activations' in r else ''}", file=sys.stderr)
+            rounds.append(measured)
+    return combine_rounds(rounds)
+
+
+def config_key(r: dict) -> tuple:
+    return r["engine"], r["format"], r.get("activations")
+
+
+def combine_rounds(rounds: list[list[dict]]) -> list[dict]:
+    """Median rates (and the largest RSS) per configuration over the rounds; for pyrt rows the
+    per-round batch-32 ratios to that round's PyTorch run."""
+    import statistics
+
+    by_key: dict[tuple, list[dict]] = {}
+    for measured in rounds:
+        torch_row = next((r for r in measured if r["engine"] != "pyrt"), None)
+        for r in measured:
+            if torch_row and r is not torch_row:
+                r["ratio_b32"] = r["sent_per_s_b32"] / torch_row["sent_per_s_b32"]
+            by_key.setdefault(config_key(r), []).append(r)
+    combined = []
+    for runs in by_key.values():
+        row = dict(runs[0])
+        row["rounds"] = len(runs)
+        for field in ("load_s", "sent_per_s_b1", "sent_per_s_b32"):
+            row[field] = statistics.median(r[field] for r in runs)
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        if "ratio_b32" in row:
+            row["per_round_b32"] = [round(r["ratio_b32"], 3) for r in runs if "ratio_b32" in r]
+            del row["ratio_b32"]
+        combined.append(row)
+    return combined
 
 
 def print_results(results: list[dict]) -> None:
     torch_row = next((r for r in results if r["engine"] != "pyrt"), None)
     # The torch run does the same arithmetic on the same sentences: reuse pyrt's FLOP count.
     flop_reference = next((r["gflop_per_sentence"] for r in results if "gflop_per_sentence" in r), None)
-    print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences (batch 32) / 16 sentences (batch 1)")
+    rounds = max((r.get("rounds", 1) for r in results), default=1)
+    print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences (batch 32) / 16 sentences (batch 1)"
+          + (f"; medians over {rounds} interleaved rounds" if rounds > 1 else ""))
     print(f"{'engine':<38} {'format':<9} {'source':<11} {'load s':>7} {'b1 sent/s':>10} {'b32 sent/s':>11} "
           f"{'peak RSS MB':>12} {'b32 GFLOP/s':>12}" + ("  vs torch b1/b32" if torch_row else ""))
     for r in results:
@@ -193,6 +235,8 @@ def print_results(results: list[dict]) -> None:
         if torch_row and r is not torch_row:
             ratio = f"  {r['sent_per_s_b1'] / torch_row['sent_per_s_b1']:.2f}x / " \
                     f"{r['sent_per_s_b32'] / torch_row['sent_per_s_b32']:.2f}x"
+            if len(r.get("per_round_b32", [])) > 1:
+                ratio += f" (rounds {min(r['per_round_b32']):.2f}-{max(r['per_round_b32']):.2f}x)"
         engine = r["engine"] + (f" [{r['cpu_isa']}]" if "cpu_isa" in r else "") + f" {r['threads']}t"
         gflop = r.get("gflop_per_sentence", flop_reference)
         gflops = f"{gflop * r['sent_per_s_b32']:.1f}" if gflop else "-"
@@ -210,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pyrt activation modes, comma-separated: exact, int8 (docs/int8.md); /i8 in the table")
     parser.add_argument("--threads", type=int, default=0, help="threads per engine (default: all cores)")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every configuration this many times, interleaved; report medians")
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--format", default="f32", help=argparse.SUPPRESS)

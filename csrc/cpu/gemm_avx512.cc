@@ -17,6 +17,7 @@ namespace {
 
 constexpr int kMR = 32;       // x rows per micro-tile
 constexpr int kNR = 14;       // weight rows per panel
+static_assert(kNR <= 16, "store_c_tiles moves accumulator blocks as 16x16 transposes");
 constexpr int64_t kKC = 512;  // K per panel (multiple of every q block): 14 x 512 x 4 B = 28 KiB
 // Panel row stride: 512 floats + one line, so the 14 rows do not fall into the same L1 sets.
 constexpr int64_t kLdw = kKC + 16;
@@ -64,6 +65,77 @@ void micro_kernel(const float* xt, const float* w, int64_t kc, float* c) {
     for (int v = 0; v < MV; ++v) _mm512_storeu_ps(c + j * kMR + 16 * v, acc[v][j]);
 }
 
+// Permute indices for transpose16x16: stage s, output row with bit s clear (0) or set (1).
+struct TransposeIndices {
+  alignas(64) int32_t v[4][2][16];
+  constexpr TransposeIndices() : v() {
+    for (int s = 0; s < 4; ++s)
+      for (int c = 0; c < 16; ++c) {
+        const int b = 1 << s;
+        v[s][0][c] = (c & b) ? 16 + (c & ~b) : c;
+        v[s][1][c] = (c & b) ? 16 + c : (c | b);
+      }
+  }
+};
+constexpr TransposeIndices kTransposeIndices;
+
+// In-register 16x16 transpose: afterwards r[j][i] is the former r[i][j]. Stage s swaps bit s of the
+// row index with bit s of the column index (one two-source permute per output row, 64 in all),
+// instead of 256 scalar moves with a 128-byte store stride.
+inline void transpose16x16(__m512 r[16]) {
+#pragma GCC unroll 4
+  for (int s = 0; s < 4; ++s) {
+    const int b = 1 << s;
+    const __m512i lo = _mm512_load_si512(kTransposeIndices.v[s][0]);
+    const __m512i hi = _mm512_load_si512(kTransposeIndices.v[s][1]);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      if (i & b) continue;
+      const __m512 a = r[i], c = r[i | b];
+      r[i] = _mm512_permutex2var_ps(a, lo, c);
+      r[i | b] = _mm512_permutex2var_ps(a, hi, c);
+    }
+  }
+}
+
+// Transposes rows [m0, m0 + mb) of x into tiles [t][k][32]; rows past mb (up to the last whole
+// tile) are zero.
+void pack_x_tiles(const float* x, int64_t K, int64_t m0, int64_t mb, int64_t tiles, float* xt_buf) {
+  const int64_t k16 = K / 16 * 16;
+  for (int64_t t = 0; t < tiles; ++t) {
+    float* tile = xt_buf + t * K * kMR;
+    for (int h = 0; h < kMR / 16; ++h) {
+      const int64_t i0 = t * kMR + h * 16;  // first of the 16 rows within the block
+      const int64_t valid = std::clamp<int64_t>(mb - i0, 0, 16);
+      for (int64_t k0 = 0; k0 < k16; k0 += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = i < valid ? _mm512_loadu_ps(x + (m0 + i0 + i) * K + k0) : _mm512_setzero_ps();
+        transpose16x16(r);
+        for (int j = 0; j < 16; ++j) _mm512_storeu_ps(tile + (k0 + j) * kMR + h * 16, r[j]);
+      }
+      for (int64_t k = k16; k < K; ++k)
+        for (int i = 0; i < 16; ++i) tile[k * kMR + h * 16 + i] = i < valid ? x[(m0 + i0 + i) * K + k] : 0.0f;
+    }
+  }
+}
+
+// Writes y[m0 + i][n0 + j] = c[j][i] + bias[n0 + j] for i < mb, j < nr from the tiles' [kNR][32]
+// accumulator blocks. Reads two rows past each block's kNR (c_buf has the slack); their lanes are
+// masked off.
+void store_c_tiles(const float* c_buf, int64_t mb, int64_t nr, const float* bias, float* y, int64_t ldy) {
+  const __mmask16 mask = __mmask16((1u << nr) - 1);
+  const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias) : _mm512_setzero_ps();
+  for (int64_t i0 = 0; i0 < mb; i0 += 16) {
+    const float* c = c_buf + (i0 / kMR) * kNR * kMR + (i0 % kMR);
+    __m512 r[16];
+    for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(c + j * kMR);
+    transpose16x16(r);
+    const int64_t rows = std::min<int64_t>(16, mb - i0);
+    for (int64_t i = 0; i < rows; ++i) _mm512_mask_storeu_ps(y + (i0 + i) * ldy, mask, _mm512_add_ps(r[i], b));
+  }
+}
+
 // Rows of x packed per call: keeps the packed block (rows x K x 4 B) within ~2 MiB.
 int64_t x_block_rows(int64_t K) {
   const int64_t rows = (int64_t(2) << 20) / (std::max<int64_t>(K, 1) * 4);
@@ -80,21 +152,13 @@ void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   // Per-thread buffers from a portable file: std::vector here would leak AVX-512 template code.
   float* xt_buf = static_cast<float*>(thread_scratch(0, size_t(tiles_max * K * kMR) * sizeof(float)));
   float* w_buf = static_cast<float*>(thread_scratch(1, size_t(kNR * kLdw) * sizeof(float)));
-  float* c_buf = static_cast<float*>(thread_scratch(2, size_t(tiles_max * kNR * kMR) * sizeof(float)));
+  // +2 rows of slack: store_c_tiles reads 16 accumulator rows per block, of which kNR are real.
+  float* c_buf = static_cast<float*>(thread_scratch(2, size_t(tiles_max * kNR * kMR + 2 * kMR) * sizeof(float)));
 
   for (int64_t m0 = 0; m0 < M; m0 += mb_max) {
     const int64_t mb = std::min(mb_max, M - m0);
     const int64_t tiles = (mb + kMR - 1) / kMR;
-    // Transpose x rows into tiles [t][k][32]; rows past M are zero.
-    for (int64_t i = 0; i < tiles * kMR; ++i) {
-      float* dst = xt_buf + (i / kMR) * K * kMR + (i % kMR);
-      if (i < mb) {
-        const float* src = a.x + (m0 + i) * K;
-        for (int64_t k = 0; k < K; ++k) dst[k * kMR] = src[k];
-      } else {
-        for (int64_t k = 0; k < K; ++k) dst[k * kMR] = 0.0f;
-      }
-    }
+    pack_x_tiles(a.x, K, m0, mb, tiles, xt_buf);
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kNR) {
       // Rows of a short last panel keep stale buffer contents: they only feed accumulators that
       // are never stored.
@@ -112,11 +176,7 @@ void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
             micro_kernel<1>(xt, w_buf, kc, c);
         }
       }
-      for (int64_t i = 0; i < mb; ++i) {
-        const float* c = c_buf + (i / kMR) * kNR * kMR + (i % kMR);
-        float* y = a.y + (m0 + i) * N + n0;
-        for (int64_t j = 0; j < nr; ++j) y[j] = c[j * kMR] + (a.bias ? a.bias[n0 + j] : 0.0f);
-      }
+      store_c_tiles(c_buf, mb, nr, a.bias ? a.bias + n0 : nullptr, a.y + m0 * N + n0, N);
     }
   }
 }
