@@ -31,12 +31,32 @@ inline __m512 pair_lanes(float s0, float s1) {
   return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
 }
 
+// 16 lanes in the split order of decode_chunk<..., kSplit>: lanes 0-3 and 8-11 hold s0, 4-7 and
+// 12-15 s1.
+inline __m512 split_lanes(float s0, float s1) {
+  const __m512 both = pair_lanes(s0, s1);  // s0 in lanes 0-7, s1 in 8-15
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 0, 0, 0, 0, 8, 8, 8, 8), both);
+}
+
+// Element j of a 64-element chunk sits at byte split_chunk_position(j) of the chunk in the split
+// order: block 0's first 16, block 1's first 16, block 0's last 16, block 1's last 16.
+constexpr int split_chunk_position(int j) {
+  const int block = j / 32, half = (j % 32) / 16;
+  return half * 32 + block * 16 + j % 16;
+}
+
 // Codes of chunk c of a weight row (q8: q_w + 128; q4/q4a: the nibble), the per-lane d_w in *dw and
 // (q4a) the per-lane m in *mw. With B = 32 and an odd number of blocks, the last chunk's second
 // half is zero codes / zero scales (never read past the row); kWhole promises the chunk is whole
 // (64 elements), which keeps the branch out of the hot loop.
-template <Format F, int B, bool kWhole = false>
+// kSplit (4-bit formats, B = 32 only): skip the cross-lane shuffle that restores the natural order
+// and return the codes as [block 0 elements 0-15, block 1 elements 0-15, block 0 elements 16-31,
+// block 1 elements 16-31], with *dw / *mw in the same lane order; the caller supplies activations
+// permuted to match (split_chunk_order). A block's dot product does not depend on the order of its
+// elements, so this saves one operation per 64 weights where the activations are reused (GEMV).
+template <Format F, int B, bool kWhole = false, bool kSplit = false>
 inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw, __m512* mw) {
+  static_assert(!kSplit || (B == 32 && F != Format::q8), "the split order exists for 4-bit B = 32 only");
   constexpr int64_t bb = kBlockBytes<F, B>;
   constexpr int hdr = kCodesOffset<F>;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -53,9 +73,13 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
       std::memcpy(&h1, b1, 4);
       const __m512 heads = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(h0), h1, 1)));
       // lanes of heads: 0 = d0, 1 = m0 (q4a), 2 = d1, 3 = m1
-      *dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2), heads);
-      if constexpr (F == Format::q4a)
-        *mw = _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3), heads);
+      const __m512i d_lanes = kSplit ? _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2)
+                                     : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+      *dw = _mm512_permutexvar_ps(d_lanes, heads);
+      if constexpr (F == Format::q4a) *mw = _mm512_permutexvar_ps(_mm512_add_epi32(d_lanes, _mm512_set1_epi32(1)), heads);
+    } else if constexpr (kSplit) {
+      *dw = split_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
+      if constexpr (F == Format::q4a) *mw = split_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
     } else {
       *dw = pair_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
       if constexpr (F == Format::q4a) *mw = pair_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
@@ -70,6 +94,7 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
       const __m256i nn = _mm256_set_m128i(n1, n0);
       // [n0, n1, n0 >> 4, n1 >> 4] -> [n0, n0 >> 4, n1, n1 >> 4]: block 0's 32 codes, then block 1's.
       const __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(nn), _mm256_srli_epi16(nn, 4), 1);
+      if constexpr (kSplit) return _mm512_and_si512(z, low4);
       return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), low4);
     }
   } else {

@@ -9,7 +9,9 @@
 //   q4a: d_w d_x sum(q_x n) + m S
 // A vector of 64 weights covers two blocks (B = 32), one (B = 64) or half of one (B = 128); the
 // per-lane scales d_x and the per-lane correction (S in one lane per block) are expanded once per
-// call into a small table, so each product costs dpbusd, cvt and two FMAs.
+// call into a small table, so each product costs dpbusd, cvt and two FMAs. For 4-bit weights with
+// B = 32 the weights stay in decode_chunk's split order and the activations are permuted once per
+// call to match, which saves the cross-lane shuffle per 64 weights and row.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -31,26 +33,64 @@ namespace {
 constexpr int kRowsInFlight = 4;
 constexpr int kMaxXRows = 4;
 
-// Per activation row and chunk of 64: d_x in each of the 16 lanes, then the correction term
-// (kSumCoefficient * S) in the first lane of each block (zero elsewhere, so the final horizontal
-// sum adds it once). Built once per call and thread: M * K / 2 floats.
+// 4-bit weights with B = 32 decode in decode_chunk's split order; the activations are permuted to
+// match once per call.
 template <Format F, int B>
-const float* lane_table(const Int8KernelArgs& a) {
+constexpr bool kSplitOrder = B == 32 && F != Format::q8;
+
+// What a call builds once per thread before its row groups: per activation row and chunk of 64,
+// d_x in each of the 16 lanes, then the correction term (kSumCoefficient * S) in the first lane of
+// each block (zero elsewhere, so the final horizontal sum adds it once), M * K / 2 floats; and, in
+// the split order, the activation codes permuted to it and zero-padded to whole chunks.
+struct CallTables {
+  const float* lanes;
+  const int8_t* codes;      // activation row m starts at codes + m * code_stride
+  int64_t code_stride;
+};
+
+template <Format F, int B>
+CallTables call_tables(const Int8KernelArgs& a) {
+  constexpr bool split = kSplitOrder<F, B>;
   const int64_t nchunks = (a.K + 63) / 64, nb = a.K / B;
-  float* table = static_cast<float*>(thread_scratch(3, size_t(a.M * nchunks * 32) * sizeof(float)));
+  const size_t table_bytes = size_t(a.M * nchunks * 32) * sizeof(float);
+  const size_t code_bytes = split ? size_t(a.M * nchunks * 64) : 0;
+  auto* base = static_cast<uint8_t*>(thread_scratch(3, table_bytes + code_bytes));
+  float* table = reinterpret_cast<float*>(base);
   for (int64_t m = 0; m < a.M; ++m)
     for (int64_t c = 0; c < nchunks; ++c) {
       float* dx = table + (m * nchunks + c) * 32;
       float* cs = dx + 16;
       for (int l = 0; l < 16; ++l) {
-        const int64_t blk = B == 32 ? 2 * c + l / 8 : c * 64 / B;
-        const bool first = B == 32 ? l % 8 == 0 : (l == 0 && (B == 64 || (c & 1) == 0));
+        int64_t blk;
+        bool first;
+        if constexpr (split) {
+          blk = 2 * c + (l / 4) % 2;
+          first = l == 0 || l == 4;
+        } else {
+          blk = B == 32 ? 2 * c + l / 8 : c * 64 / B;
+          first = B == 32 ? l % 8 == 0 : (l == 0 && (B == 64 || (c & 1) == 0));
+        }
         const bool valid = blk < nb;
         dx[l] = valid ? a.scale[m * nb + blk] : 0.0f;
         cs[l] = valid && first ? kSumCoefficient<F> * a.sum[m * nb + blk] : 0.0f;
       }
     }
-  return table;
+  if constexpr (!split) {
+    return CallTables{table, a.q, a.K};
+  } else {
+    int8_t* codes = reinterpret_cast<int8_t*>(base + table_bytes);
+    for (int64_t m = 0; m < a.M; ++m)
+      for (int64_t c = 0; c < nchunks; ++c)
+        for (int g = 0; g < 4; ++g) {  // 16 elements at a time; K is a multiple of 32
+          const int64_t k = c * 64 + g * 16;
+          int8_t* dst = codes + m * nchunks * 64 + c * 64 + split_chunk_position(g * 16);
+          if (k < a.K)
+            std::memcpy(dst, a.q + m * a.K + k, 16);
+          else
+            std::memset(dst, 0, 16);
+        }
+    return CallTables{table, codes, nchunks * 64};
+  }
 }
 
 // One chunk of 64 elements for every (activation row, weight row) pair of the tile.
@@ -66,13 +106,15 @@ inline void chunk_step(const Int8KernelArgs& a, const uint8_t* const (&w)[R], co
       for (int r = 0; r < R; ++r)
         if (off < row_len) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
     }
-    const __mmask64 xmask = kWhole ? ~__mmask64(0) : ((__mmask64(1) << (K - c * 64)) - 1);
+    constexpr bool split = kSplitOrder<F, B>;
+    // In the split order the activation copy is zero-padded to whole chunks.
+    const __mmask64 xmask = kWhole || split ? ~__mmask64(0) : ((__mmask64(1) << (K - c * 64)) - 1);
     __m512i codes[R];
     __m512 dw[R], mw[R];
     for (int r = 0; r < R; ++r) mw[r] = _mm512_setzero_ps();  // read only by q4a; silences GCC
-    for (int r = 0; r < R; ++r) codes[r] = decode_chunk<F, B, kWhole>(w[r], c, K, &dw[r], &mw[r]);
+    for (int r = 0; r < R; ++r) codes[r] = decode_chunk<F, B, kWhole, split>(w[r], c, K, &dw[r], &mw[r]);
     for (int m = 0; m < MB; ++m) {
-      const __m512i xv = kWhole ? _mm512_loadu_si512(x[m] + c * 64) : _mm512_maskz_loadu_epi8(xmask, x[m] + c * 64);
+      const __m512i xv = _mm512_maskz_loadu_epi8(xmask, x[m] + c * 64);
       const __m512 dx = _mm512_loadu_ps(t[m] + c * 32), cs = _mm512_loadu_ps(t[m] + c * 32 + 16);
       for (int r = 0; r < R; ++r) {
         const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[r], xv));
@@ -88,7 +130,7 @@ inline void chunk_step(const Int8KernelArgs& a, const uint8_t* const (&w)[R], co
 }
 
 template <Format F, int B, int MB, int R>
-void int8_tile(const Int8KernelArgs& a, const float* table, int64_t n0, int64_t m0) {
+void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, int64_t m0) {
   const int64_t K = a.K, nchunks = (K + 63) / 64;
   const uint8_t* w[R];
   const uint8_t* next[R];
@@ -99,8 +141,8 @@ void int8_tile(const Int8KernelArgs& a, const float* table, int64_t n0, int64_t 
   const int8_t* x[MB];
   const float* t[MB];
   for (int m = 0; m < MB; ++m) {
-    x[m] = a.q + (m0 + m) * K;
-    t[m] = table + (m0 + m) * nchunks * 32;
+    x[m] = tables.codes + (m0 + m) * tables.code_stride;
+    t[m] = tables.lanes + (m0 + m) * nchunks * 32;
   }
   __m512 acc[MB][R];
   for (int m = 0; m < MB; ++m)
@@ -118,23 +160,23 @@ void int8_tile(const Int8KernelArgs& a, const float* table, int64_t n0, int64_t 
 }
 
 template <Format F, int B, int R>
-void int8_rows(const Int8KernelArgs& a, const float* table, int64_t n0) {
+void int8_rows(const Int8KernelArgs& a, const CallTables& tables, int64_t n0) {
   int64_t m0 = 0;
-  for (; m0 + kMaxXRows <= a.M; m0 += kMaxXRows) int8_tile<F, B, kMaxXRows, R>(a, table, n0, m0);
+  for (; m0 + kMaxXRows <= a.M; m0 += kMaxXRows) int8_tile<F, B, kMaxXRows, R>(a, tables, n0, m0);
   switch (a.M - m0) {
-    case 1: int8_tile<F, B, 1, R>(a, table, n0, m0); break;
-    case 2: int8_tile<F, B, 2, R>(a, table, n0, m0); break;
-    case 3: int8_tile<F, B, 3, R>(a, table, n0, m0); break;
+    case 1: int8_tile<F, B, 1, R>(a, tables, n0, m0); break;
+    case 2: int8_tile<F, B, 2, R>(a, tables, n0, m0); break;
+    case 3: int8_tile<F, B, 3, R>(a, tables, n0, m0); break;
     default: break;
   }
 }
 
 template <Format F, int B>
 void int8_gemv_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  const float* table = lane_table<F, B>(a);
+  const CallTables tables = call_tables<F, B>(a);
   int64_t n = n_begin;
-  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) int8_rows<F, B, kRowsInFlight>(a, table, n);
-  for (; n < n_end; ++n) int8_rows<F, B, 1>(a, table, n);
+  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) int8_rows<F, B, kRowsInFlight>(a, tables, n);
+  for (; n < n_end; ++n) int8_rows<F, B, 1>(a, tables, n);
 }
 
 template <Format F>
