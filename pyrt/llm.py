@@ -59,8 +59,16 @@ def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], contex
         "rms_eps": float(md["llama.attention.layer_norm_rms_epsilon"]),
         "rope_theta": float(md.get("llama.rope.freq_base", 10000.0)),
         "kv_f32": kv_cache == "f32",
-        "activations": check_activations(activations),
+        "activations": _decoder_activations(activations),
     }
+
+
+def _decoder_activations(activations: str) -> str:
+    if check_activations(activations) == "int16":
+        # The decoder quantizes inside its own parallel region, one digit only.
+        raise UnsupportedError("LanguageModel supports activations='exact' and 'int8'; 'int16' is for "
+                               "pyrt.matmul, Linear and SentenceEncoder (docs/int8.md)")
+    return activations
 
 
 def _weight_specs(tensors: Mapping[str, Tensor]) -> dict[str, tuple]:
@@ -118,12 +126,14 @@ class LanguageModel:
     ``context_length`` sizes the KV cache (tokens of prompt + generation); ``kv_cache`` is its
     storage, "f16" (default) or "f32" (exact, twice the memory). ``activations="int8"`` opts into
     int8 activations for the q-format weight products (faster, approximate: docs/int8.md has the
-    measured perplexity cost); the default "exact" keeps them FP32.
+    measured perplexity cost); the default "exact" keeps them FP32. "int16" raises
+    :class:`UnsupportedError` here (it exists for pyrt.matmul, Linear and SentenceEncoder).
     """
 
     def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str = "q4a",
                  block: int = 32, embedding_dtype: str | None = "q8", kv_cache: str = "f16",
                  activations: str = "exact"):
+        _decoder_activations(activations)
         path = Path(path)
         if path.suffix == ".gguf":
             from .llm_gguf import quantize_weights, read_gguf  # noqa: PLC0415 - needs the gguf package

@@ -240,7 +240,7 @@ def print_results(results: list[dict]) -> None:
         engine = r["engine"] + (f" [{r['cpu_isa']}]" if "cpu_isa" in r else "") + f" {r['threads']}t"
         gflop = r.get("gflop_per_sentence", flop_reference)
         gflops = f"{gflop * r['sent_per_s_b32']:.1f}" if gflop else "-"
-        fmt = r["format"] + ("/i8" if r.get("activations") == "int8" else "")
+        fmt = r["format"] + {"int8": "/i8", "int16": "/i16"}.get(r.get("activations"), "")
         print(f"{engine:<38} {fmt:<9} {r['source']:<11} {r['load_s']:>7.2f} {r['sent_per_s_b1']:>10.1f} "
               f"{r['sent_per_s_b32']:>11.1f} {r['peak_rss_mb']:>12.0f} {gflops:>12}{ratio}")
 
@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default="f32,f16,q8,q4")
     parser.add_argument("--block", type=int, default=32)
     parser.add_argument("--activations", default="exact",
-                        help="pyrt activation modes, comma-separated: exact, int8 (docs/int8.md); /i8 in the table")
+                        help="pyrt activation modes, comma-separated: exact, int8, int16 (docs/int8.md); "
+                             "/i8 and /i16 in the table")
     parser.add_argument("--threads", type=int, default=0, help="threads per engine (default: all cores)")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per measurement")
     parser.add_argument("--rounds", type=int, default=1,

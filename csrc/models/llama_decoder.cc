@@ -85,6 +85,8 @@ LlamaDecoder::LlamaDecoder(const LlamaConfig& c, const NamedWeights& weights) : 
     l.w_down = matrix(weights, p + "ffn_down.weight", d, c.d_ffn);
     layers_.push_back(l);
   }
+  PYRT_CHECK(c.activations != ActivationPrecision::int16, Unsupported,
+             "the Llama decoder supports exact and int8 activations, not int16");
   if (c.activations == ActivationPrecision::int8) {
     std::vector<const WeightView*> all = {&output_};
     for (const Layer& l : layers_)

@@ -3,6 +3,7 @@
 #include "pyrt/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "cpu/cpu_isa.h"
@@ -33,7 +34,7 @@ void matmul_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end) noexcept
 namespace {
 
 bool uses_int8(const MatmulParams& p) {
-  return p.activations == ActivationPrecision::int8 && format_traits(p.w.format).blocked;
+  return p.activations != ActivationPrecision::exact && format_traits(p.w.format).blocked;
 }
 
 cpu::Int8KernelArgs int8_args(const MatmulParams& p, const QuantizedActivations& xq) {
@@ -50,8 +51,9 @@ void matmul_rows(const MatmulParams& p, const QuantizedActivations& xq, int64_t 
 
 void matmul(const MatmulParams& p) {
   check_matmul(p);
-  PYRT_CHECK(p.activations == ActivationPrecision::exact || p.activations == ActivationPrecision::int8, Dtype,
-             "invalid activation precision");
+  PYRT_CHECK(p.activations == ActivationPrecision::exact || p.activations == ActivationPrecision::int8 ||
+                 p.activations == ActivationPrecision::int16,
+             Dtype, "invalid activation precision");
   const WeightView& w = p.w;
   const int64_t M = p.M, N = w.rows, K = w.cols;
   if (M == 0 || N == 0) return;
@@ -64,21 +66,47 @@ void matmul(const MatmulParams& p) {
     x = x_f32.data();
   }
 
-  // int8 mode: quantize once here, before the threads split N (thread_local so repeated calls of a
-  // model's forward pass reuse the buffers).
-  thread_local QuantizedActivations xq;
+  // int8 / int16 modes: the activations are quantized once per call, split by rows across the
+  // same threads that then split N (thread_local buffers, so repeated calls of a model's forward pass
+  // reuse them; the worker threads reach them through these pointers only). int16 adds the second
+  // digit's product (no bias) from y_low to each thread's slice.
+  thread_local QuantizedActivations xq_buf, xq_low_buf;
+  thread_local std::vector<float> residual_buf, y_low_buf;
   const bool int8 = uses_int8(p);
-  if (int8) quantize_activations(x, M, K, w.block, &xq);
+  const bool two_digits = int8 && p.activations == ActivationPrecision::int16;
+  QuantizedActivations* xq = &xq_buf;
+  QuantizedActivations* xq_low = &xq_low_buf;
+  if (int8) {
+    PYRT_CHECK(x != nullptr || K == 0, Internal, "null pointer");
+    prepare_quantized_activations(M, K, w.block, xq);
+  }
+  if (two_digits) {
+    prepare_quantized_activations(M, K, w.block, xq_low);
+    residual_buf.resize(size_t(M * K));
+    y_low_buf.resize(size_t(M * N));
+  }
+  float* residual = residual_buf.data();
+  float* y_low = y_low_buf.data();
   const cpu::KernelArgs args{x, M, K, w, p.bias, p.y, N};
-  const cpu::Int8KernelArgs args8 = int8 ? int8_args(p, xq) : cpu::Int8KernelArgs{};
+  const cpu::Int8KernelArgs args8 = int8 ? int8_args(p, *xq) : cpu::Int8KernelArgs{};
+  cpu::Int8KernelArgs args8_low = two_digits ? int8_args(p, *xq_low) : cpu::Int8KernelArgs{};
+  args8_low.bias = nullptr;
+  args8_low.y = y_low;
   const cpu::MatmulKernel exact_kernel = cpu::matmul_kernel(cpu::active_isa());
   const cpu::Int8MatmulKernel int8_kernel = cpu::int8_matmul_kernel(cpu::active_isa());
-  auto kernel = [&](const cpu::KernelArgs&, int64_t n0, int64_t n1) {
-    if (int8)
-      int8_kernel(args8, n0, n1);
-    else
-      exact_kernel(args, n0, n1);
+  auto quantize_rows = [&](int64_t m0, int64_t m1) {
+    return quantize_activation_rows(x, m0, m1, xq) &&
+           (!two_digits || quantize_residual_rows(x, *xq, residual, m0, m1, xq_low));
   };
+  auto kernel = [&](int64_t n0, int64_t n1) {
+    if (!int8) return exact_kernel(args, n0, n1);
+    int8_kernel(args8, n0, n1);
+    if (!two_digits) return;
+    int8_kernel(args8_low, n0, n1);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = n0; n < n1; ++n) p.y[m * N + n] += y_low[m * N + n];
+  };
+  const char* nonfinite = "activations contain NaN or Inf (int8/int16 modes cannot quantize them)";
 
   // Each thread takes a contiguous slice of weight rows (aligned to 16 so SIMD kernels see whole
   // row groups); the weights are read once in total, which is what bounds small-M speed.
@@ -88,20 +116,28 @@ void matmul(const MatmulParams& p) {
   if (work < (int64_t(1) << 15)) threads = 1;  // too small to pay for waking threads
   threads = int(std::min<int64_t>(threads, (N + kAlign - 1) / kAlign));
   if (threads <= 1) {
-    kernel(args, 0, N);
+    PYRT_CHECK(!int8 || quantize_rows(0, M), Range, nonfinite);
+    kernel(0, N);
     return;
   }
 #ifdef PYRT_WITH_OPENMP
   const int64_t chunks = (N + kAlign - 1) / kAlign;
+  std::atomic<bool> finite{true};
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (int8) {
+      if (!quantize_rows(M * t / nt, M * (t + 1) / nt)) finite.store(false, std::memory_order_relaxed);
+#pragma omp barrier
+    }
     const int64_t c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
     const int64_t n0 = c0 * kAlign, n1 = std::min(N, c1 * kAlign);
-    if (n0 < n1) kernel(args, n0, n1);
+    if (n0 < n1 && finite.load(std::memory_order_relaxed)) kernel(n0, n1);
   }
+  PYRT_CHECK(finite.load(), Range, nonfinite);
 #else
-  kernel(args, 0, N);
+  PYRT_CHECK(!int8 || quantize_rows(0, M), Range, nonfinite);
+  kernel(0, N);
 #endif
 }
 

@@ -10,17 +10,22 @@ namespace pyrt {
 ActivationPrecision activation_precision_from_name(const std::string& name) {
   if (name == "exact") return ActivationPrecision::exact;
   if (name == "int8") return ActivationPrecision::int8;
-  PYRT_THROW(Dtype, "activations='", name, "' is not one of 'exact', 'int8'");
+  if (name == "int16") return ActivationPrecision::int16;
+  PYRT_THROW(Dtype, "activations='", name, "' is not one of 'exact', 'int8', 'int16'");
 }
 
 const char* activation_precision_name(ActivationPrecision a) {
-  return a == ActivationPrecision::int8 ? "int8" : "exact";
+  switch (a) {
+    case ActivationPrecision::int8: return "int8";
+    case ActivationPrecision::int16: return "int16";
+    default: return "exact";
+  }
 }
 
-void quantize_activations(const float* x, int64_t M, int64_t K, int block, QuantizedActivations* out) {
+void prepare_quantized_activations(int64_t M, int64_t K, int block, QuantizedActivations* out) {
   PYRT_CHECK(is_valid_block(block), Dtype, "invalid activation block ", block, " (expected 32, 64 or 128)");
   PYRT_CHECK(M >= 0 && K >= 0 && K % block == 0, Shape, "K=", K, " is not a multiple of the block ", block);
-  PYRT_CHECK(out != nullptr && (x != nullptr || M * K == 0), Internal, "null pointer");
+  PYRT_CHECK(out != nullptr, Internal, "null pointer");
   const int64_t nb = K / block;
   out->M = M;
   out->K = K;
@@ -28,9 +33,45 @@ void quantize_activations(const float* x, int64_t M, int64_t K, int block, Quant
   out->q.resize(size_t(M * K));
   out->scale.resize(size_t(M * nb));
   out->sum.resize(size_t(M * nb));
-  const bool finite = M * K == 0 || cpu::quantize_activations_kernel(cpu::active_isa())(
-                                         x, M, K, block, out->q.data(), out->scale.data(), out->sum.data());
-  PYRT_CHECK(finite, Range, "activations contain NaN or Inf (int8 mode cannot quantize them)");
+}
+
+bool quantize_activation_rows(const float* x, int64_t m_begin, int64_t m_end, QuantizedActivations* out) noexcept {
+  const int64_t K = out->K, nb = out->block ? K / out->block : 0;
+  if (m_begin >= m_end || K == 0) return true;
+  return cpu::quantize_activations_kernel(cpu::active_isa())(x + m_begin * K, m_end - m_begin, K, out->block,
+                                                             out->q.data() + m_begin * K,
+                                                             out->scale.data() + m_begin * nb,
+                                                             out->sum.data() + m_begin * nb);
+}
+
+bool quantize_residual_rows(const float* x, const QuantizedActivations& xq, float* residual, int64_t m_begin,
+                            int64_t m_end, QuantizedActivations* out) noexcept {
+  const int64_t K = xq.K, block = xq.block, nb = block ? K / block : 0;
+  for (int64_t m = m_begin; m < m_end; ++m)
+    for (int64_t b = 0; b < nb; ++b) {
+      const float d = xq.scale[size_t(m * nb + b)];
+      const int64_t k0 = m * K + b * block;
+      // Exact in FP32: d q is the representable value nearest x that the first digit encodes,
+      // and |x - d q| <= d / 2.
+      for (int64_t j = 0; j < block; ++j) residual[k0 + j] = x[k0 + j] - d * float(xq.q[size_t(k0 + j)]);
+    }
+  return quantize_activation_rows(residual, m_begin, m_end, out);
+}
+
+void quantize_activations(const float* x, int64_t M, int64_t K, int block, QuantizedActivations* out) {
+  prepare_quantized_activations(M, K, block, out);
+  PYRT_CHECK(x != nullptr || M * K == 0, Internal, "null pointer");
+  PYRT_CHECK(quantize_activation_rows(x, 0, M, out), Range,
+             "activations contain NaN or Inf (int8 mode cannot quantize them)");
+}
+
+void quantize_activation_residual(const float* x, const QuantizedActivations& xq, std::vector<float>* residual,
+                                  QuantizedActivations* out) {
+  PYRT_CHECK(residual != nullptr && (x != nullptr || xq.M * xq.K == 0), Internal, "null pointer");
+  prepare_quantized_activations(xq.M, xq.K, xq.block, out);
+  residual->resize(size_t(xq.M * xq.K));
+  PYRT_CHECK(quantize_residual_rows(x, xq, residual->data(), 0, xq.M, out), Range,
+             "activations contain NaN or Inf (int16 mode cannot quantize them)");
 }
 
 void check_matmul(const MatmulParams& p, const QuantizedActivations& xq) {

@@ -14,7 +14,11 @@ enum class ActivationType { f32, f16 };
 // exact: FP32 activations (the default). int8: for q8/q4/q4a weights the activations are quantized
 // per row and per weight block (symmetric, d_x = max|x| / 127, round to nearest even) and each
 // block's dot product runs in int32; f32/f16/bf16 weights ignore it and stay exact.
-enum class ActivationPrecision { exact, int8 };
+// int16: two int8 digits per activation: x is quantized as in int8, then its rounding residual
+// x - d_x q_x is quantized the same way (d_r <= d_x / 254), and the product is the sum of the two
+// int8 products: about 16 bits per block (error <= max|x| / 64516 per element) at twice the int8
+// cost.
+enum class ActivationPrecision { exact, int8, int16 };
 ActivationPrecision activation_precision_from_name(const std::string& name);  // Dtype error if unknown
 const char* activation_precision_name(ActivationPrecision a);
 
@@ -54,6 +58,20 @@ struct QuantizedActivations {
 // Quantizes FP32 x[M, K] per row and per `block` (32, 64 or 128; K a multiple of it) into *out.
 // Throws Shape / Dtype for a bad K or block, Range for NaN/Inf.
 void quantize_activations(const float* x, int64_t M, int64_t K, int block, QuantizedActivations* out);
+// int16 mode's second digit: *residual receives x - d_x q_x (what xq, quantized from the same x,
+// left out), and *out that residual quantized like quantize_activations. residual is scratch the
+// caller owns (grown to M * K).
+void quantize_activation_residual(const float* x, const QuantizedActivations& xq, std::vector<float>* residual,
+                                  QuantizedActivations* out);
+// The same work split by rows, for callers that quantize inside their own parallel region:
+// prepare sizes *out for x[M, K] (the errors of quantize_activations for a bad block or K); the row
+// functions then fill rows [m_begin, m_end) and return false if those rows hold NaN/Inf. They
+// never throw and are safe to call concurrently on disjoint row ranges. residual points at M * K
+// floats.
+void prepare_quantized_activations(int64_t M, int64_t K, int block, QuantizedActivations* out);
+bool quantize_activation_rows(const float* x, int64_t m_begin, int64_t m_end, QuantizedActivations* out) noexcept;
+bool quantize_residual_rows(const float* x, const QuantizedActivations& xq, float* residual, int64_t m_begin,
+                            int64_t m_end, QuantizedActivations* out) noexcept;
 // Throws what check_matmul(p) throws, and Shape when xq does not match p (M, K, the weight's block).
 void check_matmul(const MatmulParams& p, const QuantizedActivations& xq);
 // matmul_rows with int8 activations: q-format weights use xq; plain-format weights ignore it and
