@@ -45,7 +45,7 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
     check_activations(activations)
     if _cuda.is_device_call(x, w):
         if activations != "exact":
-            raise DtypeError("activations='int8' is a CPU mode; GPU products use exact activations")
+            raise DtypeError(f"activations={activations!r} is a CPU mode; GPU products use exact activations")
         # GPU operands (cupy arrays, Tensor.to("cuda")): zero-copy, x must be float16 (pyrt/cuda.py).
         return _cuda.matmul(x, w, bias, out)
     if not isinstance(w, Tensor):

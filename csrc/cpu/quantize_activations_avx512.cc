@@ -24,8 +24,9 @@ bool quantize_rows(const float* x, int64_t M, int64_t K, int8_t* q, float* scale
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
   bool finite = true;
   for (int64_t i = 0; i < M * nb; ++i) {
-    const float* src = x + (i / nb) * K + (i % nb) * B;
-    int8_t* dst = q + (i / nb) * K + (i % nb) * B;
+    // Blocks are contiguous within and across rows (row stride K = nb * B): no division needed.
+    const float* src = x + i * B;
+    int8_t* dst = q + i * B;
     __m512 v[V];
     __m512i bits = _mm512_setzero_si512();
     for (int j = 0; j < V; ++j) {

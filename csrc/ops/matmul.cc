@@ -68,43 +68,52 @@ void matmul(const MatmulParams& p) {
 
   // int8 / int16 modes: the activations are quantized once per call, split by rows across the
   // same threads that then split N (thread_local buffers, so repeated calls of a model's forward pass
-  // reuse them; the worker threads reach them through these pointers only). int16 adds the second
-  // digit's product (no bias) from y_low to each thread's slice.
-  thread_local QuantizedActivations xq_buf, xq_low_buf;
-  thread_local std::vector<float> residual_buf, y_low_buf;
+  // reuse them; the worker threads reach them through these pointers only). int16 stacks the second
+  // digit under the first (rows M..2M-1 quantize the residual of rows 0..M-1), so one int8 product
+  // with 2M rows shares every weight panel between the digits; each thread then adds the two halves
+  // (and the bias) of its slice of N.
+  thread_local QuantizedActivations xq_buf;
+  thread_local std::vector<float> residual_buf, y_stack_buf;
   const bool int8 = uses_int8(p);
   const bool two_digits = int8 && p.activations == ActivationPrecision::int16;
+  const int64_t rows_q = two_digits ? 2 * M : M;
   QuantizedActivations* xq = &xq_buf;
-  QuantizedActivations* xq_low = &xq_low_buf;
   if (int8) {
     PYRT_CHECK(x != nullptr || K == 0, Internal, "null pointer");
-    prepare_quantized_activations(M, K, w.block, xq);
+    prepare_quantized_activations(rows_q, K, w.block, xq);
   }
   if (two_digits) {
-    prepare_quantized_activations(M, K, w.block, xq_low);
-    residual_buf.resize(size_t(M * K));
-    y_low_buf.resize(size_t(M * N));
+    if (residual_buf.size() < size_t(M * K)) residual_buf.resize(size_t(M * K));
+    if (y_stack_buf.size() < size_t(2 * M * N)) y_stack_buf.resize(size_t(2 * M * N));
   }
   float* residual = residual_buf.data();
-  float* y_low = y_low_buf.data();
+  float* y_stack = y_stack_buf.data();
   const cpu::KernelArgs args{x, M, K, w, p.bias, p.y, N};
-  const cpu::Int8KernelArgs args8 = int8 ? int8_args(p, *xq) : cpu::Int8KernelArgs{};
-  cpu::Int8KernelArgs args8_low = two_digits ? int8_args(p, *xq_low) : cpu::Int8KernelArgs{};
-  args8_low.bias = nullptr;
-  args8_low.y = y_low;
+  const cpu::Int8KernelArgs args8 =
+      !int8 ? cpu::Int8KernelArgs{}
+            : cpu::Int8KernelArgs{xq->q.data(), xq->scale.data(), xq->sum.data(), rows_q, K, w,
+                                  two_digits ? nullptr : p.bias, two_digits ? y_stack : p.y, N};
   const cpu::MatmulKernel exact_kernel = cpu::matmul_kernel(cpu::active_isa());
   const cpu::Int8MatmulKernel int8_kernel = cpu::int8_matmul_kernel(cpu::active_isa());
   auto quantize_rows = [&](int64_t m0, int64_t m1) {
-    return quantize_activation_rows(x, m0, m1, xq) &&
-           (!two_digits || quantize_residual_rows(x, *xq, residual, m0, m1, xq_low));
+    if (!quantize_activation_rows(x + m0 * K, m1 - m0, xq, m0)) return false;
+    if (!two_digits) return true;
+    activation_residual_rows(x, *xq, m0, m1, residual);
+    return quantize_activation_rows(residual + m0 * K, m1 - m0, xq, M + m0);
   };
   auto kernel = [&](int64_t n0, int64_t n1) {
     if (!int8) return exact_kernel(args, n0, n1);
     int8_kernel(args8, n0, n1);
     if (!two_digits) return;
-    int8_kernel(args8_low, n0, n1);
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = n0; n < n1; ++n) p.y[m * N + n] += y_low[m * N + n];
+    for (int64_t m = 0; m < M; ++m) {
+      const float* high = y_stack + m * N;
+      const float* low = y_stack + (M + m) * N;
+      float* y = p.y + m * N;
+      if (p.bias)
+        for (int64_t n = n0; n < n1; ++n) y[n] = high[n] + low[n] + p.bias[n];
+      else
+        for (int64_t n = n0; n < n1; ++n) y[n] = high[n] + low[n];
+    }
   };
   const char* nonfinite = "activations contain NaN or Inf (int8/int16 modes cannot quantize them)";
 

@@ -30,48 +30,39 @@ void prepare_quantized_activations(int64_t M, int64_t K, int block, QuantizedAct
   out->M = M;
   out->K = K;
   out->block = block;
-  out->q.resize(size_t(M * K));
-  out->scale.resize(size_t(M * nb));
-  out->sum.resize(size_t(M * nb));
+  // Grow only: a model alternates K between products, and resize() would zero the regrown tail.
+  if (out->q.size() < size_t(M * K)) out->q.resize(size_t(M * K));
+  if (out->scale.size() < size_t(M * nb)) {
+    out->scale.resize(size_t(M * nb));
+    out->sum.resize(size_t(M * nb));
+  }
 }
 
-bool quantize_activation_rows(const float* x, int64_t m_begin, int64_t m_end, QuantizedActivations* out) noexcept {
+bool quantize_activation_rows(const float* src, int64_t rows, QuantizedActivations* out, int64_t out_row) noexcept {
   const int64_t K = out->K, nb = out->block ? K / out->block : 0;
-  if (m_begin >= m_end || K == 0) return true;
-  return cpu::quantize_activations_kernel(cpu::active_isa())(x + m_begin * K, m_end - m_begin, K, out->block,
-                                                             out->q.data() + m_begin * K,
-                                                             out->scale.data() + m_begin * nb,
-                                                             out->sum.data() + m_begin * nb);
+  if (rows <= 0 || K == 0) return true;
+  return cpu::quantize_activations_kernel(cpu::active_isa())(src, rows, K, out->block, out->q.data() + out_row * K,
+                                                             out->scale.data() + out_row * nb,
+                                                             out->sum.data() + out_row * nb);
 }
 
-bool quantize_residual_rows(const float* x, const QuantizedActivations& xq, float* residual, int64_t m_begin,
-                            int64_t m_end, QuantizedActivations* out) noexcept {
+void activation_residual_rows(const float* x, const QuantizedActivations& xq, int64_t m_begin, int64_t m_end,
+                              float* residual) noexcept {
   const int64_t K = xq.K, block = xq.block, nb = block ? K / block : 0;
   for (int64_t m = m_begin; m < m_end; ++m)
     for (int64_t b = 0; b < nb; ++b) {
       const float d = xq.scale[size_t(m * nb + b)];
       const int64_t k0 = m * K + b * block;
-      // Exact in FP32: d q is the representable value nearest x that the first digit encodes,
-      // and |x - d q| <= d / 2.
+      // Exact in FP32: d q is the value the first digit encodes, |x - d q| <= d / 2.
       for (int64_t j = 0; j < block; ++j) residual[k0 + j] = x[k0 + j] - d * float(xq.q[size_t(k0 + j)]);
     }
-  return quantize_activation_rows(residual, m_begin, m_end, out);
 }
 
 void quantize_activations(const float* x, int64_t M, int64_t K, int block, QuantizedActivations* out) {
   prepare_quantized_activations(M, K, block, out);
   PYRT_CHECK(x != nullptr || M * K == 0, Internal, "null pointer");
-  PYRT_CHECK(quantize_activation_rows(x, 0, M, out), Range,
+  PYRT_CHECK(quantize_activation_rows(x, M, out, 0), Range,
              "activations contain NaN or Inf (int8 mode cannot quantize them)");
-}
-
-void quantize_activation_residual(const float* x, const QuantizedActivations& xq, std::vector<float>* residual,
-                                  QuantizedActivations* out) {
-  PYRT_CHECK(residual != nullptr && (x != nullptr || xq.M * xq.K == 0), Internal, "null pointer");
-  prepare_quantized_activations(xq.M, xq.K, xq.block, out);
-  residual->resize(size_t(xq.M * xq.K));
-  PYRT_CHECK(quantize_residual_rows(x, xq, residual->data(), 0, xq.M, out), Range,
-             "activations contain NaN or Inf (int16 mode cannot quantize them)");
 }
 
 void check_matmul(const MatmulParams& p, const QuantizedActivations& xq) {

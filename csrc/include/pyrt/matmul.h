@@ -58,20 +58,17 @@ struct QuantizedActivations {
 // Quantizes FP32 x[M, K] per row and per `block` (32, 64 or 128; K a multiple of it) into *out.
 // Throws Shape / Dtype for a bad K or block, Range for NaN/Inf.
 void quantize_activations(const float* x, int64_t M, int64_t K, int block, QuantizedActivations* out);
-// int16 mode's second digit: *residual receives x - d_x q_x (what xq, quantized from the same x,
-// left out), and *out that residual quantized like quantize_activations. residual is scratch the
-// caller owns (grown to M * K).
-void quantize_activation_residual(const float* x, const QuantizedActivations& xq, std::vector<float>* residual,
-                                  QuantizedActivations* out);
-// The same work split by rows, for callers that quantize inside their own parallel region:
-// prepare sizes *out for x[M, K] (the errors of quantize_activations for a bad block or K); the row
-// functions then fill rows [m_begin, m_end) and return false if those rows hold NaN/Inf. They
-// never throw and are safe to call concurrently on disjoint row ranges. residual points at M * K
-// floats.
+// The same work split by rows, for callers that quantize inside their own parallel region.
+// prepare sizes *out for M rows of K (the errors of quantize_activations for a bad block or K; the
+// buffers only grow, so alternating shapes do not re-zero them). quantize_activation_rows fills
+// rows [out_row, out_row + rows) of *out from `rows` rows of src (row stride K) and returns false
+// if they hold NaN/Inf. activation_residual_rows writes x - d_x q_x for rows [m_begin, m_end) of x
+// and of its quantization xq into residual (row stride K): the second digit of int16 mode. Both
+// never throw and are safe to call concurrently on disjoint row ranges.
 void prepare_quantized_activations(int64_t M, int64_t K, int block, QuantizedActivations* out);
-bool quantize_activation_rows(const float* x, int64_t m_begin, int64_t m_end, QuantizedActivations* out) noexcept;
-bool quantize_residual_rows(const float* x, const QuantizedActivations& xq, float* residual, int64_t m_begin,
-                            int64_t m_end, QuantizedActivations* out) noexcept;
+bool quantize_activation_rows(const float* src, int64_t rows, QuantizedActivations* out, int64_t out_row) noexcept;
+void activation_residual_rows(const float* x, const QuantizedActivations& xq, int64_t m_begin, int64_t m_end,
+                              float* residual) noexcept;
 // Throws what check_matmul(p) throws, and Shape when xq does not match p (M, K, the weight's block).
 void check_matmul(const MatmulParams& p, const QuantizedActivations& xq);
 // matmul_rows with int8 activations: q-format weights use xq; plain-format weights ignore it and
