@@ -141,9 +141,15 @@ void micro_kernel(const Int8KernelArgs& a, const uint8_t* panel, const float* xt
   const __m512 bias0 = a.bias ? _mm512_maskz_loadu_ps(k0, a.bias + n0) : _mm512_setzero_ps();
   const __m512 bias1 = a.bias ? _mm512_maskz_loadu_ps(k1, a.bias + n0 + 16) : _mm512_setzero_ps();
   for (int i = 0; i < MR; ++i) {
-    float* yr = a.y + (m0 + i) * a.N + n0;
-    _mm512_mask_storeu_ps(yr, k0, _mm512_add_ps(y[i][0], bias0));
-    _mm512_mask_storeu_ps(yr + 16, k1, _mm512_add_ps(y[i][1], bias1));
+    const int64_t row = m0 + i;  // tiles start at even rows and hold even counts when paired
+    float* yr = a.y + (a.digit_pairs ? row / 2 : row) * a.N + n0;
+    if (a.digit_pairs && (row & 1)) {
+      _mm512_mask_storeu_ps(yr, k0, _mm512_add_ps(y[i][0], _mm512_maskz_loadu_ps(k0, yr)));
+      _mm512_mask_storeu_ps(yr + 16, k1, _mm512_add_ps(y[i][1], _mm512_maskz_loadu_ps(k1, yr + 16)));
+    } else {
+      _mm512_mask_storeu_ps(yr, k0, _mm512_add_ps(y[i][0], bias0));
+      _mm512_mask_storeu_ps(yr + 16, k1, _mm512_add_ps(y[i][1], bias1));
+    }
   }
 }
 

@@ -155,8 +155,14 @@ void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, in
       chunk_step<F, B, MB, R, false>(a, w, next, x, t, c, m0 == 0, acc);
   }
   for (int m = 0; m < MB; ++m)
-    for (int r = 0; r < R; ++r)
-      a.y[(m0 + m) * a.N + n0 + r] = _mm512_reduce_add_ps(acc[m][r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = m0 + m;  // tiles start at even rows and hold even counts when paired
+      const float v = _mm512_reduce_add_ps(acc[m][r]);
+      if (a.digit_pairs && (row & 1))
+        a.y[(row / 2) * a.N + n0 + r] += v;
+      else
+        a.y[(a.digit_pairs ? row / 2 : row) * a.N + n0 + r] = v + (a.bias ? a.bias[n0 + r] : 0.0f);
+    }
 }
 
 template <Format F, int B, int R>

@@ -90,8 +90,13 @@ void int8_matmul_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end)
   for (int64_t n = n_begin; n < n_end; ++n) {
     unpack_row<F, B>(a.w.row(n), nb, codes, dw, cw);
     const float bias = a.bias ? a.bias[n] : 0.0f;
-    for (int64_t m = 0; m < a.M; ++m)
-      a.y[m * a.N + n] = row_dot<F, B>(codes, dw, cw, a.q + m * K, a.scale + m * nb, a.sum + m * nb, nb) + bias;
+    for (int64_t m = 0; m < a.M; ++m) {
+      const float v = row_dot<F, B>(codes, dw, cw, a.q + m * K, a.scale + m * nb, a.sum + m * nb, nb);
+      if (a.digit_pairs && (m & 1))
+        a.y[(m / 2) * a.N + n] += v;
+      else
+        a.y[(a.digit_pairs ? m / 2 : m) * a.N + n] = v + bias;
+    }
   }
 }
 

@@ -52,7 +52,10 @@ void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
           acc += (dw * dx) * float(dot) + fp16_at(blk + 2) * a.sum[m * nb + b];
         }
       }
-      a.y[m * a.N + n] = acc + (a.bias ? a.bias[n] : 0.0f);
+      if (a.digit_pairs && (m & 1))
+        a.y[(m / 2) * a.N + n] += acc;
+      else
+        a.y[(a.digit_pairs ? m / 2 : m) * a.N + n] = acc + (a.bias ? a.bias[n] : 0.0f);
     }
   }
 }

@@ -39,6 +39,10 @@ struct Int8KernelArgs {
   const float* bias;
   float* y;
   int64_t N;
+  // int16 mode (two digits per activation): rows 2j and 2j+1 of q are the two digits of activation
+  // row j (M even), and y has M / 2 rows: y[j] = both rows' products + bias. Every int8 kernel
+  // visits row 2j before 2j+1 with the same n: it stores the first and adds the second.
+  bool digit_pairs = false;
 };
 using Int8MatmulKernel = void (*)(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end);
 

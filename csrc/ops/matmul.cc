@@ -68,12 +68,10 @@ void matmul(const MatmulParams& p) {
 
   // int8 / int16 modes: the activations are quantized once per call, split by rows across the
   // same threads that then split N (thread_local buffers, so repeated calls of a model's forward pass
-  // reuse them; the worker threads reach them through these pointers only). int16 stacks the second
-  // digit under the first (rows M..2M-1 quantize the residual of rows 0..M-1), so one int8 product
-  // with 2M rows shares every weight panel between the digits; each thread then adds the two halves
-  // (and the bias) of its slice of N.
+  // reuse them; the worker threads reach them through these pointers only). int16 interleaves the
+  // two digits (row 2m quantizes x[m], row 2m+1 its residual) and the kernel sums each pair into
+  // y[m] (Int8KernelArgs::digit_pairs), so every weight panel serves both digits in one product.
   thread_local QuantizedActivations xq_buf;
-  thread_local std::vector<float> residual_buf, y_stack_buf;
   const bool int8 = uses_int8(p);
   const bool two_digits = int8 && p.activations == ActivationPrecision::int16;
   const int64_t rows_q = two_digits ? 2 * M : M;
@@ -82,38 +80,31 @@ void matmul(const MatmulParams& p) {
     PYRT_CHECK(x != nullptr || K == 0, Internal, "null pointer");
     prepare_quantized_activations(rows_q, K, w.block, xq);
   }
-  if (two_digits) {
-    if (residual_buf.size() < size_t(M * K)) residual_buf.resize(size_t(M * K));
-    if (y_stack_buf.size() < size_t(2 * M * N)) y_stack_buf.resize(size_t(2 * M * N));
-  }
-  float* residual = residual_buf.data();
-  float* y_stack = y_stack_buf.data();
   const cpu::KernelArgs args{x, M, K, w, p.bias, p.y, N};
-  const cpu::Int8KernelArgs args8 =
-      !int8 ? cpu::Int8KernelArgs{}
-            : cpu::Int8KernelArgs{xq->q.data(), xq->scale.data(), xq->sum.data(), rows_q, K, w,
-                                  two_digits ? nullptr : p.bias, two_digits ? y_stack : p.y, N};
+  cpu::Int8KernelArgs args8{};
+  if (int8) {
+    args8 = cpu::Int8KernelArgs{xq->q.data(), xq->scale.data(), xq->sum.data(), rows_q, K, w, p.bias, p.y, N};
+    args8.digit_pairs = two_digits;
+  }
   const cpu::MatmulKernel exact_kernel = cpu::matmul_kernel(cpu::active_isa());
   const cpu::Int8MatmulKernel int8_kernel = cpu::int8_matmul_kernel(cpu::active_isa());
   auto quantize_rows = [&](int64_t m0, int64_t m1) {
-    if (!quantize_activation_rows(x + m0 * K, m1 - m0, xq, m0)) return false;
-    if (!two_digits) return true;
-    activation_residual_rows(x, *xq, m0, m1, residual);
-    return quantize_activation_rows(residual + m0 * K, m1 - m0, xq, M + m0);
+    if (!two_digits) return quantize_activation_rows(x + m0 * K, m1 - m0, xq, m0);
+    // One row of residual scratch per thread: thread_local, so each thread has its own.
+    thread_local std::vector<float> residual_row;
+    if (residual_row.size() < size_t(K)) residual_row.resize(size_t(K));
+    for (int64_t m = m0; m < m1; ++m) {
+      if (!quantize_activation_rows(x + m * K, 1, xq, 2 * m)) return false;
+      activation_residual_row(x + m * K, *xq, 2 * m, residual_row.data());
+      if (!quantize_activation_rows(residual_row.data(), 1, xq, 2 * m + 1)) return false;
+    }
+    return true;
   };
   auto kernel = [&](int64_t n0, int64_t n1) {
-    if (!int8) return exact_kernel(args, n0, n1);
-    int8_kernel(args8, n0, n1);
-    if (!two_digits) return;
-    for (int64_t m = 0; m < M; ++m) {
-      const float* high = y_stack + m * N;
-      const float* low = y_stack + (M + m) * N;
-      float* y = p.y + m * N;
-      if (p.bias)
-        for (int64_t n = n0; n < n1; ++n) y[n] = high[n] + low[n] + p.bias[n];
-      else
-        for (int64_t n = n0; n < n1; ++n) y[n] = high[n] + low[n];
-    }
+    if (int8)
+      int8_kernel(args8, n0, n1);
+    else
+      exact_kernel(args, n0, n1);
   };
   const char* nonfinite = "activations contain NaN or Inf (int8/int16 modes cannot quantize them)";
 

@@ -46,16 +46,16 @@ bool quantize_activation_rows(const float* src, int64_t rows, QuantizedActivatio
                                                              out->sum.data() + out_row * nb);
 }
 
-void activation_residual_rows(const float* x, const QuantizedActivations& xq, int64_t m_begin, int64_t m_end,
-                              float* residual) noexcept {
+void activation_residual_row(const float* x_row, const QuantizedActivations& xq, int64_t q_row,
+                             float* residual) noexcept {
   const int64_t K = xq.K, block = xq.block, nb = block ? K / block : 0;
-  for (int64_t m = m_begin; m < m_end; ++m)
-    for (int64_t b = 0; b < nb; ++b) {
-      const float d = xq.scale[size_t(m * nb + b)];
-      const int64_t k0 = m * K + b * block;
-      // Exact in FP32: d q is the value the first digit encodes, |x - d q| <= d / 2.
-      for (int64_t j = 0; j < block; ++j) residual[k0 + j] = x[k0 + j] - d * float(xq.q[size_t(k0 + j)]);
-    }
+  const int8_t* q = xq.q.data() + q_row * K;
+  const float* scale = xq.scale.data() + q_row * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = scale[b];
+    // Exact in FP32: d q is the value the first digit encodes, |x - d q| <= d / 2.
+    for (int64_t j = b * block; j < (b + 1) * block; ++j) residual[j] = x_row[j] - d * float(q[j]);
+  }
 }
 
 void quantize_activations(const float* x, int64_t M, int64_t K, int block, QuantizedActivations* out) {

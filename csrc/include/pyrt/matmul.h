@@ -62,13 +62,13 @@ void quantize_activations(const float* x, int64_t M, int64_t K, int block, Quant
 // prepare sizes *out for M rows of K (the errors of quantize_activations for a bad block or K; the
 // buffers only grow, so alternating shapes do not re-zero them). quantize_activation_rows fills
 // rows [out_row, out_row + rows) of *out from `rows` rows of src (row stride K) and returns false
-// if they hold NaN/Inf. activation_residual_rows writes x - d_x q_x for rows [m_begin, m_end) of x
-// and of its quantization xq into residual (row stride K): the second digit of int16 mode. Both
-// never throw and are safe to call concurrently on disjoint row ranges.
+// if they hold NaN/Inf. activation_residual_row writes x_row - d_x q_x, with the codes and scales
+// of row q_row of xq (quantized from x_row), into residual[K]: the second digit of int16 mode.
+// Both never throw and are safe to call concurrently on disjoint rows.
 void prepare_quantized_activations(int64_t M, int64_t K, int block, QuantizedActivations* out);
 bool quantize_activation_rows(const float* src, int64_t rows, QuantizedActivations* out, int64_t out_row) noexcept;
-void activation_residual_rows(const float* x, const QuantizedActivations& xq, int64_t m_begin, int64_t m_end,
-                              float* residual) noexcept;
+void activation_residual_row(const float* x_row, const QuantizedActivations& xq, int64_t q_row,
+                             float* residual) noexcept;
 // Throws what check_matmul(p) throws, and Shape when xq does not match p (M, K, the weight's block).
 void check_matmul(const MatmulParams& p, const QuantizedActivations& xq);
 // matmul_rows with int8 activations: q-format weights use xq; plain-format weights ignore it and
