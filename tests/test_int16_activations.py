@@ -11,7 +11,9 @@ from pyrt.formats import dequantize_reference
 
 from test_int8_activations import QUANT, PLAIN, emulate, make_case, quantize_activations, run
 
-SHAPES = [(1, 37, 1), (3, 19, 3), (8, 45, 5), (33, 50, 7), (300, 29, 4), (1, 64, 40), (64, 131, 9)]
+# 2M digit rows: M=1, 2 -> the small-M kernels; M=3, 4, 8 -> GEMM tiles of 6 with remainders 0, 2, 4.
+SHAPES = [(1, 37, 1), (2, 40, 2), (3, 19, 3), (4, 23, 2), (8, 45, 5), (33, 50, 7), (300, 29, 4), (1, 64, 40),
+          (64, 131, 9)]
 
 
 def residual(x: np.ndarray, block: int) -> np.ndarray:
