@@ -318,6 +318,27 @@ def test_errors_are_typed(gguf_parts, f32_model):
         pyrt.LanguageModel.from_parts(mixed, one_layer, md, context_length=8, activations="int8")
 
 
+@pytest.mark.parametrize("n_tokens", [3, 40])  # one thread quantizes a few rows; a prefill splits them
+def test_int8_non_finite_activations_raise_and_keep_the_cache(gguf_parts, n_tokens):
+    from pyrt.llm_gguf import quantize_weights
+
+    arrays, md = gguf_parts
+    small = {k: v for k, v in arrays.items() if k.startswith(("token_embd", "output_norm", "blk.0."))}
+    tensors = quantize_weights(small, "q4", 32)
+    # A finite norm weight that overflows the normalized activations to Inf.
+    tensors["blk.0.attn_norm.weight"] = pyrt.quantize(np.full_like(arrays["blk.0.attn_norm.weight"], 3e38), "f32")
+    model = pyrt.LanguageModel.from_parts(tensors, {**md, "llama.block_count": 1}, md, context_length=64,
+                                          activations="int8")
+    previous = pyrt.get_num_threads()
+    try:
+        pyrt.set_num_threads(2)
+        with pytest.raises(pyrt.RangeError, match="NaN or Inf"):
+            model.prefill(list(range(1, n_tokens + 1)))
+    finally:
+        pyrt.set_num_threads(previous)
+    assert model._decoder.position == 0 and model._cached == []
+
+
 def test_int8_activations_cost_little_perplexity(gguf_parts):
     """The opt-in int8-activation mode (docs/int8.md) on the GGUF's own bits: its perplexity stays
     within 3 % of the exact run of the same weights (measured -0.5 %); it is a different

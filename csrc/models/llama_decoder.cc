@@ -174,23 +174,38 @@ void LlamaDecoder::store_kv(int64_t layer_index, int64_t row_begin, int64_t row_
 
 void LlamaDecoder::quantize_for_products(const ThreadTeam& team, const float* x, int64_t n, int64_t K) {
   if (!int8_) return;
+  // A decode step (a few rows) is quantized by one thread: splitting it would cost a second barrier
+  // per phase, more than the work. A prefill splits the rows across the team.
+  constexpr int64_t kSplitRows = 16;
+  const bool split = n >= kSplitRows && team.size > 1;
   if (team.id == 0 && !failed_) {
     try {
-      quantize_activations(x, n, K, int8_block_, &xq_);
+      if (split)
+        prepare_quantized_activations(n, K, int8_block_, &xq_);
+      else
+        quantize_activations(x, n, K, int8_block_, &xq_);
     } catch (...) {
       error_ = std::current_exception();
       failed_ = true;
     }
   }
   ThreadTeam::barrier();
+  if (!split) return;
+  if (!failed_) {
+    const int64_t m0 = n * team.id / team.size, m1 = n * (team.id + 1) / team.size;
+    if (!quantize_activation_rows(x + m0 * K, m1 - m0, &xq_, m0)) nonfinite_.store(true, std::memory_order_relaxed);
+  }
+  ThreadTeam::barrier();
 }
 
+bool LlamaDecoder::stopped() const { return failed_ || nonfinite_.load(std::memory_order_relaxed); }
+
 void LlamaDecoder::products(const ThreadTeam& team, const MatmulParams* ps, int count) {
-  if (!failed_) stacked_matmul_rows(team, ps, count, int8_ ? &xq_ : nullptr);
+  if (!stopped()) stacked_matmul_rows(team, ps, count, int8_ ? &xq_ : nullptr);
 }
 
 void LlamaDecoder::product_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end) {
-  if (failed_) return;
+  if (stopped()) return;
   if (int8_)
     matmul_rows(p, xq_, n_begin, n_end);
   else
@@ -309,6 +324,7 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
   const int threads = std::max(1, num_threads());
   resize_scratch(n, threads);
   failed_ = false;
+  nonfinite_.store(false);
   error_ = nullptr;
   embed(tokens, n, x_.data());
   // Everything below is validated (the weights in the constructor, sizes above) and cannot throw:
@@ -337,6 +353,7 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
     output_head(team, n, all_logits, logits);
   }
   if (error_) std::rethrow_exception(error_);  // the cache position stays: the step did not happen
+  PYRT_CHECK(!nonfinite_.load(), Range, "activations contain NaN or Inf (int8 mode cannot quantize them)");
   position_ += n;
 }
 

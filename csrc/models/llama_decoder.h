@@ -3,6 +3,7 @@
 // output head. Weights are pyrt WeightViews in any format (norms f32); every product runs through
 // pyrt::matmul, so the model gets whatever kernel the active CPU ISA offers.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -79,8 +80,11 @@ class LlamaDecoder {
   uint8_t* k_head(int64_t layer_index, int64_t g) { return k_cache_.data() + head_offset(layer_index, g); }
   uint8_t* v_head(int64_t layer_index, int64_t g) { return v_cache_.data() + head_offset(layer_index, g); }
   void resize_scratch(int64_t n, int threads);
-  // int8 mode: thread 0 quantizes x[n, K] for the products that follow, a barrier publishes it.
+  // int8 mode: quantizes x[n, K] for the products that follow (thread 0 for a few rows, the whole
+  // team split by rows for a prefill); barriers publish it.
   void quantize_for_products(const ThreadTeam& team, const float* x, int64_t n, int64_t K);
+  // A failed quantization (an exception, or NaN/Inf rows) stops the remaining products.
+  bool stopped() const;
   // This thread's share of products that read the same activations (exact, or int8 from xq_).
   void products(const ThreadTeam& team, const MatmulParams* ps, int count);
   void product_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end);
@@ -113,6 +117,9 @@ class LlamaDecoder {
   // products are skipped and forward() rethrows it after the region.
   bool failed_ = false;
   std::exception_ptr error_;
+  // Set by any thread whose rows of a split (prefill) quantization hold NaN/Inf; forward() throws
+  // Range after the region.
+  std::atomic<bool> nonfinite_{false};
   std::mutex mutex_;
 };
 
