@@ -175,7 +175,8 @@ class SentenceEncoder:
     ``activations="int8"`` opts into int8 activations for the q8/q4/q4a matmuls (faster on CPUs
     with integer dot-product instructions, slightly less accurate: docs/int8.md); ``"int16"``
     uses two int8 digits per activation (about 16 bits: on all-MiniLM-L6-v2 as accurate as exact,
-    at about twice int8's matmul cost); the default "exact" keeps FP32 activations.
+    at about twice int8's matmul cost); the default "exact" keeps FP32 activations. Both modes need
+    AVX-512 VNNI to be faster than exact (on AVX2-only CPUs they are slower: docs/int8.md).
     """
 
     def __init__(self, path_or_model: Union[str, os.PathLike, Any], activations: str = "exact"):

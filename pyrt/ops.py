@@ -31,7 +31,8 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
     f32/f16/bf16 weights ignore the mode and stay exact. ``activations="int16"`` adds a second int8
     digit: the rounding residual of the first is quantized the same way and multiplied too, which
     brings the activation error down ~250x (about 16 bits per block) at twice the int8 cost.
-    Not supported on the GPU path.
+    Both pay off only with AVX-512 VNNI (``build_info()["cpu_isa"] == "avx512"``); on AVX2-only
+    CPUs they are 2-3x slower than exact (docs/int8.md). Not supported on the GPU path.
 
     x: float32 or float16 array of shape [..., K], C-contiguous. w: a 2-D :class:`Tensor` [N, K] in
     any format. bias: float32 [N]. out: optional float32 C-contiguous array of shape [..., N] that
