@@ -11,6 +11,7 @@
 
 #include "cpu/decode_avx512.h"
 #include "cpu/gemv_avx512.h"
+#include "cpu/transpose_avx512.h"
 
 namespace pyrt::cpu::avx512 {
 namespace {
@@ -63,39 +64,6 @@ void micro_kernel(const float* xt, const float* w, int64_t kc, float* c) {
 #pragma GCC unroll 14
   for (int j = 0; j < kNR; ++j)
     for (int v = 0; v < MV; ++v) _mm512_storeu_ps(c + j * kMR + 16 * v, acc[v][j]);
-}
-
-// Permute indices for transpose16x16: stage s, output row with bit s clear (0) or set (1).
-struct TransposeIndices {
-  alignas(64) int32_t v[4][2][16];
-  constexpr TransposeIndices() : v() {
-    for (int s = 0; s < 4; ++s)
-      for (int c = 0; c < 16; ++c) {
-        const int b = 1 << s;
-        v[s][0][c] = (c & b) ? 16 + (c & ~b) : c;
-        v[s][1][c] = (c & b) ? 16 + c : (c | b);
-      }
-  }
-};
-constexpr TransposeIndices kTransposeIndices;
-
-// In-register 16x16 transpose: afterwards r[j][i] is the former r[i][j]. Stage s swaps bit s of the
-// row index with bit s of the column index (one two-source permute per output row, 64 in all),
-// instead of 256 scalar moves with a 128-byte store stride.
-inline void transpose16x16(__m512 r[16]) {
-#pragma GCC unroll 4
-  for (int s = 0; s < 4; ++s) {
-    const int b = 1 << s;
-    const __m512i lo = _mm512_load_si512(kTransposeIndices.v[s][0]);
-    const __m512i hi = _mm512_load_si512(kTransposeIndices.v[s][1]);
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) {
-      if (i & b) continue;
-      const __m512 a = r[i], c = r[i | b];
-      r[i] = _mm512_permutex2var_ps(a, lo, c);
-      r[i | b] = _mm512_permutex2var_ps(a, hi, c);
-    }
-  }
 }
 
 // Transposes rows [m0, m0 + mb) of x into tiles [t][k][32]; rows past mb (up to the last whole

@@ -13,6 +13,7 @@
 
 #include "cpu/int8_avx512.h"
 #include "cpu/scratch.h"
+#include "cpu/transpose_avx512.h"
 
 // GCC 12 reports the intrinsics' own _mm512_undefined_* pass-through operands as uninitialized
 // once the micro-kernel is inlined; false positives.
@@ -30,30 +31,6 @@ constexpr int kMR = 6;          // activation rows per micro-tile: 12 int32 + 12
 // Bytes of one packed block: codes [B/4][32][4], then d_w[32] and m[32] (FP32).
 template <int B>
 constexpr int64_t kPackedBlockBytes = int64_t(B) * kPanelRows + 2 * kPanelRows * 4;
-
-// Packs rows [n0, n0 + nr) of the weights (nr <= 32; missing rows get zero codes and scales).
-// 16 x 16 dword transpose: r[j] (row j, 16 dwords of 4 codes) -> r[t] (dword t of rows 0..15).
-inline void transpose16(__m512i (&r)[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {  // u[4i + j], 128-bit lane L: rows 4i..4i+3 of dword 4L + j
-    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
-    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88), d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
-    r[j] = _mm512_shuffle_i32x4(a, c, 0x88);
-    r[8 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
-    r[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd);
-  }
-}
 
 // Packs rows [n0, n0 + nr) of the weights (nr <= 32; missing rows get zero codes and scales):
 // 16 rows' chunks of 64 codes are decoded into registers and transposed there.
@@ -75,7 +52,7 @@ void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* panel)
         for (int j = 0; j < 16; ++j)
           r[j] = j < rows ? decode_chunk<F, B>(first + j * a.w.row_stride, c, K, &dw, &mw) : _mm512_setzero_si512();
       }
-      transpose16(r);
+      transpose16x16(r);
       for (int t = 0; t < 16; ++t) {
         const int64_t k = 64 * c + 4 * t, b = k / B, s = (k % B) / 4;
         if (b < nb) _mm512_storeu_si512(panel + b * kPackedBlockBytes<B> + (s * kPanelRows + 16 * h) * 4, r[t]);
