@@ -2,7 +2,7 @@
 // tile, a block of R queries at a time: each key vector loaded feeds R FMAs with broadcast query
 // elements, so no horizontal sums. P V then runs over the value rows in place (contiguous
 // head_dim floats each), R output rows of up to 32 columns in registers.
-#include <immintrin.h>
+#include "cpu/avx512_intrinsics.h"
 
 #include "cpu/attention_head.h"
 #include "cpu/vector_math.h"

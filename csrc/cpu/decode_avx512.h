@@ -5,7 +5,7 @@
 // reads only the low 4 bits of each index, so the low nibble needs no mask, and folding the block
 // scale (and q4a's min) into the table once per block makes the weights come out dequantized.
 #pragma once
-#include <immintrin.h>
+#include "cpu/avx512_intrinsics.h"
 
 #include <cstdint>
 #include <cstring>

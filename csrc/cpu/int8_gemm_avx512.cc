@@ -15,13 +15,6 @@
 #include "cpu/scratch.h"
 #include "cpu/transpose_avx512.h"
 
-// GCC 12 reports the intrinsics' own _mm512_undefined_* pass-through operands as uninitialized
-// once the micro-kernel is inlined; false positives.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace pyrt::cpu::avx512 {
 namespace {
 

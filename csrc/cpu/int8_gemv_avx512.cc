@@ -20,13 +20,6 @@
 #include "cpu/int8_avx512.h"
 #include "cpu/scratch.h"
 
-// GCC 12 reports the intrinsics' own _mm512_undefined_* pass-through operands (cvtdq2ps,
-// reduce_add) as uninitialized once these tiles are inlined; false positives.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace pyrt::cpu::avx512 {
 namespace {
 

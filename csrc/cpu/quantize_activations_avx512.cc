@@ -2,16 +2,10 @@
 // (quantize_activations_scalar.cc), 16 activations per instruction. vcvtps2dq rounds to nearest
 // even under the default MXCSR, which is what the scalar magic-number rounding does; max|x| is an
 // unsigned max over the IEEE bits, exact in any order, and flags Inf/NaN (bits >= 0x7F800000).
-#include <immintrin.h>
+#include "cpu/avx512_intrinsics.h"
 
 #include "cpu/kernels.h"
 
-// GCC 12 reports the intrinsics' own _mm512_undefined_* pass-through operands (reduce_max/add) as
-// uninitialized; false positives (the existing gemv_avx512.cc shows the same).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace pyrt::cpu::avx512 {
 namespace {

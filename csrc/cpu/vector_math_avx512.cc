@@ -1,5 +1,5 @@
 // AVX-512 vector math (see vector_math.h): 16 lanes, tails through masked loads and stores.
-#include <immintrin.h>
+#include "cpu/avx512_intrinsics.h"
 
 #include <cmath>
 
