@@ -83,7 +83,8 @@ void matmul(const MatmulParams& p) {
   const cpu::KernelArgs args{x, M, K, w, p.bias, p.y, N};
   cpu::Int8KernelArgs args8{};
   if (int8) {
-    args8 = cpu::Int8KernelArgs{xq->q.data(), xq->scale.data(), xq->sum.data(), rows_q, K, w, p.bias, p.y, N};
+    args8 = int8_args(p, *xq);
+    args8.M = rows_q;
     args8.digit_pairs = two_digits;
   }
   const cpu::MatmulKernel exact_kernel = cpu::matmul_kernel(cpu::active_isa());

@@ -48,6 +48,7 @@ void matmul_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end) noexcept
 // Activations quantized once for int8 mode, for callers that run matmul_rows in their own parallel
 // region: quantize before the region (or in a single thread of it), then every matmul_rows call of
 // a weight with the same block reuses them. Buffers grow and are reused across calls.
+// The vectors hold at least (not exactly) these sizes: they only grow.
 struct QuantizedActivations {
   int64_t M = 0, K = 0;
   int block = 0;
