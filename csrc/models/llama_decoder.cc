@@ -132,6 +132,8 @@ void LlamaDecoder::resize_scratch(int64_t n, int threads) {
   proj_.resize(size_t(n * c.d_model));
   gate_.resize(size_t(n * c.d_ffn));
   up_.resize(size_t(n * c.d_ffn));
+  rope_cos_.resize(size_t(n * (c.head_dim / 2)));
+  rope_sin_.resize(size_t(n * (c.head_dim / 2)));
   attn_scratch_per_thread_ = chunk * (2 * c.head_dim + position_ + n);
   attn_scratch_.resize(size_t(attn_scratch_per_thread_ * threads));
 }
@@ -255,8 +257,10 @@ void LlamaDecoder::attention_block(const ThreadTeam& team, const Layer& layer, i
   int64_t r0, r1;
   team.share(n, &r0, &r1);
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  rope_interleaved_rows(q_.data() + r0 * q_dim, r1 - r0, c.n_heads, c.head_dim, position_ + r0, c.rope_theta);
-  rope_interleaved_rows(k_.data() + r0 * kv_dim, r1 - r0, c.n_kv_heads, c.head_dim, position_ + r0, c.rope_theta);
+  const float* rope_cos = rope_cos_.data() + r0 * (c.head_dim / 2);
+  const float* rope_sin = rope_sin_.data() + r0 * (c.head_dim / 2);
+  rope_interleaved_rows(q_.data() + r0 * q_dim, r1 - r0, c.n_heads, c.head_dim, rope_cos, rope_sin);
+  rope_interleaved_rows(k_.data() + r0 * kv_dim, r1 - r0, c.n_kv_heads, c.head_dim, rope_cos, rope_sin);
   store_kv(layer_index, r0, r1);
   ThreadTeam::barrier();
   attend(team, layer_index, n);
@@ -327,6 +331,7 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
   nonfinite_.store(false);
   error_ = nullptr;
   embed(tokens, n, x_.data());
+  rope_tables(c.head_dim, c.rope_theta, position_, n, rope_cos_.data(), rope_sin_.data());
   // Everything below is validated (the weights in the constructor, sizes above) and cannot throw:
   // one parallel region for the whole step, phases separated by barriers.
 #ifdef PYRT_WITH_OPENMP

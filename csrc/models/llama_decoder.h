@@ -105,6 +105,9 @@ class LlamaDecoder {
 
   // Activations of the current call, sized for n tokens.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_;
+  // Rotary cos/sin of the call's positions [n, head_dim / 2]: computed once per call, shared by
+  // every layer's Q and K.
+  std::vector<float> rope_cos_, rope_sin_;
   // Per-thread attention scratch: one head's query chunk, its scores and its output.
   std::vector<float> attn_scratch_;
   int64_t attn_scratch_per_thread_ = 0;
