@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # First match wins; tested against "dso symbol".
 GROUPS = [
-    ("matmul", r"micro_kernel|gemm|gemv|dequantize|matmul|pack_|fp16_to_fp32"),
+    ("matmul", r"micro_kernel|gemm|gemv|dequantize|matmul|pack_|store_c_tiles|transpose|fp16_to_fp32|"
+               r"quantize_activation|activation_residual"),
     ("GELU", r"gelu|erff"),
     ("attention (incl. softmax)", r"attend_head|score_block|weighted_values|query_block|packed_self_attention|"
                                   r"softmax|expf"),
