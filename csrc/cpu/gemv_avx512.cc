@@ -3,7 +3,11 @@
 // reused for MB rows of x. y is reduced horizontally only once per (m, n).
 #include "cpu/gemv_avx512.h"
 
+#include <algorithm>
+
 #include "cpu/decode_avx512.h"
+#include "cpu/nibble_group_avx512.h"
+#include "cpu/scratch.h"
 
 namespace pyrt::cpu::avx512 {
 namespace {
@@ -139,8 +143,58 @@ inline void gemv_rows(const KernelArgs& a, int64_t n0) {
   }
 }
 
+// M = 1, 4-bit weights with B = 32: nibble groups (nibble_group_avx512.h) over K's whole groups of
+// 128, one block at a time for the blocks after them. xp, sums: x permuted by group.permute_x.
+template <Format F, int R>
+void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const float* xp, const float* sums,
+                        int64_t n0) {
+  constexpr int B = kGroupBlock;
+  constexpr int64_t gb = NibbleGroup<F>::kBytes, bb = kBlockBytes<F, B>;
+  const int64_t groups = a.K / kGroupWeights, nblocks = a.K / B;
+  const uint8_t* w[R];
+  const uint8_t* next[R];  // as in gemv_quant: the next row group, fetched meanwhile
+  for (int r = 0; r < R; ++r) {
+    w[r] = a.w.row(n0 + r);
+    next[r] = a.w.row(std::min<int64_t>(n0 + R + r, a.N - 1));
+  }
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t off = (g * gb + 63) & ~int64_t(63); off < (g + 1) * gb; off += 64)
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
+    for (int r = 0; r < R; ++r)
+      acc[r] = group.accumulate(w[r] + g * gb, xp + g * kGroupWeights, sums + g * 16, acc[r]);
+  }
+  for (int64_t b = groups * (kGroupWeights / B); b < nblocks; ++b)
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* q;
+      const __m512 table = nibble_value_table<F>(w[r] + b * bb, &q);
+      for (int c = 0; c < B / 2; c += 16) {
+        const __m512i idx = load_nibble_pairs(q + c);
+        acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a.x + b * B + c), low_nibbles(idx, table), acc[r]);
+        acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a.x + b * B + B / 2 + c), high_nibbles(idx, table), acc[r]);
+      }
+    }
+  for (int r = 0; r < R; ++r) a.y[n0 + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
+}
+
+template <Format F>
+void gemv_4bit_single_row(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  const NibbleGroup<F> group;
+  const int64_t groups = a.K / kGroupWeights;
+  float* xp = static_cast<float*>(thread_scratch(3, size_t(groups * (kGroupWeights + 16)) * sizeof(float)));
+  float* sums = xp + groups * kGroupWeights;
+  group.permute_x(a.x, groups, xp, sums);
+  int64_t n = n_begin;
+  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_nibble_groups<F, kRowsInFlight>(a, group, xp, sums, n);
+  for (; n < n_end; ++n) gemv_nibble_groups<F, 1>(a, group, xp, sums, n);
+}
+
 template <Format F, int B>
 void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
+  if constexpr ((F == Format::q4 || F == Format::q4a) && B == kGroupBlock) {
+    if (a.M == 1 && a.K >= kGroupWeights) return gemv_4bit_single_row<F>(a, n_begin, n_end);
+  }
   int64_t n = n_begin;
   for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);
   for (; n < n_end; ++n) gemv_rows<F, B, 1>(a, n);

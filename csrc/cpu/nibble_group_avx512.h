@@ -1,0 +1,97 @@
+// Exact 4-bit GEMV at M = 1 (q4, q4a with B = 32), 128 weights per step. Include only from
+// *_avx512.cc files.
+//
+// Per block, decoding costs a scale broadcast, a table multiply and a byte-to-dword expansion on top
+// of the shift, permutes and FMAs (docs/benchmarks.md, "Where that limit comes from"). A "nibble
+// group" amortizes that over 128 weights: two loads and one two-source word permute gather the
+// group's 64 nibble bytes into one register (every block's nibbles start at an even byte offset), so
+// dword j holds 8 nibbles of one block; nibble n of every dword is then (shift by 4n) + vpermps on the
+// unscaled level table, and one word permute plus one conversion give every lane its block's scale
+// (and q4a's min), applied once per group. x is permuted once per call to the matching order.
+// Measured on Zen 4, one thread, 256x4096 q4/32 in L2: 20.3 -> 23.0 weights/ns
+// (tools/q4_decode_variants.cc); 11008x4096 at M = 1, 2 threads: q4 1.16 -> 1.00 ms, q4a 1.33 ->
+// 1.12 ms. Blocks of 64 and 128 already amortize their scale over more weights per block, and the
+// group's gather and per-lane scale made them 4-7 % slower, so they keep the per-block kernel.
+#pragma once
+#include "cpu/decode_avx512.h"
+
+namespace pyrt::cpu::avx512 {
+
+constexpr int kGroupWeights = 128;
+
+constexpr int kGroupBlock = 32;
+
+// The element (0..127 within its group) that nibble n (bits 4n..4n+3) of dword j stands for: dword
+// j holds bytes 4(j%4)..4(j%4)+3 of block j/4's nibbles, and byte c holds elements c (low half) and
+// c + 16 (high half).
+constexpr int group_element(int n, int j) { return (j / 4) * 32 + 4 * (j % 4) + n / 2 + 16 * (n % 2); }
+
+template <Format F>
+struct NibbleGroup {
+  static constexpr int kHeaderBytes = F == Format::q4 ? 2 : 4;
+  static constexpr int64_t kBlockSize = kBlockBytes<F, kGroupBlock>;    // 18 or 20
+  static constexpr int64_t kBytes = (kGroupWeights / kGroupBlock) * kBlockSize;  // 72 or 80
+
+  __m512i nibble_words;  // vpermt2w index: the group's 64 nibble bytes out of the two loads
+  __m512i scale_words;   // vpermw index: lane j's block d (words 0..15), q4a's m (words 16..31)
+  __m512i x_index[8];    // x element feeding nibble n of every dword (a gather index)
+  __m512 levels;         // q4: -8..7, q4a: 0..15
+
+  NibbleGroup() {
+    alignas(64) int16_t nib[32], sc[32];
+    alignas(64) int32_t xi[8][16];
+    for (int w = 0; w < 32; ++w) {
+      const int byte = 2 * w;  // of the group's nibbles: block byte / 16, at an even offset
+      nib[w] = int16_t(((byte / 16) * kBlockSize + kHeaderBytes + byte % 16) / 2);
+      sc[w] = int16_t(((w % 16) / 4) * kBlockSize / 2 + (w >= 16 ? 1 : 0));
+    }
+    for (int n = 0; n < 8; ++n)
+      for (int j = 0; j < 16; ++j) xi[n][j] = group_element(n, j);
+    nibble_words = _mm512_load_si512(nib);
+    scale_words = _mm512_load_si512(sc);
+    for (int n = 0; n < 8; ++n) x_index[n] = _mm512_load_si512(xi[n]);
+    levels = F == Format::q4 ? q4_level_table() : q4a_level_table();
+  }
+
+  // x[0, groups * 128) -> xp in the group order (xp[g*128 + n*16 + j]); for q4a also the per-lane
+  // sums of xp (sums[g*16 + j]), which carry the block minimum.
+  void permute_x(const float* x, int64_t groups, float* xp, float* sums) const {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* src = x + g * kGroupWeights;
+      float* dst = xp + g * kGroupWeights;
+      __m512 s = _mm512_setzero_ps();
+      for (int n = 0; n < 8; ++n) {
+        const __m512 v = _mm512_i32gather_ps(x_index[n], src, 4);
+        _mm512_storeu_ps(dst + 16 * n, v);
+        s = _mm512_add_ps(s, v);
+      }
+      if constexpr (F == Format::q4a) _mm512_storeu_ps(sums + 16 * g, s);
+    }
+  }
+
+  // acc + the group's 128 products, per lane (the caller sums the lanes). grp: the group's first
+  // block; xg: its 128 permuted activations; sum: its 16 lane sums (q4a only).
+  inline __m512 accumulate(const uint8_t* grp, const float* xg, const float* sum, __m512 acc) const {
+    const __m512i first = _mm512_loadu_si512(grp);
+    // Only the group's own bytes past the first 64 (8 or 16): never reads past the matrix.
+    constexpr __mmask16 kTail = __mmask16((1u << (kBytes - 64)) - 1u);
+    const __m512i rest = _mm512_zextsi128_si512(_mm_maskz_loadu_epi8(kTail, grp + 64));
+    const __m512i nib = _mm512_permutex2var_epi16(first, nibble_words, rest);
+    const __m512i scales = _mm512_permutexvar_epi16(scale_words, first);
+    // Two chains of four products, each weight exactly level * 1 before the per-lane scale.
+    __m512 p0 = _mm512_mul_ps(_mm512_loadu_ps(xg), _mm512_permutexvar_ps(nib, levels));
+    __m512 p1 = _mm512_mul_ps(_mm512_loadu_ps(xg + 16), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4), levels));
+    p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 32), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 8), levels), p0);
+    p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 48), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 12), levels), p1);
+    p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 64), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 16), levels), p0);
+    p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 80), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 20), levels), p1);
+    p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 96), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 24), levels), p0);
+    p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 112), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 28), levels), p1);
+    acc = _mm512_fmadd_ps(_mm512_add_ps(p0, p1), _mm512_cvtph_ps(_mm512_castsi512_si256(scales)), acc);
+    if constexpr (F == Format::q4a)
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(sum), _mm512_cvtph_ps(_mm512_extracti64x4_epi64(scales, 1)), acc);
+    return acc;
+  }
+};
+
+}  // namespace pyrt::cpu::avx512
