@@ -1,11 +1,12 @@
 // Stand-alone variants of the exact q4 (block 32) M=1 GEMV inner loop, timed on one thread with a
 // 256x4096 matrix that sits in L2: which part of decoding bounds the kernel (docs/benchmarks.md,
-// "Where that limit comes from"). v0 is the shipped approach (csrc/cpu/gemv_avx512.cc); v5 and v6
-// compute wrong results on purpose, as bounds; every other variant must match v0 (exit status 1
-// otherwise).
+// "Where that limit comes from"). v0 is the per-block kernel (csrc/cpu/gemv_avx512.cc, still used
+// for B = 64/128 and tail blocks); v7 is the nibble-group kernel and v8 the variant of it shipped
+// for B = 32 at M = 1 (csrc/cpu/nibble_group_avx512.h). v5, v6, v11 and v13 compute wrong results on purpose, as
+// bounds; every other variant must match v0 (exit status 1 otherwise).
 //
 //   g++ -O3 -std=c++17 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c \
-//       -Icsrc -Icsrc/include tools/q4_decode_variants.cc -o /tmp/q4_decode_variants
+//       -mavx512bf16 -Icsrc -Icsrc/include tools/q4_decode_variants.cc -o /tmp/q4_decode_variants
 //   /tmp/q4_decode_variants
 
 #include <immintrin.h>
@@ -21,7 +22,7 @@ using namespace pyrt::cpu::avx512;
 using pyrt::Format;
 constexpr int B = 32, bb = 18, R = 4;
 
-// V0: current (per-block value table + vpermps)
+// V0: per block (value table scaled by d + vpermps)
 void v0(const uint8_t* W, const float* x, float* y, int N, int K) {
   const int nb = K / B;
   for (int n = 0; n < N; n += R) {
@@ -134,10 +135,203 @@ void v6(const uint8_t* W, const float* x, float* y, int N, int K) {
   }
 }
 
+
+// V7: four blocks (128 weights) per step. Two 64-byte loads and one two-source
+// word permute gather the four blocks' 64 nibble bytes into one register (every block's nibbles
+// start at an even offset); dword j then holds 8 nibbles of block j/4, and nibble n of every dword
+// is decoded by (shift by 4n) + vpermps on the unscaled level table. The four FP16 scales come from the same
+// loads with one word permute, so the scale costs one FMA per 128 weights. x is permuted once per
+// call to match: xp[g*128 + n*16 + j] = x[g*128 + (j/4)*32 + 4*(j%4) + n/2 + 16*(n%2)].
+void permute_x_v7(const float* x, float* xp, int K) {
+  for (int g = 0; g < K / 128; ++g)
+    for (int n = 0; n < 8; ++n)
+      for (int j = 0; j < 16; ++j) xp[g * 128 + n * 16 + j] = x[g * 128 + (j / 4) * 32 + 4 * (j % 4) + n / 2 + 16 * (n % 2)];
+}
+template <int RR>
+void v7r(const uint8_t* W, const float* x, float* y, int N, int K) {
+  const int nb = K / B, ng = K / 128;
+  static std::vector<float> xp;
+  xp.resize(K);
+  permute_x_v7(x, xp.data(), K);
+  alignas(64) int16_t nib_idx[32], sc_idx[32];
+  for (int w = 0; w < 32; ++w) { nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8); sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2)); }
+  const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx);
+  const __m512 table = q4_level_table();
+  const __mmask64 tail = (bb * 4 > 64) ? ((~0ull) >> (128 - bb * 4)) : 0;
+  for (int n = 0; n < N; n += RR) {
+    __m512 acc[RR];
+    for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; ++g) {
+      const float* xg = xp.data() + g * 128;
+      __m512 part[RR];
+      for (int r = 0; r < RR; ++r) {
+        const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 4 * bb;
+        const __m512i A = _mm512_loadu_si512(grp);
+        const __m512i Bv = _mm512_maskz_loadu_epi8(tail, grp + 64);
+        const __m512i nib = _mm512_permutex2var_epi16(A, nidx, Bv);
+        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, A)));
+        __m512 p0 = _mm512_mul_ps(_mm512_loadu_ps(xg), _mm512_permutexvar_ps(nib, table));
+        __m512 p1 = _mm512_mul_ps(_mm512_loadu_ps(xg + 16), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4), table));
+        for (int s = 2; s < 8; s += 2) {
+          p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4 * s), table), p0);
+          p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s + 16), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4 * s + 4), table), p1);
+        }
+        acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p0, p1), d, acc[r]);
+      }
+    }
+    for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+void v7(const uint8_t* W, const float* x, float* y, int N, int K) { v7r<4>(W, x, y, N, K); }
+
+// V8 (shipped for B = 32), V9: v7 with nibble positions 1..NMAGIC decoded by ternary logic + subtract instead of shift +
+// vpermps (moves work off the shuffle pipes): ORing nibble n (bits 4n..4n+3) into the float
+// 2^(23-4n), whose mantissa ulp is then 1, gives 2^(23-4n) + q exactly.
+template <int RR, int NMAGIC>
+void v8r(const uint8_t* W, const float* x, float* y, int N, int K) {
+  const int nb = K / B, ng = K / 128;
+  static std::vector<float> xp;
+  xp.resize(K);
+  permute_x_v7(x, xp.data(), K);
+  alignas(64) int16_t nib_idx[32], sc_idx[32];
+  for (int w = 0; w < 32; ++w) { nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8); sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2)); }
+  const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx);
+  const __m512 table = q4_level_table();
+  __m512i mask[4], magic[4]; __m512 bias[4];
+  for (int p = 0; p < 4; ++p) {
+    mask[p] = _mm512_set1_epi32(0xF << (4 * p));
+    const float m = std::ldexp(1.0f, 23 - 4 * p);
+    magic[p] = _mm512_castps_si512(_mm512_set1_ps(m));
+    bias[p] = _mm512_set1_ps(m + 8.0f);
+  }
+  const __mmask64 tail = (bb * 4 > 64) ? ((~0ull) >> (128 - bb * 4)) : 0;
+  for (int n = 0; n < N; n += RR) {
+    __m512 acc[RR];
+    for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; ++g) {
+      const float* xg = xp.data() + g * 128;
+      for (int r = 0; r < RR; ++r) {
+        const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 4 * bb;
+        const __m512i A = _mm512_loadu_si512(grp);
+        const __m512i Bv = _mm512_maskz_loadu_epi8(tail, grp + 64);
+        const __m512i nib = _mm512_permutex2var_epi16(A, nidx, Bv);
+        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, A)));
+        __m512 p[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int s = 0; s < 8; ++s) {
+          __m512 w;
+          if (s >= 1 && s <= NMAGIC)
+            w = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(nib, mask[s], magic[s], 0xEA)), bias[s]);
+          else
+            w = _mm512_permutexvar_ps(s ? _mm512_srli_epi32(nib, 4 * s) : nib, table);
+          p[s & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s), w, p[s & 1]);
+        }
+        acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p[0], p[1]), d, acc[r]);
+      }
+    }
+    for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+void v8(const uint8_t* W, const float* x, float* y, int N, int K) { v8r<4, 3>(W, x, y, N, K); }
+void v9(const uint8_t* W, const float* x, float* y, int N, int K) { v8r<4, 1>(W, x, y, N, K); }
+
+// V10, V11: v7's grouping with the products on vdpbf16ps (32 products per instruction). The weights
+// (integers -8..7) are exact in BF16; x is split once per call into three BF16 parts
+// (hi + mid + lo == x exactly), so the sums are those of exact products accumulated in FP32 (v10). v11 keeps two parts (16 bits of
+// x: a wrong result by the exactness standard, a bound).
+static inline uint16_t bf16_trunc(float f, float* rest) {
+  uint32_t u; memcpy(&u, &f, 4); u &= 0xFFFF0000u; float h; memcpy(&h, &u, 4); *rest = f - h; return uint16_t(u >> 16);
+}
+void split_x_bf16(const float* x, uint16_t* xb, int K, int NS) {
+  // xb[((g*4 + s)*NS + part)*32 + 2j + i]
+  for (int g = 0; g < K / 128; ++g)
+    for (int s = 0; s < 4; ++s)
+      for (int j = 0; j < 16; ++j)
+        for (int i = 0; i < 2; ++i) {
+          const int n = 4 * i + s;
+          float v = x[g * 128 + (j / 4) * 32 + 4 * (j % 4) + n / 2 + 16 * (n % 2)];
+          for (int p = 0; p < NS; ++p) xb[((g * 4 + s) * NS + p) * 32 + 2 * j + i] = bf16_trunc(v, &v);
+        }
+}
+template <int RR, int NS>
+void v10r(const uint8_t* W, const float* x, float* y, int N, int K) {
+  const int nb = K / B, ng = K / 128;
+  static std::vector<uint16_t> xb;
+  xb.resize((size_t)K * NS);
+  split_x_bf16(x, xb.data(), K, NS);
+  alignas(64) int16_t nib_idx[32], sc_idx[32], tab[32];
+  for (int w = 0; w < 32; ++w) {
+    nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8); sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2));
+    float lv = float((w & 15) - 8); uint32_t u; memcpy(&u, &lv, 4); tab[w] = int16_t(u >> 16);
+  }
+  const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx), table = _mm512_load_si512(tab);
+  const __mmask64 tail = (bb * 4 > 64) ? ((~0ull) >> (128 - bb * 4)) : 0;
+  for (int n = 0; n < N; n += RR) {
+    __m512 acc[RR];
+    for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; ++g) {
+      const uint16_t* xg = xb.data() + (size_t)g * 4 * NS * 32;
+      for (int r = 0; r < RR; ++r) {
+        const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 4 * bb;
+        const __m512i A = _mm512_loadu_si512(grp);
+        const __m512i Bv = _mm512_maskz_loadu_epi8(tail, grp + 64);
+        const __m512i nib = _mm512_permutex2var_epi16(A, nidx, Bv);
+        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, A)));
+        __m512 p[NS];
+        for (int q = 0; q < NS; ++q) p[q] = _mm512_setzero_ps();
+        for (int s = 0; s < 4; ++s) {
+          const __m512bh w = (__m512bh)_mm512_permutexvar_epi16(s ? _mm512_srli_epi16(nib, 4 * s) : nib, table);
+          for (int q = 0; q < NS; ++q)
+            p[q] = _mm512_dpbf16_ps(p[q], w, (__m512bh)_mm512_loadu_si512(xg + (s * NS + q) * 32));
+        }
+        __m512 t = p[0];
+        for (int q = 1; q < NS; ++q) t = _mm512_add_ps(t, p[q]);
+        acc[r] = _mm512_fmadd_ps(t, d, acc[r]);
+      }
+    }
+    for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+void v10(const uint8_t* W, const float* x, float* y, int N, int K) { v10r<4, 3>(W, x, y, N, K); }
+void v11(const uint8_t* W, const float* x, float* y, int N, int K) { v10r<4, 2>(W, x, y, N, K); }
+
+// V12: v7 with two rows in flight instead of four.
+void v12(const uint8_t* W, const float* x, float* y, int N, int K) { v7r<2>(W, x, y, N, K); }
+
+// V13 (bound, wrong result): v7 with the nibble register from one aligned 64-byte load (no gather)
+// and the scale a constant: what the loads and the assembly cost.
+template <int RR>
+void v13r(const uint8_t* W, const float* x, float* y, int N, int K) {
+  const int nb = K / B, ng = K / 128;
+  static std::vector<float> xp;
+  xp.resize(K);
+  permute_x_v7(x, xp.data(), K);
+  const __m512 table = q4_level_table();
+  const __m512 d = _mm512_set1_ps(0.015f);
+  for (int n = 0; n < N; n += RR) {
+    __m512 acc[RR];
+    for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
+    for (int g = 0; g < ng; ++g) {
+      const float* xg = xp.data() + g * 128;
+      for (int r = 0; r < RR; ++r) {
+        const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 64;
+        const __m512i nib = _mm512_loadu_si512(grp);
+        __m512 p[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int s = 0; s < 8; ++s) {
+          __m512 w = _mm512_permutexvar_ps(s ? _mm512_srli_epi32(nib, 4 * s) : nib, table);
+          p[s & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s), w, p[s & 1]);
+        }
+        acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p[0], p[1]), d, acc[r]);
+      }
+    }
+    for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+void v13(const uint8_t* W, const float* x, float* y, int N, int K) { v13r<4>(W, x, y, N, K); }
+
 int main() {
   const int N = 256, K = 4096, nb = K / B;
   std::mt19937 rng(1);
-  std::vector<uint8_t> W((size_t)N * nb * bb);
+  std::vector<uint8_t> W((size_t)N * nb * bb + 64); W.resize((size_t)N * nb * bb);
   for (auto& v : W) v = rng() & 0xFF;
   for (int n = 0; n < N; ++n) for (int b = 0; b < nb; ++b) {  // sane fp16 scales: 0.01..0.02
     uint16_t h = _cvtss_sh(0.01f + 0.01f * (rng() % 100) / 100.0f, 0);
@@ -153,10 +347,10 @@ int main() {
              v3,
              magic<Expand::movzx, Scale::memory>,     // v4
              magic<Expand::movzx, Scale::constant>,   // v5
-             v6};
-  const bool bound_only[] = {false, false, false, false, false, true, true};  // v5, v6: wrong on purpose
+             v6, v7, v8, v9, v10, v11, v12, v13};
+  const bool bound_only[] = {false, false, false, false, false, true, true, false, false, false, false, true, false, true};  // v5, v6: wrong on purpose
   int failures = 0;
-  for (int v = 0; v < 7; ++v) {
+  for (int v = 0; v < 14; ++v) {
     fs[v](W.data(), x.data(), y.data(), N, K);
     double err = 0, mag = 0;
     for (int n = 0; n < N; ++n) { err = std::fmax(err, std::fabs(y[n] - y0[n])); mag = std::fmax(mag, std::fabs(y0[n])); }

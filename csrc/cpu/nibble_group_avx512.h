@@ -1,17 +1,19 @@
 // Exact 4-bit GEMV at M = 1 (q4, q4a with B = 32), 128 weights per step. Include only from
 // *_avx512.cc files.
 //
-// Per block, decoding costs a scale broadcast, a table multiply and a byte-to-dword expansion on top
-// of the shift, permutes and FMAs (docs/benchmarks.md, "Where that limit comes from"). A "nibble
-// group" amortizes that over 128 weights: two loads and one two-source word permute gather the
-// group's 64 nibble bytes into one register (every block's nibbles start at an even byte offset), so
-// dword j holds 8 nibbles of one block; nibble n of every dword is then (shift by 4n) + vpermps on the
-// unscaled level table, and one word permute plus one conversion give every lane its block's scale
-// (and q4a's min), applied once per group. x is permuted once per call to the matching order.
-// Measured on Zen 4, one thread, 256x4096 q4/32 in L2: 20.3 -> 23.0 weights/ns
-// (tools/q4_decode_variants.cc); 11008x4096 at M = 1, 2 threads: q4 1.16 -> 1.00 ms, q4a 1.33 ->
-// 1.12 ms. Blocks of 64 and 128 already amortize their scale over more weights per block, and the
-// group's gather and per-lane scale made them 4-7 % slower, so they keep the per-block kernel.
+// Per block, decoding costs a scale broadcast, a table multiply and a byte-to-dword expansion on
+// top of the shift, permutes and FMAs (docs/benchmarks.md, "Where that limit comes from"). A
+// "nibble group" amortizes that over 128 weights: two loads and one two-source word permute gather
+// the group's 64 nibble bytes into one register (every block's nibbles start at an even byte
+// offset), so dword j holds 8 nibbles of one block. Nibble n of every dword is then (shift by 4n) +
+// vpermps on the unscaled level table; n = 1..3 instead by an OR into a float's mantissa, which
+// keeps them off the shuffle pipes that shifts and permutes share. One word permute and one
+// conversion give every lane its block's scale (and q4a's min), applied once per group. x is
+// permuted once per call to the matching order.
+// Measured on Zen 4, one thread, 256x4096 q4/32 in L2: 20.3 -> 23.5 weights/ns
+// (tools/q4_decode_variants.cc, v0 -> v8); 11008x4096 at M = 1, 2 threads: q4 1.16 -> 0.99 ms,
+// q4a 1.33 -> 1.08-1.12 ms. Blocks of 64 and 128 already spread their scale over more weights,
+// and the group's gather and per-lane scale made them 4-7 % slower: they keep the per-block kernel.
 #pragma once
 #include "cpu/decode_avx512.h"
 
@@ -69,6 +71,16 @@ struct NibbleGroup {
     }
   }
 
+  // Nibble n (bits 4n..4n+3, n = 1..3) of every dword as its level (q4: q - 8, q4a: q).
+  template <int n>
+  static __m512 mantissa_level(__m512i nib) {
+    constexpr float kMagic = float(1 << (23 - 4 * n));
+    constexpr float kBias = kMagic + (F == Format::q4 ? 8.0f : 0.0f);
+    const __m512i bits = _mm512_ternarylogic_epi32(nib, _mm512_set1_epi32(0xF << (4 * n)),
+                                                   _mm512_castps_si512(_mm512_set1_ps(kMagic)), 0xEA);  // a & b | c
+    return _mm512_sub_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(kBias));
+  }
+
   // acc + the group's 128 products, per lane (the caller sums the lanes). grp: the group's first
   // block; xg: its 128 permuted activations; sum: its 16 lane sums (q4a only).
   inline __m512 accumulate(const uint8_t* grp, const float* xg, const float* sum, __m512 acc) const {
@@ -78,11 +90,13 @@ struct NibbleGroup {
     const __m512i rest = _mm512_zextsi128_si512(_mm_maskz_loadu_epi8(kTail, grp + 64));
     const __m512i nib = _mm512_permutex2var_epi16(first, nibble_words, rest);
     const __m512i scales = _mm512_permutexvar_epi16(scale_words, first);
-    // Two chains of four products, each weight exactly level * 1 before the per-lane scale.
+    // Two chains of four products, each weight exactly its level before the per-lane scale.
+    // Nibbles 1..3 skip the shuffle pipes (shift + vpermps): ORed into the float 2^(23-4n), whose
+    // mantissa ulp is then 1, nibble n gives 2^(23-4n) + q exactly, and a subtract leaves the level.
     __m512 p0 = _mm512_mul_ps(_mm512_loadu_ps(xg), _mm512_permutexvar_ps(nib, levels));
-    __m512 p1 = _mm512_mul_ps(_mm512_loadu_ps(xg + 16), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4), levels));
-    p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 32), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 8), levels), p0);
-    p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 48), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 12), levels), p1);
+    __m512 p1 = _mm512_mul_ps(_mm512_loadu_ps(xg + 16), mantissa_level<1>(nib));
+    p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 32), mantissa_level<2>(nib), p0);
+    p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 48), mantissa_level<3>(nib), p1);
     p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 64), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 16), levels), p0);
     p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 80), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 20), levels), p1);
     p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 96), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 24), levels), p0);
