@@ -80,6 +80,8 @@ def run(x, t, b, activations="int8"):
 
 SHAPES = [  # (M, N, K / block multiple): K = one block, K not a multiple of 128, N % 16 != 0
     (1, 37, 1), (3, 19, 3), (8, 45, 5), (33, 50, 7), (300, 29, 4), (1, 64, 40), (8, 131, 9),
+    # M = 1 at block 32: whole groups of 128 plus one, two and three tail blocks (nibble groups)
+    (1, 21, 13), (1, 9, 6), (1, 6, 7),
 ]
 
 

@@ -28,29 +28,52 @@ constexpr int kGroupBlock = 32;
 // c + 16 (high half).
 constexpr int group_element(int n, int j) { return (j / 4) * 32 + 4 * (j % 4) + n / 2 + 16 * (n % 2); }
 
+// Gathers one group's nibbles and block scales from the row (shared by the exact kernel below and
+// the int8-activation one, int8_gemv_avx512.cc).
 template <Format F>
-struct NibbleGroup {
+struct NibbleGroupLoader {
   static constexpr int kHeaderBytes = F == Format::q4 ? 2 : 4;
   static constexpr int64_t kBlockSize = kBlockBytes<F, kGroupBlock>;    // 18 or 20
   static constexpr int64_t kBytes = (kGroupWeights / kGroupBlock) * kBlockSize;  // 72 or 80
 
   __m512i nibble_words;  // vpermt2w index: the group's 64 nibble bytes out of the two loads
   __m512i scale_words;   // vpermw index: lane j's block d (words 0..15), q4a's m (words 16..31)
-  __m512i x_index[8];    // x element feeding nibble n of every dword (a gather index)
-  __m512 levels;         // q4: -8..7, q4a: 0..15
 
-  NibbleGroup() {
+  NibbleGroupLoader() {
     alignas(64) int16_t nib[32], sc[32];
-    alignas(64) int32_t xi[8][16];
     for (int w = 0; w < 32; ++w) {
       const int byte = 2 * w;  // of the group's nibbles: block byte / 16, at an even offset
       nib[w] = int16_t(((byte / 16) * kBlockSize + kHeaderBytes + byte % 16) / 2);
       sc[w] = int16_t(((w % 16) / 4) * kBlockSize / 2 + (w >= 16 ? 1 : 0));
     }
-    for (int n = 0; n < 8; ++n)
-      for (int j = 0; j < 16; ++j) xi[n][j] = group_element(n, j);
     nibble_words = _mm512_load_si512(nib);
     scale_words = _mm512_load_si512(sc);
+  }
+
+  // The group's 64 nibble bytes (dword j: bytes 4(j%4).. of block j/4); *scales gets the FP16 d of
+  // lane j's block in word j and (q4a) its m in word 16 + j.
+  inline __m512i load(const uint8_t* grp, __m512i* scales) const {
+    const __m512i first = _mm512_loadu_si512(grp);
+    // Only the group's own bytes past the first 64 (8 or 16): never reads past the matrix.
+    constexpr __mmask16 kTail = __mmask16((1u << (kBytes - 64)) - 1u);
+    const __m512i rest = _mm512_zextsi128_si512(_mm_maskz_loadu_epi8(kTail, grp + 64));
+    *scales = _mm512_permutexvar_epi16(scale_words, first);
+    return _mm512_permutex2var_epi16(first, nibble_words, rest);
+  }
+};
+
+template <Format F>
+struct NibbleGroup {
+  static constexpr int64_t kBytes = NibbleGroupLoader<F>::kBytes;
+
+  NibbleGroupLoader<F> loader;
+  __m512i x_index[8];    // x element feeding nibble n of every dword (a gather index)
+  __m512 levels;         // q4: -8..7, q4a: 0..15
+
+  NibbleGroup() {
+    alignas(64) int32_t xi[8][16];
+    for (int n = 0; n < 8; ++n)
+      for (int j = 0; j < 16; ++j) xi[n][j] = group_element(n, j);
     for (int n = 0; n < 8; ++n) x_index[n] = _mm512_load_si512(xi[n]);
     levels = F == Format::q4 ? q4_level_table() : q4a_level_table();
   }
@@ -84,12 +107,8 @@ struct NibbleGroup {
   // acc + the group's 128 products, per lane (the caller sums the lanes). grp: the group's first
   // block; xg: its 128 permuted activations; sum: its 16 lane sums (q4a only).
   inline __m512 accumulate(const uint8_t* grp, const float* xg, const float* sum, __m512 acc) const {
-    const __m512i first = _mm512_loadu_si512(grp);
-    // Only the group's own bytes past the first 64 (8 or 16): never reads past the matrix.
-    constexpr __mmask16 kTail = __mmask16((1u << (kBytes - 64)) - 1u);
-    const __m512i rest = _mm512_zextsi128_si512(_mm_maskz_loadu_epi8(kTail, grp + 64));
-    const __m512i nib = _mm512_permutex2var_epi16(first, nibble_words, rest);
-    const __m512i scales = _mm512_permutexvar_epi16(scale_words, first);
+    __m512i scales;
+    const __m512i nib = loader.load(grp, &scales);
     // Two chains of four products, each weight exactly its level before the per-lane scale.
     // Nibbles 1..3 skip the shuffle pipes (shift + vpermps): ORed into the float 2^(23-4n), whose
     // mantissa ulp is then 1, nibble n gives 2^(23-4n) + q exactly, and a subtract leaves the level.
