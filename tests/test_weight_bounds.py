@@ -8,8 +8,6 @@ its signal instead of ending the test run.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 import pyrt
 from pyrt.formats import dequantize_reference
 
-from conftest import poisoned
+from conftest import poisoned, run_python
 
 # The child: maps the weight bytes flush against a PROT_NONE page and runs every ISA and activation
 # mode over M = 1 .. GEMM sizes; prints one line per case, exits 1 on a wrong result.
@@ -81,8 +79,7 @@ def test_no_read_past_weights(fmt, block):
     shapes = [(519,)] if fmt in ("f32", "f16", "bf16") else [(512,), (384 + block,)]
     for (K,) in shapes:
         for N in (1, 7):
-            proc = subprocess.run([sys.executable, "-c", _CHILD, fmt, str(block), str(K), str(N)],
-                                  capture_output=True, text=True, timeout=300)
+            proc = run_python("-c", _CHILD, fmt, str(block), str(K), str(N))
             assert proc.returncode == 0, (
                 f"{fmt}/{block} K={K} N={N}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
             assert proc.stdout.count(" ok") >= 4, proc.stdout
