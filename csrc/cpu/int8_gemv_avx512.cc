@@ -163,7 +163,7 @@ void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, in
 // gathered register holds four blocks' nibbles, dword j of block j/4, so its low nibbles and its
 // high nibbles are two vectors of 64 codes whose vpdpbusd products land in their own block's lanes;
 // one conversion and two FMAs per 128 weights then apply d_x, the offset term and d_w per lane.
-// About 11 vector operations per 128 weights and row instead of about 26 per two chunks.
+// About 11 vector operations per 128 weights and row instead of about 26 (two chunks of 64).
 // Tables, per group g: codes [g*128, +64) the activation codes of the four blocks' first halves
 // (elements 0-15 of each), [+64, +128) their second halves; lanes [g*32, +16) d_x of lane j's block,
 // [+16, +32) kSumCoefficient * S / 4 (each of a block's four lanes carries a quarter).

@@ -1,5 +1,6 @@
-// Exact 4-bit GEMV at M = 1 (q4, q4a with B = 32), 128 weights per step. Include only from
-// *_avx512.cc files.
+// 4-bit GEMV at M = 1 (q4, q4a with B = 32), 128 weights per step: the group loader (used by the
+// exact kernel here and the int8-activation one in int8_gemv_avx512.cc) and the exact kernel.
+// Include only from *_avx512.cc files.
 //
 // Per block, decoding costs a scale broadcast, a table multiply and a byte-to-dword expansion on
 // top of the shift, permutes and FMAs (docs/benchmarks.md, "Where that limit comes from"). A
@@ -20,8 +21,7 @@
 namespace pyrt::cpu::avx512 {
 
 constexpr int kGroupWeights = 128;
-
-constexpr int kGroupBlock = 32;
+constexpr int kGroupBlock = 32;  // the only block size that takes this path
 
 // The element (0..127 within its group) that nibble n (bits 4n..4n+3) of dword j stands for: dword
 // j holds bytes 4(j%4)..4(j%4)+3 of block j/4's nibbles, and byte c holds elements c (low half) and
