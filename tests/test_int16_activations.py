@@ -9,7 +9,7 @@ import pytest
 import pyrt
 from pyrt.formats import dequantize_reference
 
-from test_int8_activations import QUANT, PLAIN, emulate, make_case, quantize_activations, run
+from test_int8_activations import QUANT, PLAIN, emulate, make_case, quantize_activations, rounding_bound, run
 
 # 2M digit rows: M=1, 2 -> the small-M kernels; M=3, 4, 8 -> GEMM tiles of 6 with remainders 0, 2, 4.
 SHAPES = [(1, 37, 1), (2, 40, 2), (3, 19, 3), (4, 23, 2), (8, 45, 5), (33, 50, 7), (300, 29, 4), (1, 64, 40),
@@ -44,8 +44,7 @@ def test_matches_two_digit_emulation_and_bound(cpu_isa, rng, fmt, block, M, N, k
     assert (dr <= dx / 254 * (1 + 1e-4) + 1e-38).all()  # FP32 rounding of x * (127 / max)
     w64 = dequantize_reference(t.numpy(), fmt, block, (N, K))
     exact = x.astype(np.float64) @ w64.T + b
-    bound = np.einsum("mb,nb->mn", dr.astype(np.float64) / 2,
-                      np.abs(w64).reshape(N, K // block, block).sum(-1)) * (1 + 1e-5) + tol
+    bound = rounding_bound(dr, w64, block, tol)
     gap = np.abs(y - exact)
     assert (gap <= bound).all(), f"vs exact: worst gap/bound {(gap / bound).max():.3g}"
 

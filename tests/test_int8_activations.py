@@ -62,6 +62,14 @@ def emulate(x, t, fmt, block, bias):
     return y, tol
 
 
+def rounding_bound(d, w64, block, tol):
+    """Bound on |y - exact| when every activation of block b is off by at most d[m, b] / 2 (round
+    to nearest with step d), plus the FP32 tolerance tol: sum over blocks of d / 2 * sum |w|."""
+    N, K = w64.shape
+    return np.einsum("mb,nb->mn", d.astype(np.float64) / 2,
+                     np.abs(w64).reshape(N, K // block, block).sum(-1)) * (1 + 1e-5) + tol
+
+
 def make_case(rng, fmt, block, M, N, K, bias=True):
     # Non-zero mean and mixed magnitudes (per row and per column) so q4a's min and scales matter.
     w = (rng.standard_normal((N, K)) * rng.uniform(0.2, 3.0, (N, 1)) + 0.1).astype(np.float32)
@@ -100,8 +108,7 @@ def test_matches_emulation_and_exact_bound(cpu_isa, rng, fmt, block, M, N, kb):
     w64 = dequantize_reference(t.numpy(), fmt, block, (N, K))
     exact = x.astype(np.float64) @ w64.T + b
     _, dx, _ = quantize_activations(x, block)
-    bound = np.einsum("mb,nb->mn", dx.astype(np.float64) / 2,
-                      np.abs(w64).reshape(N, K // block, block).sum(-1)) * (1 + 1e-5) + tol
+    bound = rounding_bound(dx, w64, block, tol)
     gap = np.abs(y - exact)
     assert (gap <= bound).all(), f"vs exact: worst gap/bound {(gap / bound).max():.3g}"
 

@@ -5,8 +5,8 @@
 // for B = 32 at M = 1 (csrc/cpu/nibble_group_avx512.h). v5, v6, v11 and v13 compute wrong results on purpose, as
 // bounds; every other variant must match v0 (exit status 1 otherwise).
 //
-//   g++ -O3 -std=c++17 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c \
-//       -mavx512bf16 -Icsrc -Icsrc/include tools/q4_decode_variants.cc -o /tmp/q4_decode_variants
+//   g++ -O3 -std=c++17 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx512bf16
+//       -Icsrc -Icsrc/include tools/q4_decode_variants.cc -o /tmp/q4_decode_variants   (one line)
 //   /tmp/q4_decode_variants
 
 #include <immintrin.h>
@@ -136,10 +136,10 @@ void v6(const uint8_t* W, const float* x, float* y, int N, int K) {
 }
 
 
-// V7: four blocks (128 weights) per step. Two 64-byte loads and one two-source
-// word permute gather the four blocks' 64 nibble bytes into one register (every block's nibbles
-// start at an even offset); dword j then holds 8 nibbles of block j/4, and nibble n of every dword
-// is decoded by (shift by 4n) + vpermps on the unscaled level table. The four FP16 scales come from the same
+// V7: four blocks (128 weights) per step. Two 64-byte loads and one two-source word permute
+// gather the four blocks' 64 nibble bytes into one register (every block's nibbles start at an
+// even offset); dword j then holds 8 nibbles of block j/4, and nibble n of every dword is decoded
+// by (shift by 4n) + vpermps on the unscaled level table. The four FP16 scales come from the same
 // loads with one word permute, so the scale costs one FMA per 128 weights. x is permuted once per
 // call to match: xp[g*128 + n*16 + j] = x[g*128 + (j/4)*32 + 4*(j%4) + n/2 + 16*(n%2)].
 void permute_x_v7(const float* x, float* xp, int K) {
@@ -147,97 +147,109 @@ void permute_x_v7(const float* x, float* xp, int K) {
     for (int n = 0; n < 8; ++n)
       for (int j = 0; j < 16; ++j) xp[g * 128 + n * 16 + j] = x[g * 128 + (j / 4) * 32 + 4 * (j % 4) + n / 2 + 16 * (n % 2)];
 }
-template <int RR>
-void v7r(const uint8_t* W, const float* x, float* y, int N, int K) {
+
+// One group of one row as the group variants see it: the two loads and the gathered nibbles.
+struct Group {
+  __m512i first, rest, nib;
+};
+
+// The loop shared by the group variants (v7-v12, v14): RR rows at a time, each group gathered and
+// its scales applied once; part(group, g) returns the group's unscaled per-lane products.
+template <int RR, class Part>
+void run_groups(const uint8_t* W, float* y, int N, int K, Part part) {
   const int nb = K / B, ng = K / 128;
-  static std::vector<float> xp;
-  xp.resize(K);
-  permute_x_v7(x, xp.data(), K);
   alignas(64) int16_t nib_idx[32], sc_idx[32];
-  for (int w = 0; w < 32; ++w) { nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8); sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2)); }
+  for (int w = 0; w < 32; ++w) {
+    nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8);
+    sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2));
+  }
   const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx);
-  const __m512 table = q4_level_table();
-  const __mmask64 tail = (bb * 4 > 64) ? ((~0ull) >> (128 - bb * 4)) : 0;
+  const __mmask64 tail = (~0ull) >> (128 - bb * 4);  // the group's 72 bytes: 8 past the first load
   for (int n = 0; n < N; n += RR) {
     __m512 acc[RR];
     for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
-    for (int g = 0; g < ng; ++g) {
-      const float* xg = xp.data() + g * 128;
-      __m512 part[RR];
+    for (int g = 0; g < ng; ++g)
       for (int r = 0; r < RR; ++r) {
         const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 4 * bb;
-        const __m512i A = _mm512_loadu_si512(grp);
-        const __m512i Bv = _mm512_maskz_loadu_epi8(tail, grp + 64);
-        const __m512i nib = _mm512_permutex2var_epi16(A, nidx, Bv);
-        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, A)));
-        __m512 p0 = _mm512_mul_ps(_mm512_loadu_ps(xg), _mm512_permutexvar_ps(nib, table));
-        __m512 p1 = _mm512_mul_ps(_mm512_loadu_ps(xg + 16), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4), table));
-        for (int s = 2; s < 8; s += 2) {
-          p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4 * s), table), p0);
-          p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s + 16), _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4 * s + 4), table), p1);
-        }
-        acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p0, p1), d, acc[r]);
+        Group G;
+        G.first = _mm512_loadu_si512(grp);
+        G.rest = _mm512_maskz_loadu_epi8(tail, grp + 64);
+        G.nib = _mm512_permutex2var_epi16(G.first, nidx, G.rest);
+        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, G.first)));
+        acc[r] = _mm512_fmadd_ps(part(G, g), d, acc[r]);
       }
-    }
     for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
   }
 }
-void v7(const uint8_t* W, const float* x, float* y, int N, int K) { v7r<4>(W, x, y, N, K); }
 
-// V8 (shipped for B = 32), V9: v7 with nibble positions 1..NMAGIC decoded by ternary logic + subtract instead of shift +
-// vpermps (moves work off the shuffle pipes): ORing nibble n (bits 4n..4n+3) into the float
-// 2^(23-4n), whose mantissa ulp is then 1, gives 2^(23-4n) + q exactly.
-template <int RR, int NMAGIC>
-void v8r(const uint8_t* W, const float* x, float* y, int N, int K) {
-  const int nb = K / B, ng = K / 128;
+// Nibble q (bits 4q..4q+3, q = 1..3) of every dword as its level q - 8 without a shuffle: ORed into
+// the float 2^(23-4q), whose mantissa ulp is then 1, it gives 2^(23-4q) + nibble exactly.
+struct MantissaDecode {
+  __m512i mask[4], magic[4];
+  __m512 bias[4];
+  MantissaDecode() {
+    for (int q = 0; q < 4; ++q) {
+      mask[q] = _mm512_set1_epi32(0xF << (4 * q));
+      const float m = std::ldexp(1.0f, 23 - 4 * q);
+      magic[q] = _mm512_castps_si512(_mm512_set1_ps(m));
+      bias[q] = _mm512_set1_ps(m + 8.0f);
+    }
+  }
+  __m512 operator()(__m512i src, int q) const {
+    return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(src, mask[q], magic[q], 0xEA)), bias[q]);
+  }
+};
+
+// Activations permuted to the group order, per call.
+const float* group_ordered_x(const float* x, int K) {
   static std::vector<float> xp;
   xp.resize(K);
   permute_x_v7(x, xp.data(), K);
-  alignas(64) int16_t nib_idx[32], sc_idx[32];
-  for (int w = 0; w < 32; ++w) { nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8); sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2)); }
-  const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx);
+  return xp.data();
+}
+
+template <int RR>
+void v7r(const uint8_t* W, const float* x, float* y, int N, int K) {
+  const float* xp = group_ordered_x(x, K);
   const __m512 table = q4_level_table();
-  __m512i mask[4], magic[4]; __m512 bias[4];
-  for (int p = 0; p < 4; ++p) {
-    mask[p] = _mm512_set1_epi32(0xF << (4 * p));
-    const float m = std::ldexp(1.0f, 23 - 4 * p);
-    magic[p] = _mm512_castps_si512(_mm512_set1_ps(m));
-    bias[p] = _mm512_set1_ps(m + 8.0f);
-  }
-  const __mmask64 tail = (bb * 4 > 64) ? ((~0ull) >> (128 - bb * 4)) : 0;
-  for (int n = 0; n < N; n += RR) {
-    __m512 acc[RR];
-    for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
-    for (int g = 0; g < ng; ++g) {
-      const float* xg = xp.data() + g * 128;
-      for (int r = 0; r < RR; ++r) {
-        const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 4 * bb;
-        const __m512i A = _mm512_loadu_si512(grp);
-        const __m512i Bv = _mm512_maskz_loadu_epi8(tail, grp + 64);
-        const __m512i nib = _mm512_permutex2var_epi16(A, nidx, Bv);
-        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, A)));
-        __m512 p[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int s = 0; s < 8; ++s) {
-          __m512 w;
-          if (s >= 1 && s <= NMAGIC)
-            w = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(nib, mask[s], magic[s], 0xEA)), bias[s]);
-          else
-            w = _mm512_permutexvar_ps(s ? _mm512_srli_epi32(nib, 4 * s) : nib, table);
-          p[s & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s), w, p[s & 1]);
-        }
-        acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p[0], p[1]), d, acc[r]);
-      }
+  run_groups<RR>(W, y, N, K, [&](const Group& G, int g) {
+    const float* xg = xp + g * 128;
+    __m512 p0 = _mm512_mul_ps(_mm512_loadu_ps(xg), _mm512_permutexvar_ps(G.nib, table));
+    __m512 p1 = _mm512_mul_ps(_mm512_loadu_ps(xg + 16), _mm512_permutexvar_ps(_mm512_srli_epi32(G.nib, 4), table));
+    for (int s = 2; s < 8; s += 2) {
+      p0 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s), _mm512_permutexvar_ps(_mm512_srli_epi32(G.nib, 4 * s), table), p0);
+      p1 = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s + 16),
+                           _mm512_permutexvar_ps(_mm512_srli_epi32(G.nib, 4 * s + 4), table), p1);
     }
-    for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
-  }
+    return _mm512_add_ps(p0, p1);
+  });
+}
+void v7(const uint8_t* W, const float* x, float* y, int N, int K) { v7r<4>(W, x, y, N, K); }
+
+// V8 (shipped for B = 32), V9: v7 with nibbles 1..NMAGIC decoded by MantissaDecode instead of
+// shift + vpermps, which moves work off the shuffle pipes.
+template <int RR, int NMAGIC>
+void v8r(const uint8_t* W, const float* x, float* y, int N, int K) {
+  const float* xp = group_ordered_x(x, K);
+  const __m512 table = q4_level_table();
+  const MantissaDecode mantissa;
+  run_groups<RR>(W, y, N, K, [&](const Group& G, int g) {
+    __m512 p[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int s = 0; s < 8; ++s) {
+      const __m512 w = (s >= 1 && s <= NMAGIC) ? mantissa(G.nib, s)
+                                               : _mm512_permutexvar_ps(s ? _mm512_srli_epi32(G.nib, 4 * s) : G.nib, table);
+      p[s & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + g * 128 + 16 * s), w, p[s & 1]);
+    }
+    return _mm512_add_ps(p[0], p[1]);
+  });
 }
 void v8(const uint8_t* W, const float* x, float* y, int N, int K) { v8r<4, 3>(W, x, y, N, K); }
 void v9(const uint8_t* W, const float* x, float* y, int N, int K) { v8r<4, 1>(W, x, y, N, K); }
 
 // V10, V11: v7's grouping with the products on vdpbf16ps (32 products per instruction). The weights
 // (integers -8..7) are exact in BF16; x is split once per call into three BF16 parts
-// (hi + mid + lo == x exactly), so the sums are those of exact products accumulated in FP32 (v10). v11 keeps two parts (16 bits of
-// x: a wrong result by the exactness standard, a bound).
+// (hi + mid + lo == x exactly), so the sums are those of exact products accumulated in FP32 (v10).
+// v11 keeps two parts (16 bits of x: a wrong result by the exactness standard, a bound).
 static inline uint16_t bf16_trunc(float f, float* rest) {
   uint32_t u; memcpy(&u, &f, 4); u &= 0xFFFF0000u; float h; memcpy(&h, &u, 4); *rest = f - h; return uint16_t(u >> 16);
 }
@@ -254,42 +266,27 @@ void split_x_bf16(const float* x, uint16_t* xb, int K, int NS) {
 }
 template <int RR, int NS>
 void v10r(const uint8_t* W, const float* x, float* y, int N, int K) {
-  const int nb = K / B, ng = K / 128;
   static std::vector<uint16_t> xb;
   xb.resize((size_t)K * NS);
   split_x_bf16(x, xb.data(), K, NS);
-  alignas(64) int16_t nib_idx[32], sc_idx[32], tab[32];
+  alignas(64) int16_t tab[32];  // BF16 levels, indexed by 5 bits: the fifth is the next nibble's
   for (int w = 0; w < 32; ++w) {
-    nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8); sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2));
     float lv = float((w & 15) - 8); uint32_t u; memcpy(&u, &lv, 4); tab[w] = int16_t(u >> 16);
   }
-  const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx), table = _mm512_load_si512(tab);
-  const __mmask64 tail = (bb * 4 > 64) ? ((~0ull) >> (128 - bb * 4)) : 0;
-  for (int n = 0; n < N; n += RR) {
-    __m512 acc[RR];
-    for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
-    for (int g = 0; g < ng; ++g) {
-      const uint16_t* xg = xb.data() + (size_t)g * 4 * NS * 32;
-      for (int r = 0; r < RR; ++r) {
-        const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 4 * bb;
-        const __m512i A = _mm512_loadu_si512(grp);
-        const __m512i Bv = _mm512_maskz_loadu_epi8(tail, grp + 64);
-        const __m512i nib = _mm512_permutex2var_epi16(A, nidx, Bv);
-        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, A)));
-        __m512 p[NS];
-        for (int q = 0; q < NS; ++q) p[q] = _mm512_setzero_ps();
-        for (int s = 0; s < 4; ++s) {
-          const __m512bh w = (__m512bh)_mm512_permutexvar_epi16(s ? _mm512_srli_epi16(nib, 4 * s) : nib, table);
-          for (int q = 0; q < NS; ++q)
-            p[q] = _mm512_dpbf16_ps(p[q], w, (__m512bh)_mm512_loadu_si512(xg + (s * NS + q) * 32));
-        }
-        __m512 t = p[0];
-        for (int q = 1; q < NS; ++q) t = _mm512_add_ps(t, p[q]);
-        acc[r] = _mm512_fmadd_ps(t, d, acc[r]);
-      }
+  const __m512i table = _mm512_load_si512(tab);
+  run_groups<RR>(W, y, N, K, [&](const Group& G, int g) {
+    const uint16_t* xg = xb.data() + (size_t)g * 4 * NS * 32;
+    __m512 p[NS];
+    for (int q = 0; q < NS; ++q) p[q] = _mm512_setzero_ps();
+    for (int s = 0; s < 4; ++s) {
+      const __m512bh w = (__m512bh)_mm512_permutexvar_epi16(s ? _mm512_srli_epi16(G.nib, 4 * s) : G.nib, table);
+      for (int q = 0; q < NS; ++q)
+        p[q] = _mm512_dpbf16_ps(p[q], w, (__m512bh)_mm512_loadu_si512(xg + (s * NS + q) * 32));
     }
-    for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
-  }
+    __m512 t = p[0];
+    for (int q = 1; q < NS; ++q) t = _mm512_add_ps(t, p[q]);
+    return t;
+  });
 }
 void v10(const uint8_t* W, const float* x, float* y, int N, int K) { v10r<4, 3>(W, x, y, N, K); }
 void v11(const uint8_t* W, const float* x, float* y, int N, int K) { v10r<4, 2>(W, x, y, N, K); }
@@ -297,21 +294,19 @@ void v11(const uint8_t* W, const float* x, float* y, int N, int K) { v10r<4, 2>(
 // V12: v7 with two rows in flight instead of four.
 void v12(const uint8_t* W, const float* x, float* y, int N, int K) { v7r<2>(W, x, y, N, K); }
 
-// V13 (bound, wrong result): v7 with the nibble register from one aligned 64-byte load (no gather)
+// V13 (bound, wrong result): v7 with the nibble register from one plain 64-byte load (no gather)
 // and the scale a constant: what the loads and the assembly cost.
 template <int RR>
 void v13r(const uint8_t* W, const float* x, float* y, int N, int K) {
   const int nb = K / B, ng = K / 128;
-  static std::vector<float> xp;
-  xp.resize(K);
-  permute_x_v7(x, xp.data(), K);
+  const float* xp = group_ordered_x(x, K);
   const __m512 table = q4_level_table();
   const __m512 d = _mm512_set1_ps(0.015f);
   for (int n = 0; n < N; n += RR) {
     __m512 acc[RR];
     for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
     for (int g = 0; g < ng; ++g) {
-      const float* xg = xp.data() + g * 128;
+      const float* xg = xp + g * 128;
       for (int r = 0; r < RR; ++r) {
         const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 64;
         const __m512i nib = _mm512_loadu_si512(grp);
@@ -329,58 +324,26 @@ void v13r(const uint8_t* W, const float* x, float* y, int N, int K) {
 void v13(const uint8_t* W, const float* x, float* y, int N, int K) { v13r<4>(W, x, y, N, K); }
 
 // V14: v8 without shifts: a second word gather with the two halves of every dword swapped puts
-// nibbles 4..7 where 0..3 were, so nibbles 0 and 4 decode by vpermps alone and 1-3, 5-7 by the
-// mantissa OR.
+// nibbles 4..7 where 0..3 were, so nibbles 0 and 4 decode by vpermps alone and 1-3, 5-7 by
+// MantissaDecode.
 template <int RR>
 void v14r(const uint8_t* W, const float* x, float* y, int N, int K) {
-  const int nb = K / B, ng = K / 128;
-  static std::vector<float> xp;
-  xp.resize(K);
-  permute_x_v7(x, xp.data(), K);
-  alignas(64) int16_t nib_idx[32], swp_idx[32], sc_idx[32];
-  for (int w = 0; w < 32; ++w) {
-    nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8);
-    sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2));
-  }
-  for (int w = 0; w < 32; ++w) swp_idx[w] = nib_idx[w ^ 1];
-  const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx), widx = _mm512_load_si512(swp_idx);
+  const float* xp = group_ordered_x(x, K);
   const __m512 table = q4_level_table();
-  __m512i mask[4], magic[4]; __m512 bias[4];
-  for (int p = 0; p < 4; ++p) {
-    mask[p] = _mm512_set1_epi32(0xF << (4 * p));
-    const float m = std::ldexp(1.0f, 23 - 4 * p);
-    magic[p] = _mm512_castps_si512(_mm512_set1_ps(m));
-    bias[p] = _mm512_set1_ps(m + 8.0f);
-  }
-  const __mmask64 tail = (bb * 4 > 64) ? ((~0ull) >> (128 - bb * 4)) : 0;
-  for (int n = 0; n < N; n += RR) {
-    __m512 acc[RR];
-    for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_ps();
-    for (int g = 0; g < ng; ++g) {
-      const float* xg = xp.data() + g * 128;
-      for (int r = 0; r < RR; ++r) {
-        const uint8_t* grp = W + (size_t)(n + r) * nb * bb + (size_t)g * 4 * bb;
-        const __m512i A = _mm512_loadu_si512(grp);
-        const __m512i Bv = _mm512_maskz_loadu_epi8(tail, grp + 64);
-        const __m512i nib = _mm512_permutex2var_epi16(A, nidx, Bv);
-        const __m512i swp = _mm512_permutex2var_epi16(A, widx, Bv);
-        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, A)));
-        __m512 p[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int s = 0; s < 8; ++s) {
-          const __m512i src = s < 4 ? nib : swp;
-          const int q = s % 4;
-          __m512 w;
-          if (q == 0)
-            w = _mm512_permutexvar_ps(src, table);
-          else
-            w = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(src, mask[q], magic[q], 0xEA)), bias[q]);
-          p[s & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * s), w, p[s & 1]);
-        }
-        acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p[0], p[1]), d, acc[r]);
-      }
+  const MantissaDecode mantissa;
+  alignas(64) int16_t swp_idx[32];
+  for (int w = 0; w < 32; ++w) swp_idx[w] = int16_t(((w ^ 1) / 8) * (bb / 2) + 1 + (w ^ 1) % 8);
+  const __m512i widx = _mm512_load_si512(swp_idx);
+  run_groups<RR>(W, y, N, K, [&](const Group& G, int g) {
+    const __m512i swp = _mm512_permutex2var_epi16(G.first, widx, G.rest);
+    __m512 p[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int s = 0; s < 8; ++s) {
+      const __m512i src = s < 4 ? G.nib : swp;
+      const __m512 w = s % 4 == 0 ? _mm512_permutexvar_ps(src, table) : mantissa(src, s % 4);
+      p[s & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + g * 128 + 16 * s), w, p[s & 1]);
     }
-    for (int r = 0; r < RR; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
-  }
+    return _mm512_add_ps(p[0], p[1]);
+  });
 }
 void v14(const uint8_t* W, const float* x, float* y, int N, int K) { v14r<4>(W, x, y, N, K); }
 
