@@ -2,6 +2,7 @@
 // point that would need a GPU raises pyrt.DeviceError with a way out. A CUDA build compiles
 // csrc/cuda/ instead and this file is empty.
 #ifndef PYRT_WITH_CUDA
+#include "cuda/backend.h"
 #include "pyrt/device.h"
 #include "pyrt/errors.h"
 
@@ -41,6 +42,7 @@ void DeviceBuffer::upload(const void*) { throw_no_cuda(); }
 void DeviceBuffer::download(void*) const { throw_no_cuda(); }
 
 void matmul(const DeviceMatmulParams&) { throw_no_cuda(); }
+void matmul(const MatmulParams&) { throw_no_cuda(); }
 void require_device_pointer(const void*, int, const char*) { throw_no_cuda(); }
 
 }  // namespace pyrt::gpu

@@ -186,11 +186,25 @@ int effective_block(Format f, int block) {
   return block;
 }
 
-int64_t bytes_per_block(Format f, int block) {
-  const FormatTraits& t = format_traits(f);
-  if (!t.blocked) return t.bits_per_element / 8;
-  return t.header_bytes + int64_t(block) * t.bits_per_element / 8;
+BlockLayout block_layout(Format f, int block) {
+  const int B = effective_block(f, block);
+  switch (f) {
+    case Format::q8:
+      return B == 32 ? layout_of<BlockQ8<32>>(B, false) : B == 64 ? layout_of<BlockQ8<64>>(B, false) : layout_of<BlockQ8<128>>(B, false);
+    case Format::q4:
+      return B == 32 ? layout_of<BlockQ4<32>>(B, false) : B == 64 ? layout_of<BlockQ4<64>>(B, false) : layout_of<BlockQ4<128>>(B, false);
+    case Format::q4a:
+      return B == 32 ? layout_of<BlockQ4A<32>>(B, true) : B == 64 ? layout_of<BlockQ4A<64>>(B, true) : layout_of<BlockQ4A<128>>(B, true);
+    default: {
+      const int bytes = format_traits(f).bits_per_element / 8;
+      return BlockLayout{1, bytes, -1, -1, 0, bytes};
+    }
+  }
 }
+
+int64_t bytes_per_block(Format f, int block) { return block_layout(f, block).bytes; }
+
+const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
 int64_t row_bytes(Format f, int block, int64_t K) {
   const int B = effective_block(f, block);

@@ -41,6 +41,24 @@ static_assert(sizeof(BlockQ8<32>) == 34 && sizeof(BlockQ8<64>) == 66 && sizeof(B
 static_assert(sizeof(BlockQ4<32>) == 18 && sizeof(BlockQ4<64>) == 34 && sizeof(BlockQ4<128>) == 66, "q4 block");
 static_assert(sizeof(BlockQ4A<32>) == 20 && sizeof(BlockQ4A<64>) == 36 && sizeof(BlockQ4A<128>) == 68, "q4a block");
 
+// Byte layout of one block, derived from the structs above (offsetof/sizeof), so no kernel, the
+// CUDA plane builder or the file reader re-derives an offset by hand. Plain formats: block 1,
+// bytes = the element size, quants at offset 0, no scale or minimum (offsets -1).
+struct BlockLayout {
+  int block = 1;
+  int bytes = 0;          // sizeof one block (or one element)
+  int scale_offset = -1;  // fp16 d
+  int min_offset = -1;    // fp16 m (q4a only)
+  int quants_offset = 0;  // first code byte
+  int quants_bytes = 0;   // code bytes per block
+};
+template <typename Block>
+constexpr BlockLayout layout_of(int block, bool has_min) {
+  return BlockLayout{block, int(sizeof(Block)), int(offsetof(Block, d)), has_min ? 2 : -1, int(offsetof(Block, q)),
+                     int(sizeof(Block::q))};
+}
+static_assert(offsetof(BlockQ4A<32>, m) == 2, "q4a minimum follows the scale");
+
 // Quantize `n` floats (n a multiple of the block for q-formats) into `dst`; throws pyrt::Error
 // (Range) on NaN/Inf or values the format cannot represent. Dequantize is the exact inverse map.
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n, int block);
@@ -60,12 +78,23 @@ const FormatTraits& format_traits(Format f);
 Format format_from_name(const std::string& name);  // throws Dtype on unknown names
 int effective_block(Format f, int block);          // 1 for plain formats; validated block otherwise
 
+// The layout of one block of f at `block` (validated: Dtype error for an invalid block).
+BlockLayout block_layout(Format f, int block);
 // Bytes of one block (q-formats) or one element (plain formats).
 int64_t bytes_per_block(Format f, int block);
 // Bytes of a row of K weights; throws Shape when K is not a multiple of the block.
 int64_t row_bytes(Format f, int block, int64_t K);
 
-// A read-only view of a 2-D weight matrix [rows, cols] stored in `format`.
+// Where a tensor's bytes live. Ops dispatch on it (csrc/ops/): cpu -> csrc/cpu/, cuda -> csrc/cuda/.
+enum class Device : int { cpu = 0, cuda = 1 };
+const char* device_name(Device d);
+
+// A read-only view of a 2-D weight matrix [rows, cols] stored in `format`, on `device`.
+//   cpu : `data` holds pyrt's interleaved blocks, one row every `row_stride` bytes.
+//   cuda: the device plane layout (docs/cuda.md): `data` is the code plane (fp16 [rows, cols] for
+//         f16; B code bytes per block for q8, B/2 for q4/q4a, rows of cols * bits / 8 bytes),
+//         `scales` and, for q4a, `mins` are fp16 [rows, cols / block]. `row_stride` is the code
+//         plane's row stride. Built from the cpu bytes by block_layout() (csrc/cuda/).
 struct WeightView {
   Format format = Format::f32;
   int block = 1;
@@ -73,6 +102,10 @@ struct WeightView {
   int64_t cols = 0;
   const uint8_t* data = nullptr;
   int64_t row_stride = 0;  // bytes between rows
+  Device device = Device::cpu;
+  int device_index = 0;               // which GPU, for Device::cuda
+  const uint16_t* scales = nullptr;   // cuda plane layout only
+  const uint16_t* mins = nullptr;     // cuda plane layout only (q4a)
   const uint8_t* row(int64_t r) const { return data + r * row_stride; }
 };
 

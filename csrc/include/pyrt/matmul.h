@@ -22,6 +22,8 @@ enum class ActivationPrecision { exact, int8, int16 };
 ActivationPrecision activation_precision_from_name(const std::string& name);  // Dtype error if unknown
 const char* activation_precision_name(ActivationPrecision a);
 
+// The device is the weight's (w.device): x, bias and y must live there too. On cuda, x is FP16,
+// activations exact, and the call is asynchronous on `stream`.
 struct MatmulParams {
   const void* x = nullptr;        // [M, K] row-major
   ActivationType x_type = ActivationType::f32;
@@ -30,9 +32,11 @@ struct MatmulParams {
   const float* bias = nullptr;    // [N] or null
   float* y = nullptr;             // [M, N] row-major, fully written
   ActivationPrecision activations = ActivationPrecision::exact;
+  uintptr_t stream = 0;           // cuda: a cudaStream_t as an integer (0: the legacy default stream)
 };
 
-// Validates, picks the kernel for the active CPU ISA, runs on the configured threads.
+// Validates, then runs on the weight's device: on the CPU with the kernel for the active ISA and
+// the configured threads, on CUDA with the GEMV or tensor-core kernels.
 // Never touches Python: callers release the GIL around it.
 void matmul(const MatmulParams& p);
 
