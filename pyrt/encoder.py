@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ._native import require_core
+from .model_weights import native_weights
 from .errors import DtypeError, FileFormatError, ShapeError, UnsupportedError
 from .ops import check_activations
 from .tensor import Tensor
@@ -89,14 +90,7 @@ def _bert_tensors(tensors: Mapping[str, Tensor]) -> dict[str, tuple]:
             break
     else:
         raise FileFormatError(f"no BERT word embeddings ('{ANCHOR_TENSOR}') among the model's tensors")
-    out = {}
-    for name, t in tensors.items():
-        if not name.startswith(prefix):
-            continue
-        if not isinstance(t, Tensor):
-            raise DtypeError(f"tensor {name!r} must be a pyrt.Tensor (see pyrt.quantize), got {type(t).__name__}")
-        out[name[len(prefix):]] = (t.numpy(), t.dtype, t.block, tuple(t.shape))
-    return out
+    return native_weights(tensors, prefix)
 
 
 class _SentenceTransformersSettings:

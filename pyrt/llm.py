@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ._native import require_core
+from .model_weights import native_weights
 from .errors import FileFormatError, RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
 from .ops import check_activations
@@ -69,16 +70,6 @@ def _decoder_activations(activations: str) -> str:
         raise UnsupportedError("LanguageModel supports activations='exact' and 'int8'; 'int16' is for "
                                "pyrt.matmul, Linear and SentenceEncoder (docs/int8.md)")
     return activations
-
-
-def _weight_specs(tensors: Mapping[str, Tensor]) -> dict[str, tuple]:
-    specs = {}
-    for name, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise ShapeError(f"tensor '{name}' must be a pyrt.Tensor, got {type(t).__name__}")
-        rows = int(np.prod(t.shape[:-1])) if t.ndim > 1 else 1
-        specs[name] = (t.numpy(), t.dtype, t.block, rows, int(t.shape[-1]))
-    return specs
 
 
 def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_k: int = 0,
@@ -161,7 +152,7 @@ class LanguageModel:
         self.config = _decoder_config(config, tensors, context_length, kv_cache, activations)
         self.tokenizer = GGUFTokenizer.from_metadata(tokenizer_info)
         self.chat_template: str | None = tokenizer_info.get("tokenizer.chat_template")
-        self._decoder = require_core().LlamaDecoder(self.config, _weight_specs(tensors))
+        self._decoder = require_core().LlamaDecoder(self.config, native_weights(tensors))
         self._tensors = dict(tensors)  # the decoder reads their bytes in place
         self._cached: list[int] = []   # token ids whose keys/values are in the cache
 

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "bindings/bindings.h"
+#include "bindings/weight_table.h"
 #include "models/llama_decoder.h"
 #include "pyrt/matmul.h"
 
@@ -16,7 +17,7 @@ struct PyLlamaDecoder {
   std::unique_ptr<models::LlamaDecoder> decoder;
 };
 
-// weights: {name: (uint8 array, format, block, rows, cols)}
+// weights: {name: (uint8 array, format, block, shape)}
 std::unique_ptr<PyLlamaDecoder> make_decoder(const py::dict& config, const py::dict& weights) {
   auto self = std::make_unique<PyLlamaDecoder>();
   models::LlamaConfig c;
@@ -32,27 +33,7 @@ std::unique_ptr<PyLlamaDecoder> make_decoder(const py::dict& config, const py::d
   c.rope_theta = config["rope_theta"].cast<float>();
   c.kv_f32 = config.contains("kv_f32") && config["kv_f32"].cast<bool>();
   if (config.contains("activations")) c.activations = activation_precision_from_name(config["activations"].cast<std::string>());
-  models::NamedWeights named;
-  for (auto item : weights) {
-    const std::string name = item.first.cast<std::string>();
-    auto spec = item.second.cast<py::tuple>();
-    PYRT_CHECK(spec.size() == 5, Internal, "weight spec of '", name, "' must be (data, format, block, rows, cols)");
-    py::array data = spec[0].cast<py::array>();
-    require_array(data, name.c_str(), 'u', 1);
-    WeightView w;
-    w.format = format_from_name(spec[1].cast<std::string>());
-    w.block = effective_block(w.format, spec[2].cast<int>());
-    w.rows = spec[3].cast<int64_t>();
-    w.cols = spec[4].cast<int64_t>();
-    PYRT_CHECK(w.rows >= 0 && w.cols > 0, Shape, "tensor '", name, "' has shape [", w.rows, ", ", w.cols, "]");
-    w.row_stride = row_bytes(w.format, w.block, w.cols);
-    PYRT_CHECK(data.nbytes() == w.rows * w.row_stride, Shape, "tensor '", name, "' has ", data.nbytes(),
-               " bytes, its shape and format need ", w.rows * w.row_stride);
-    w.data = static_cast<const uint8_t*>(data.data());
-    named[name] = w;
-    self->keep_alive.push_back(data);
-  }
-  self->decoder = std::make_unique<models::LlamaDecoder>(c, named);
+  self->decoder = std::make_unique<models::LlamaDecoder>(c, weight_table(weights, &self->keep_alive));
   return self;
 }
 

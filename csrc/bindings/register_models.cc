@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/bindings.h"
+#include "bindings/weight_table.h"
 #include "models/bert_encoder.h"
 
 namespace pyrt::bindings {
@@ -43,23 +44,7 @@ class BertEncoderHandle {
     PYRT_CHECK(config.contains("layer_norm_eps"), Format, "BERT config has no 'layer_norm_eps'");
     c.layer_norm_eps = config["layer_norm_eps"].cast<float>();
 
-    models::TensorRefs refs;
-    for (const auto& item : tensors) {
-      const std::string name = item.first.cast<std::string>();
-      const py::tuple entry = item.second.cast<py::tuple>();
-      PYRT_CHECK(entry.size() == 4, Dtype, "tensor '", name, "' must be (bytes, format, block, shape)");
-      py::array data = entry[0].cast<py::array>();
-      require_array(data, name.c_str(), 'u', 1);
-      models::TensorRef ref;
-      ref.format = format_from_name(entry[1].cast<std::string>());
-      ref.block = entry[2].cast<int>();
-      ref.shape = entry[3].cast<std::vector<int64_t>>();
-      ref.data = static_cast<const uint8_t*>(data.data());
-      ref.nbytes = data.nbytes();
-      refs[name] = ref;
-      keep_alive_.push_back(data);
-    }
-    encoder_ = std::make_unique<models::BertEncoder>(c, refs, precision);
+    encoder_ = std::make_unique<models::BertEncoder>(c, weight_table(tensors, &keep_alive_), precision);
   }
 
   // ids, type_ids, mask: int32 [batch, seq]; returns float32 [batch, hidden].
@@ -96,7 +81,7 @@ class BertEncoderHandle {
 
 void register_models(py::module_& m) {
   py::class_<BertEncoderHandle>(m, "BertEncoder")
-      .def(py::init<const py::dict&, const py::dict&, const std::string&>(), py::arg("config"), py::arg("tensors"),
+      .def(py::init<const py::dict&, const py::dict&, const std::string&>(), py::arg("config"), py::arg("weights"),
            py::arg("activations") = "exact")
       .def("encode", &BertEncoderHandle::encode, py::arg("input_ids"), py::arg("token_type_ids"),
            py::arg("attention_mask"), py::arg("pooling"), py::arg("normalize"))

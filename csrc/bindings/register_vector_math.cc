@@ -1,10 +1,9 @@
-// Private test hooks: one function of the active ISA's cpu/vector_math.h table on arrays, and
-// the packed self-attention of the encoder.
+// Private test hooks: the row-wise ops of pyrt/ops.h (which run the active ISA's vector math) on
+// arrays, and the packed self-attention of the encoder.
 #include <string>
 
 #include "bindings/bindings.h"
-#include "cpu/vector_math.h"
-#include "models/packed_attention.h"
+#include "pyrt/ops.h"
 
 namespace pyrt::bindings {
 namespace {
@@ -27,37 +26,35 @@ void vector_math(const std::string& name, const py::array& x, py::array& out, co
   const int64_t n = x.size();
   const float* xp = static_cast<const float*>(x.data());
   float* op = static_cast<float*>(out.mutable_data());
-  const cpu::VectorMath& vm = cpu::vector_math();
   PYRT_CHECK(out.size() == (name == "dot" ? 1 : n), Shape, "out has ", out.size(), " elements");
   const float s = float(scalar);
   if (name == "exp" || name == "gelu_erf" || name == "silu") {
-    auto fn = name == "exp" ? vm.exp : name == "silu" ? vm.silu : vm.gelu_erf;
+    auto fn = name == "exp" ? exponential : name == "silu" ? silu : gelu_erf;
     py::gil_scoped_release release;
-    fn(xp, op, n);
+    fn(xp, op, n, Device::cpu);
   } else if (name == "silu_mul" || name == "dot" || name == "axpy") {
     const float* yp = float_data(y, "y", n);
     py::gil_scoped_release release;
-    if (name == "silu_mul") vm.silu_mul(xp, yp, op, n);
-    if (name == "dot") op[0] = vm.dot(xp, yp, n);
+    if (name == "silu_mul") swiglu(xp, yp, op, n);
+    if (name == "dot") op[0] = dot(xp, yp, n);
     if (name == "axpy") {
       for (int64_t i = 0; i < n; ++i) op[i] = yp[i];
-      vm.axpy(s, xp, op, n);
+      axpy(s, xp, op, n);
     }
   } else if (name == "softmax") {
-    PYRT_CHECK(valid >= 0 && valid <= n, Range, "valid=", valid, " is outside [0, ", n, "]");
     py::gil_scoped_release release;
     for (int64_t i = 0; i < n; ++i) op[i] = xp[i];
-    vm.softmax(op, n, valid, s);
+    causal_softmax(op, 1, n, valid, s);  // one row: its first `valid` entries
   } else if (name == "layer_norm") {
     const float* g = float_data(weight, "weight", n);
     const float* b = float_data(bias, "bias", n);
     py::gil_scoped_release release;
     for (int64_t i = 0; i < n; ++i) op[i] = xp[i];
-    vm.layer_norm(op, n, g, b, s);
+    layer_norm(op, 1, n, g, b, s);
   } else if (name == "rms_norm") {
     const float* w = float_data(weight, "weight", n);
     py::gil_scoped_release release;
-    vm.rms_norm(xp, w, n, s, op);
+    rms_norm(xp, w, 1, n, s, op);
   } else {
     PYRT_CHECK(false, Unsupported, "unknown vector math function '", name, "'");
   }
@@ -76,10 +73,9 @@ void packed_attention(const py::array& q, const py::array& k, const py::array& v
              Shape, "q, k, v and ctx must be [T, num_heads * head_dim] arrays of one shape");
   const int64_t sequences = offsets.size() - 1;
   const int64_t* off = static_cast<const int64_t*>(offsets.data());
-  PYRT_CHECK(sequences >= 0 && off[0] == 0 && off[sequences] == q.shape(0), Shape, "offsets must run from 0 to T");
-  for (int64_t s = 0; s < sequences; ++s) PYRT_CHECK(off[s + 1] >= off[s], Shape, "offsets must not decrease");
+  PYRT_CHECK(sequences >= 0 && off[sequences] == q.shape(0), Shape, "offsets must run from 0 to T");
   py::gil_scoped_release release;
-  nn::packed_self_attention(static_cast<const float*>(q.data()), static_cast<const float*>(k.data()),
+  packed_self_attention(static_cast<const float*>(q.data()), static_cast<const float*>(k.data()),
                             static_cast<const float*>(v.data()), off, sequences, num_heads,
                             q.shape(1) / num_heads, static_cast<float*>(ctx.mutable_data()));
 }

@@ -4,10 +4,8 @@
 #include <cmath>
 #include <memory>
 
-#include "models/nn_ops.h"
-#include "models/packed_attention.h"
 #include "pyrt/errors.h"
-#include "pyrt/matmul.h"
+#include "pyrt/ops.h"
 #include "pyrt/runtime.h"
 
 #ifdef PYRT_WITH_OPENMP
@@ -16,39 +14,6 @@
 
 namespace pyrt::models {
 namespace {
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-const TensorRef& find_tensor(const TensorRefs& t, const std::string& name) {
-  const auto it = t.find(name);
-  PYRT_CHECK(it != t.end(), Format, "BERT checkpoint has no tensor '", name, "'");
-  return it->second;
-}
-
-// Checks shape and byte size; returns the view matmul and the embedding gather use.
-WeightView weight_view(const TensorRef& ref, const std::string& name, int64_t rows, int64_t cols) {
-  PYRT_CHECK(ref.shape == std::vector<int64_t>({rows, cols}), Shape, "tensor '", name, "' has shape ",
-             shape_text(ref.shape), ", the config implies [", rows, ", ", cols, "]");
-  WeightView w;
-  w.format = ref.format;
-  w.block = effective_block(ref.format, ref.block);
-  w.rows = rows;
-  w.cols = cols;
-  try {
-    w.row_stride = row_bytes(w.format, w.block, cols);
-  } catch (const Error& e) {
-    PYRT_THROW(Shape, "tensor '", name, "': ", e.what());
-  }
-  PYRT_CHECK(ref.nbytes == rows * w.row_stride && ref.data != nullptr, Shape, "tensor '", name, "' has ",
-             ref.nbytes, " bytes, ", format_traits(w.format).name, " ", shape_text(ref.shape), " needs ",
-             rows * w.row_stride);
-  w.data = ref.data;
-  return w;
-}
 
 void linear(const float* x, int64_t M, const WeightView& w, const float* bias, float* y,
             ActivationPrecision activations) {
@@ -110,24 +75,8 @@ Pooling pooling_from_name(const std::string& name) {
   PYRT_THROW(Unsupported, "pooling '", name, "' is not supported (mean, cls, max)");
 }
 
-WeightView BertEncoder::matrix(const TensorRefs& t, const std::string& name, int64_t rows, int64_t cols) const {
-  return weight_view(find_tensor(t, name), name, rows, cols);
-}
-
-const float* BertEncoder::vector(const TensorRefs& t, const std::string& name, int64_t n) {
-  const TensorRef& ref = find_tensor(t, name);
-  PYRT_CHECK(ref.shape == std::vector<int64_t>({n}), Shape, "tensor '", name, "' has shape ",
-             shape_text(ref.shape), ", the config implies [", n, "]");
-  const WeightView w = weight_view(TensorRef{ref.format, ref.block, {1, n}, ref.data, ref.nbytes}, name, 1, n);
-  if (w.format == Format::f32) return reinterpret_cast<const float*>(w.data);
-  // Biases and norms are tiny: a converter may still store them in another format.
-  owned_vectors_.emplace_back(size_t(n));
-  format_traits(w.format).dequantize_row(w.data, owned_vectors_.back().data(), n, w.block);
-  return owned_vectors_.back().data();
-}
-
-BertEncoder::BertEncoder(const BertConfig& config, const TensorRefs& t, ActivationPrecision activations)
-    : config_(config), activations_(activations) {
+BertEncoder::BertEncoder(const BertConfig& config, WeightTable weights, ActivationPrecision activations)
+    : config_(config), weights_(std::move(weights)), activations_(activations) {
   const BertConfig& c = config_;
   PYRT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.num_layers > 0 && c.num_heads > 0 &&
                  c.intermediate_size > 0 && c.max_positions > 0 && c.type_vocab_size > 0,
@@ -136,31 +85,32 @@ BertEncoder::BertEncoder(const BertConfig& config, const TensorRefs& t, Activati
              " is not a multiple of num_attention_heads ", c.num_heads);
   PYRT_CHECK(std::isfinite(c.layer_norm_eps) && c.layer_norm_eps > 0, Range, "layer_norm_eps must be positive");
   const int64_t H = c.hidden_size, I = c.intermediate_size;
+  weights_.set_model("BERT");
 
-  word_embeddings_ = matrix(t, "embeddings.word_embeddings.weight", c.vocab_size, H);
-  position_embeddings_ = matrix(t, "embeddings.position_embeddings.weight", c.max_positions, H);
-  type_embeddings_ = matrix(t, "embeddings.token_type_embeddings.weight", c.type_vocab_size, H);
-  embed_norm_weight_ = vector(t, "embeddings.LayerNorm.weight", H);
-  embed_norm_bias_ = vector(t, "embeddings.LayerNorm.bias", H);
+  word_embeddings_ = weights_.matrix("embeddings.word_embeddings.weight", c.vocab_size, H);
+  position_embeddings_ = weights_.matrix("embeddings.position_embeddings.weight", c.max_positions, H);
+  type_embeddings_ = weights_.matrix("embeddings.token_type_embeddings.weight", c.type_vocab_size, H);
+  embed_norm_weight_ = weights_.vector("embeddings.LayerNorm.weight", H);
+  embed_norm_bias_ = weights_.vector("embeddings.LayerNorm.bias", H);
 
   for (int64_t i = 0; i < c.num_layers; ++i) {
     Layer L;
-    L.query = matrix(t, layer_name(i, "attention.self.query.weight"), H, H);
-    L.key = matrix(t, layer_name(i, "attention.self.key.weight"), H, H);
-    L.value = matrix(t, layer_name(i, "attention.self.value.weight"), H, H);
-    L.attn_out = matrix(t, layer_name(i, "attention.output.dense.weight"), H, H);
-    L.ffn_in = matrix(t, layer_name(i, "intermediate.dense.weight"), I, H);
-    L.ffn_out = matrix(t, layer_name(i, "output.dense.weight"), H, I);
-    L.query_bias = vector(t, layer_name(i, "attention.self.query.bias"), H);
-    L.key_bias = vector(t, layer_name(i, "attention.self.key.bias"), H);
-    L.value_bias = vector(t, layer_name(i, "attention.self.value.bias"), H);
-    L.attn_out_bias = vector(t, layer_name(i, "attention.output.dense.bias"), H);
-    L.ffn_in_bias = vector(t, layer_name(i, "intermediate.dense.bias"), I);
-    L.ffn_out_bias = vector(t, layer_name(i, "output.dense.bias"), H);
-    L.attn_norm_weight = vector(t, layer_name(i, "attention.output.LayerNorm.weight"), H);
-    L.attn_norm_bias = vector(t, layer_name(i, "attention.output.LayerNorm.bias"), H);
-    L.ffn_norm_weight = vector(t, layer_name(i, "output.LayerNorm.weight"), H);
-    L.ffn_norm_bias = vector(t, layer_name(i, "output.LayerNorm.bias"), H);
+    L.query = weights_.matrix(layer_name(i, "attention.self.query.weight"), H, H);
+    L.key = weights_.matrix(layer_name(i, "attention.self.key.weight"), H, H);
+    L.value = weights_.matrix(layer_name(i, "attention.self.value.weight"), H, H);
+    L.attn_out = weights_.matrix(layer_name(i, "attention.output.dense.weight"), H, H);
+    L.ffn_in = weights_.matrix(layer_name(i, "intermediate.dense.weight"), I, H);
+    L.ffn_out = weights_.matrix(layer_name(i, "output.dense.weight"), H, I);
+    L.query_bias = weights_.vector(layer_name(i, "attention.self.query.bias"), H);
+    L.key_bias = weights_.vector(layer_name(i, "attention.self.key.bias"), H);
+    L.value_bias = weights_.vector(layer_name(i, "attention.self.value.bias"), H);
+    L.attn_out_bias = weights_.vector(layer_name(i, "attention.output.dense.bias"), H);
+    L.ffn_in_bias = weights_.vector(layer_name(i, "intermediate.dense.bias"), I);
+    L.ffn_out_bias = weights_.vector(layer_name(i, "output.dense.bias"), H);
+    L.attn_norm_weight = weights_.vector(layer_name(i, "attention.output.LayerNorm.weight"), H);
+    L.attn_norm_bias = weights_.vector(layer_name(i, "attention.output.LayerNorm.bias"), H);
+    L.ffn_norm_weight = weights_.vector(layer_name(i, "output.LayerNorm.weight"), H);
+    L.ffn_norm_bias = weights_.vector(layer_name(i, "output.LayerNorm.bias"), H);
     layers_.push_back(L);
   }
 }
@@ -210,23 +160,23 @@ void BertEncoder::encode(const EncoderInput& in, Pooling pooling, bool normalize
       }
     }
   }
-  nn::layer_norm_rows(hidden.get(), T, H, embed_norm_weight_, embed_norm_bias_, c.layer_norm_eps);
+  layer_norm(hidden.get(), T, H, embed_norm_weight_, embed_norm_bias_, c.layer_norm_eps);
 
   for (const Layer& L : layers_) {
     linear(hidden.get(), T, L.query, L.query_bias, q.get(), activations_);
     linear(hidden.get(), T, L.key, L.key_bias, k.get(), activations_);
     linear(hidden.get(), T, L.value, L.value_bias, v.get(), activations_);
-    nn::packed_self_attention(q.get(), k.get(), v.get(), packed.offsets.data(), in.batch, c.num_heads, head_dim,
-                              ctx.get());
+    packed_self_attention(q.get(), k.get(), v.get(), packed.offsets.data(), in.batch, c.num_heads, head_dim,
+                          ctx.get());
     // Post-LayerNorm residual blocks: hidden = LN(hidden + sublayer(hidden)). q is free again.
     linear(ctx.get(), T, L.attn_out, L.attn_out_bias, q.get(), activations_);
-    nn::add_inplace(hidden.get(), q.get(), T * H);
-    nn::layer_norm_rows(hidden.get(), T, H, L.attn_norm_weight, L.attn_norm_bias, c.layer_norm_eps);
+    add(q.get(), hidden.get(), T * H);
+    layer_norm(hidden.get(), T, H, L.attn_norm_weight, L.attn_norm_bias, c.layer_norm_eps);
     linear(hidden.get(), T, L.ffn_in, L.ffn_in_bias, ffn.get(), activations_);
-    nn::gelu_erf_inplace(ffn.get(), T * I);
+    gelu_erf(ffn.get(), ffn.get(), T * I);
     linear(ffn.get(), T, L.ffn_out, L.ffn_out_bias, q.get(), activations_);
-    nn::add_inplace(hidden.get(), q.get(), T * H);
-    nn::layer_norm_rows(hidden.get(), T, H, L.ffn_norm_weight, L.ffn_norm_bias, c.layer_norm_eps);
+    add(q.get(), hidden.get(), T * H);
+    layer_norm(hidden.get(), T, H, L.ffn_norm_weight, L.ffn_norm_bias, c.layer_norm_eps);
   }
 
   for (int64_t b = 0; b < in.batch; ++b) {
@@ -244,11 +194,11 @@ void BertEncoder::encode(const EncoderInput& in, Pooling pooling, bool normalize
         break;
       case Pooling::mean:
         std::fill(o, o + H, 0.0f);
-        for (int64_t t = 0; t < count; ++t) nn::add_inplace(o, rows + t * H, H);
+        for (int64_t t = 0; t < count; ++t) add(rows + t * H, o, H);
         for (int64_t d = 0; d < H; ++d) o[d] /= float(count);
         break;
     }
-    if (normalize) nn::l2_normalize_inplace(o, H);
+    if (normalize) l2_normalize(o, 1, H);
   }
 }
 

@@ -8,10 +8,10 @@
 // unless the encoder was built with ActivationPrecision::int8 (docs/int8.md).
 #pragma once
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
+#include "models/weights.h"
 #include "pyrt/formats.h"
 #include "pyrt/matmul.h"
 
@@ -28,19 +28,6 @@ struct BertConfig {
   float layer_norm_eps = 1e-12f;
 };
 
-// A checkpoint tensor as its owner holds it: raw bytes in a pyrt format. The owner keeps the bytes
-// alive for as long as the encoder built from it exists.
-struct TensorRef {
-  Format format = Format::f32;
-  int block = 1;
-  std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;
-  int64_t nbytes = 0;
-};
-// Keyed by the Hugging Face BertModel names without any prefix ("embeddings.word_embeddings.weight",
-// "encoder.layer.0.attention.self.query.weight", ...). Extra entries (a pooler) are ignored.
-using TensorRefs = std::map<std::string, TensorRef>;
-
 enum class Pooling { mean, cls, max };
 Pooling pooling_from_name(const std::string& name);  // "mean", "cls", "max"; Unsupported otherwise
 
@@ -56,10 +43,13 @@ struct EncoderInput {
 
 class BertEncoder {
  public:
-  // Checks every tensor's presence, shape and format against the config; throws pyrt::Error
-  // (Shape, Dtype, Format) naming the offending tensor.
+  // weights: keyed by the Hugging Face BertModel names without any prefix
+  // ("embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight", ...);
+  // extra entries (a pooler) are ignored. Checks every tensor's presence, shape and format against
+  // the config (the errors of models/weights.h). The encoder keeps the table (and the bytes it
+  // points to must outlive the encoder).
   // activations: the precision of every matmul's activations (int8 affects q-format weights only).
-  BertEncoder(const BertConfig& config, const TensorRefs& tensors,
+  BertEncoder(const BertConfig& config, WeightTable weights,
               ActivationPrecision activations = ActivationPrecision::exact);
 
   // out[batch, hidden_size]: the pooled (and, if asked, L2-normalised) sentence embeddings.
@@ -77,16 +67,12 @@ class BertEncoder {
     const float *attn_norm_weight, *attn_norm_bias, *ffn_norm_weight, *ffn_norm_bias;
   };
 
-  WeightView matrix(const TensorRefs& t, const std::string& name, int64_t rows, int64_t cols) const;
-  const float* vector(const TensorRefs& t, const std::string& name, int64_t n);
-
   BertConfig config_;
+  WeightTable weights_;
   ActivationPrecision activations_ = ActivationPrecision::exact;
   WeightView word_embeddings_, position_embeddings_, type_embeddings_;
   const float *embed_norm_weight_ = nullptr, *embed_norm_bias_ = nullptr;
   std::vector<Layer> layers_;
-  // 1-D parameters stored in a format other than f32, dequantized once at construction.
-  std::vector<std::vector<float>> owned_vectors_;
 };
 
 }  // namespace pyrt::models

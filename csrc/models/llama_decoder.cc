@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "models/llama_ops.h"
 #include "pyrt/errors.h"
 #include "pyrt/half.h"
-#include "pyrt/matmul.h"
+#include "pyrt/ops.h"
 #include "pyrt/runtime.h"
 
 namespace pyrt::models {
@@ -25,39 +24,9 @@ MatmulParams product(const float* x, int64_t M, const WeightView& w, float* y) {
   return p;
 }
 
-// The forward pass calls matmul_rows, which trusts its arguments: check every weight once here.
-WeightView checked(const WeightView& w) {
-  float dummy = 0.0f;
-  check_matmul(product(&dummy, 1, w, &dummy));
-  return w;
-}
-
-const WeightView& find_weight(const NamedWeights& weights, const std::string& name) {
-  auto it = weights.find(name);
-  PYRT_CHECK(it != weights.end(), Shape, "model tensor '", name, "' is missing");
-  return it->second;
-}
-
-WeightView matrix(const NamedWeights& weights, const std::string& name, int64_t rows, int64_t cols) {
-  const WeightView& w = find_weight(weights, name);
-  PYRT_CHECK(w.rows == rows && w.cols == cols, Shape, "model tensor '", name, "' has shape [", w.rows, ", ",
-             w.cols, "], expected [", rows, ", ", cols, "]");
-  PYRT_CHECK(w.data != nullptr, Internal, "model tensor '", name, "' has no data");
-  return checked(w);
-}
-
-const float* norm_vector(const NamedWeights& weights, const std::string& name, int64_t dim) {
-  const WeightView& w = find_weight(weights, name);
-  PYRT_CHECK(w.format == Format::f32, Dtype, "norm tensor '", name, "' must be f32, got ",
-             format_traits(w.format).name);
-  PYRT_CHECK(w.rows * w.cols == dim, Shape, "norm tensor '", name, "' has ", w.rows * w.cols,
-             " elements, expected ", dim);
-  return reinterpret_cast<const float*>(w.data);
-}
-
 }  // namespace
 
-LlamaDecoder::LlamaDecoder(const LlamaConfig& c, const NamedWeights& weights) : config_(c) {
+LlamaDecoder::LlamaDecoder(const LlamaConfig& c, WeightTable weights) : config_(c), weights_(std::move(weights)) {
   PYRT_CHECK(c.n_layers > 0 && c.d_model > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.d_ffn > 0 &&
                  c.vocab > 0 && c.max_context > 0,
              Shape, "Llama config has a non-positive size");
@@ -67,22 +36,24 @@ LlamaDecoder::LlamaDecoder(const LlamaConfig& c, const NamedWeights& weights) : 
   PYRT_CHECK(std::isfinite(c.rms_eps) && c.rms_eps > 0 && std::isfinite(c.rope_theta) && c.rope_theta > 0, Range,
              "rms_eps and rope_theta must be positive");
   const int64_t d = c.d_model, q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  WeightTable& w = weights_;
+  w.set_model("Llama");
 
-  token_embd_ = matrix(weights, "token_embd.weight", c.vocab, d);
-  output_ = weights.count("output.weight") ? matrix(weights, "output.weight", c.vocab, d) : token_embd_;
-  output_norm_ = norm_vector(weights, "output_norm.weight", d);
+  token_embd_ = w.matrix("token_embd.weight", c.vocab, d);
+  output_ = w.contains("output.weight") ? w.matrix("output.weight", c.vocab, d) : token_embd_;
+  output_norm_ = w.f32_vector("output_norm.weight", d);
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     Layer l;
-    l.attn_norm = norm_vector(weights, p + "attn_norm.weight", d);
-    l.wq = matrix(weights, p + "attn_q.weight", q_dim, d);
-    l.wk = matrix(weights, p + "attn_k.weight", kv_dim, d);
-    l.wv = matrix(weights, p + "attn_v.weight", kv_dim, d);
-    l.wo = matrix(weights, p + "attn_output.weight", d, q_dim);
-    l.ffn_norm = norm_vector(weights, p + "ffn_norm.weight", d);
-    l.w_gate = matrix(weights, p + "ffn_gate.weight", c.d_ffn, d);
-    l.w_up = matrix(weights, p + "ffn_up.weight", c.d_ffn, d);
-    l.w_down = matrix(weights, p + "ffn_down.weight", d, c.d_ffn);
+    l.attn_norm = w.f32_vector(p + "attn_norm.weight", d);
+    l.wq = w.matrix(p + "attn_q.weight", q_dim, d);
+    l.wk = w.matrix(p + "attn_k.weight", kv_dim, d);
+    l.wv = w.matrix(p + "attn_v.weight", kv_dim, d);
+    l.wo = w.matrix(p + "attn_output.weight", d, q_dim);
+    l.ffn_norm = w.f32_vector(p + "ffn_norm.weight", d);
+    l.w_gate = w.matrix(p + "ffn_gate.weight", c.d_ffn, d);
+    l.w_up = w.matrix(p + "ffn_up.weight", c.d_ffn, d);
+    l.w_down = w.matrix(p + "ffn_down.weight", d, c.d_ffn);
     layers_.push_back(l);
   }
   PYRT_CHECK(c.activations != ActivationPrecision::int16, Unsupported,
@@ -134,7 +105,7 @@ void LlamaDecoder::resize_scratch(int64_t n, int threads) {
   up_.resize(size_t(n * c.d_ffn));
   rope_cos_.resize(size_t(n * (c.head_dim / 2)));
   rope_sin_.resize(size_t(n * (c.head_dim / 2)));
-  attn_scratch_per_thread_ = chunk * (2 * c.head_dim + position_ + n);
+  attn_scratch_per_thread_ = cached_head_attention_scratch(chunk, c.head_dim, position_ + n);
   attn_scratch_.resize(size_t(attn_scratch_per_thread_ * threads));
 }
 
@@ -225,23 +196,24 @@ void LlamaDecoder::attend(const ThreadTeam& team, int64_t layer_index, int64_t n
   const int64_t q_dim = c.n_heads * hd, end = position_ + n;
   const int64_t chunks = (n + kQueryChunk - 1) / kQueryChunk;
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  const int64_t chunk = std::min(n, kQueryChunk);  // as sized by resize_scratch
-  float* q_chunk = attn_scratch_.data() + team.id * attn_scratch_per_thread_;
-  float* out_chunk = q_chunk + chunk * hd;
-  float* scores = out_chunk + chunk * hd;
+  float* scratch = attn_scratch_.data() + team.id * attn_scratch_per_thread_;  // as sized by resize_scratch
   int64_t t0, t1;
   team.share(c.n_heads * chunks, &t0, &t1);
   for (int64_t task = t0; task < t1; ++task) {
     const int64_t head = task / chunks, i0 = (task % chunks) * kQueryChunk, g = head / group;
     const int64_t rows = std::min(kQueryChunk, n - i0);
-    for (int64_t i = 0; i < rows; ++i) std::copy_n(q_.data() + (i0 + i) * q_dim + head * hd, hd, q_chunk + i * hd);
-    const WeightView keys{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
-    matmul_rows(product(q_chunk, rows, keys, scores), 0, end);
+    CachedHeadAttention a;
+    a.q = q_.data() + i0 * q_dim + head * hd;
+    a.q_stride = q_dim;
+    a.rows = rows;
+    a.keys = WeightView{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
+    a.values_t = WeightView{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
     // Query i0+i sits at position position_+i0+i and sees keys 0 .. that position.
-    causal_softmax_rows(scores, rows, end, position_ + i0 + 1, scale);
-    const WeightView values_t{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
-    matmul_rows(product(scores, rows, values_t, out_chunk), 0, hd);
-    for (int64_t i = 0; i < rows; ++i) std::copy_n(out_chunk + i * hd, hd, attn_.data() + (i0 + i) * q_dim + head * hd);
+    a.first_valid = position_ + i0 + 1;
+    a.scale = scale;
+    a.out = attn_.data() + i0 * q_dim + head * hd;
+    a.out_stride = q_dim;
+    cached_head_attention_rows(a, scratch);
   }
   ThreadTeam::barrier();
 }
@@ -287,7 +259,8 @@ void LlamaDecoder::ffn_block(const ThreadTeam& team, const Layer& layer, int64_t
   if (c0 < c1) {
     product_rows(product(xn_.data(), n, layer.w_gate, gate_.data()), c0, c1);
     product_rows(product(xn_.data(), n, layer.w_up, up_.data()), c0, c1);
-    for (int64_t i = 0; i < n; ++i) swiglu_inplace(gate_.data() + i * c.d_ffn + c0, up_.data() + i * c.d_ffn + c0, c1 - c0);
+    for (int64_t i = 0; i < n; ++i) swiglu_rows(gate_.data() + i * c.d_ffn + c0, up_.data() + i * c.d_ffn + c0, gate_.data() + i * c.d_ffn + c0,
+                  c1 - c0);
   }
   ThreadTeam::barrier();
   const MatmulParams down = product(gate_.data(), n, layer.w_down, proj_.data());

@@ -8,12 +8,12 @@
 #include <exception>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
-#include "models/thread_team.h"
+#include "models/weights.h"
 #include "pyrt/formats.h"
 #include "pyrt/matmul.h"
+#include "pyrt/thread_team.h"
 
 namespace pyrt::models {
 
@@ -33,16 +33,13 @@ struct LlamaConfig {
   ActivationPrecision activations = ActivationPrecision::exact;
 };
 
-// Tensors by GGUF name: token_embd.weight, output_norm.weight, [output.weight],
-// blk.{i}.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down}.weight.
-// Norm vectors are f32 views with rows == 1. The caller keeps the bytes alive.
-using NamedWeights = std::unordered_map<std::string, WeightView>;
-
 class LlamaDecoder {
  public:
-  // Validates every shape and format (Shape / Dtype errors name the tensor) and allocates the
-  // FP16 KV cache for config.max_context tokens.
-  LlamaDecoder(const LlamaConfig& config, const NamedWeights& weights);
+  // weights: tensors by GGUF name: token_embd.weight, output_norm.weight, [output.weight],
+  // blk.{i}.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down}.weight;
+  // norms [d_model] f32. Validates every tensor (the errors of models/weights.h) and allocates the
+  // FP16 KV cache for config.max_context tokens. The bytes must outlive the decoder.
+  LlamaDecoder(const LlamaConfig& config, WeightTable weights);
 
   const LlamaConfig& config() const { return config_; }
   // Tokens already in the KV cache; the next token goes to this position.
@@ -90,6 +87,7 @@ class LlamaDecoder {
   void product_rows(const MatmulParams& p, int64_t n_begin, int64_t n_end);
 
   LlamaConfig config_;
+  WeightTable weights_;
   WeightView token_embd_;
   WeightView output_;
   const float* output_norm_ = nullptr;

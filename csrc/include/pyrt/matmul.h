@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "pyrt/formats.h"
+#include "pyrt/thread_team.h"
 
 namespace pyrt {
 
@@ -35,14 +36,15 @@ struct MatmulParams {
   uintptr_t stream = 0;           // cuda: a cudaStream_t as an integer (0: the legacy default stream)
 };
 
-// Validates, then runs on the weight's device: on the CPU with the kernel for the active ISA and
-// the configured threads, on CUDA with the GEMV or tensor-core kernels.
-// Never touches Python: callers release the GIL around it.
+// Validates, then runs on the weight's device (csrc/ops/matmul.cc): on the CPU with the kernel for
+// the active ISA and the configured threads (csrc/cpu/matmul_cpu.cc), on CUDA with the GEMV or
+// tensor-core kernels (csrc/cuda/). Never touches Python: callers release the GIL around it.
 void matmul(const MatmulParams& p);
 
 // The two halves of matmul() for callers that run their own parallel region (a model's forward
 // pass, where one region per step replaces a fork/join per product):
-// check_matmul throws the errors matmul() would; matmul_rows computes y[:, n_begin:n_end] on the
+// check_matmul throws the device-independent errors matmul() would (and, for cpu weights, the
+// row-stride check; the CUDA backend validates its plane layout itself); matmul_rows computes y[:, n_begin:n_end] on the
 // calling thread with the active ISA's kernel, for a p that passed check_matmul with f32
 // activations. It never throws, allocates nothing and is safe to call concurrently on disjoint
 // row ranges.
@@ -83,5 +85,13 @@ void matmul_rows(const MatmulParams& p, const QuantizedActivations& xq, int64_t 
 // Rows of a weight-row range handed to each thread are multiples of this, so SIMD kernels see whole
 // row groups.
 constexpr int64_t kMatmulRowAlign = 16;
+
+// This thread's share of `count` products that read the same activations, split as if their
+// weight rows were stacked into one matrix: e.g. Q, K and V projections cost one split and one
+// barrier instead of three. Rows are handed out in kMatmulRowAlign groups. Every p must have
+// passed check_matmul (cpu weights). With xq (int8 activations, quantized once) q-format weights
+// use it. Never throws, allocates nothing.
+void stacked_matmul_rows(const ThreadTeam& team, const MatmulParams* products, int count,
+                         const QuantizedActivations* xq = nullptr) noexcept;
 
 }  // namespace pyrt

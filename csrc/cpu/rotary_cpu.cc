@@ -1,19 +1,11 @@
-#include "models/llama_ops.h"
-
-#include <algorithm>
+// Rotary position embedding, GGUF's interleaved-pairs layout (pyrt/ops.h). llama.cpp's converter
+// permutes the Q/K rows of HF checkpoints so that this equals HF's rotate_half there.
 #include <cmath>
 #include <vector>
 
-#include "cpu/vector_math.h"
+#include "cpu/ops_cpu.h"
 
-namespace pyrt::models {
-
-void rms_norm_rows(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* y) {
-  // The kernel sums the squares in FP64: the mean of squares of 576 values is the one reduction
-  // here whose rounding would otherwise show up in the float64 comparison.
-  const cpu::VectorMath& vm = cpu::vector_math();
-  for (int64_t r = 0; r < rows; ++r) vm.rms_norm(x + r * dim, weight, dim, eps, y + r * dim);
-}
+namespace pyrt::cpu {
 
 void rope_tables(int64_t head_dim, float theta, int64_t first_pos, int64_t rows, float* cos_t, float* sin_t) {
   const int64_t half = head_dim / 2;
@@ -30,7 +22,7 @@ void rope_tables(int64_t head_dim, float theta, int64_t first_pos, int64_t rows,
 }
 
 void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t,
-                           const float* sin_t) {
+                           const float* sin_t) noexcept {
   const int64_t half = head_dim / 2;
   for (int64_t r = 0; r < rows; ++r) {
     const float* c = cos_t + r * half;
@@ -47,11 +39,4 @@ void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head
   }
 }
 
-void swiglu_inplace(float* gate, const float* up, int64_t n) { cpu::vector_math().silu_mul(gate, up, gate, n); }
-
-void causal_softmax_rows(float* scores, int64_t rows, int64_t cols, int64_t first_valid, float scale) {
-  const cpu::VectorMath& vm = cpu::vector_math();
-  for (int64_t r = 0; r < rows; ++r) vm.softmax(scores + r * cols, cols, std::max<int64_t>(0, std::min(cols, first_valid + r)), scale);
-}
-
-}  // namespace pyrt::models
+}  // namespace pyrt::cpu

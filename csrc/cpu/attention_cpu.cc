@@ -1,17 +1,19 @@
-#include "models/packed_attention.h"
-
+// Attention on the CPU: the encoder's packed self-attention, (sequence, head) pairs scheduled over
+// threads with the active ISA's head kernel (cpu/attention_head.h), and one decoder head over its
+// KV cache, built from matmul_rows and the causal softmax.
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
 #include "cpu/attention_head.h"
+#include "cpu/ops_cpu.h"
 #include "pyrt/runtime.h"
 
 #ifdef PYRT_WITH_OPENMP
 #include <omp.h>
 #endif
 
-namespace pyrt::nn {
+namespace pyrt::cpu {
 
 void packed_self_attention(const float* q, const float* k, const float* v, const int64_t* offsets,
                            int64_t num_sequences, int64_t num_heads, int64_t head_dim, float* ctx) {
@@ -29,10 +31,10 @@ void packed_self_attention(const float* q, const float* k, const float* v, const
   const bool parallel = 2 * pairs * hidden >= kMinParallelMacs;  // q.k and p.v
   const int threads = parallel ? int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), tasks))) : 1;
   // Whole cache lines per thread, so two threads never write the same line.
-  const int64_t scratch_per_thread = (cpu::attention_head_scratch_floats(max_len, head_dim) + 15) / 16 * 16;
+  const int64_t scratch_per_thread = (attention_head_scratch_floats(max_len, head_dim) + 15) / 16 * 16;
   // Allocated here, outside the parallel region, so nothing inside it can throw.
   std::unique_ptr<float[]> scratch(new float[size_t(scratch_per_thread * threads)]);
-  const cpu::AttentionHeadKernel attend_head = cpu::attention_head_kernel();
+  const AttentionHeadKernel attend_head = attention_head_kernel();
   const float scale = 1.0f / std::sqrt(float(head_dim));
 
 #ifdef PYRT_WITH_OPENMP
@@ -55,4 +57,26 @@ void packed_self_attention(const float* q, const float* k, const float* v, const
   }
 }
 
-}  // namespace pyrt::nn
+void cached_head_attention_rows(const CachedHeadAttention& a, float* scratch) noexcept {
+  const int64_t hd = a.keys.cols, end = a.keys.rows, rows = a.rows;
+  // The products want contiguous rows: the head's queries are gathered first, its output scattered
+  // after.
+  float* q_chunk = scratch;
+  float* out_chunk = q_chunk + rows * hd;
+  float* scores = out_chunk + rows * hd;
+  for (int64_t i = 0; i < rows; ++i) std::copy_n(a.q + i * a.q_stride, hd, q_chunk + i * hd);
+  MatmulParams p;
+  p.x = q_chunk;
+  p.M = rows;
+  p.w = a.keys;
+  p.y = scores;
+  cpu::matmul_rows(p, 0, end);
+  causal_softmax_rows(scores, rows, end, a.first_valid, a.scale);
+  p.x = scores;
+  p.w = a.values_t;
+  p.y = out_chunk;
+  cpu::matmul_rows(p, 0, hd);
+  for (int64_t i = 0; i < rows; ++i) std::copy_n(out_chunk + i * hd, hd, a.out + i * a.out_stride);
+}
+
+}  // namespace pyrt::cpu
