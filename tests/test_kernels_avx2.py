@@ -107,7 +107,7 @@ def test_agrees_with_scalar_kernel(avx2, rng, fmt, block, M):
 @pytest.mark.parametrize("fmt,block", [("f32", 1), ("bf16", 1), ("q8", 64), ("q4", 32), ("q4a", 128)])
 def test_one_and_two_threads_identical(avx2, rng, fmt, block, M):
     # N spans several 16-row thread chunks and ends in a partial tile; work is above the
-    # single-thread cutoff in csrc/ops/matmul.cc so two threads really run.
+    # single-thread cutoff in csrc/cpu/matmul_cpu.cc so two threads really run.
     K = 512 if block > 1 else 517
     x, t, bias = make_case(rng, fmt, block, M, 133, K, True)
     pyrt.set_num_threads(1)

@@ -1,6 +1,7 @@
-"""csrc/models/packed_attention.cc and the per-ISA head kernels (csrc/cpu/attention_head_*.cc)
-against float64 numpy: sequences of lengths that leave query-block and vector tails, head sizes
-that are and are not multiples of the vector width, outputs poisoned."""
+"""pyrt::packed_self_attention (csrc/ops/attention.cc, csrc/cpu/attention_cpu.cc) and the per-ISA
+head kernels (csrc/cpu/attention_head_*.cc) against float64 numpy: sequences of lengths that leave
+query-block and vector tails, head sizes that are and are not multiples of the vector width,
+outputs poisoned."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,6 @@
 // softmax(q k^T * scale) v for one attention head of one sequence, one implementation per ISA
 // (attention_head_scalar.cc, attention_head_avx2.cc, attention_head_avx512.cc). The caller
-// (models/packed_attention.cc) schedules (sequence, head) pairs over threads and owns the scratch.
+// (cpu/attention_cpu.cc) schedules (sequence, head) pairs over threads and owns the scratch.
 #pragma once
 #include <cstdint>
 

@@ -1,6 +1,6 @@
-// The interface every per-ISA matmul kernel implements (matmul_scalar.cc, matmul_avx2.cc,
-// matmul_avx512.cc). csrc/ops/matmul.cc validates inputs, converts activations to FP32 and splits
-// the N dimension across threads; a kernel only computes.
+// The interface every per-ISA matmul kernel implements (matmul_scalar.cc, matmul_avx2.cc, ...).
+// csrc/ops/matmul.cc validates inputs; csrc/cpu/matmul_cpu.cc converts activations to FP32 and
+// splits the N dimension across threads; a kernel only computes.
 #pragma once
 #include <cstdint>
 
