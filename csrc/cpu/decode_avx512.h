@@ -73,11 +73,11 @@ template <Format F, int B>
 inline __m512 nibble_value_table(const uint8_t* blk, const uint8_t** nibbles) {
   using L = BlockOf<F, B>;
   *nibbles = blk + L::quants_offset;
-  const __m512 d = _mm512_set1_ps(load_fp16(blk + L::scale_offset));
   if constexpr (F == Format::q4)
-    return _mm512_mul_ps(q4_level_table(), d);
+    return _mm512_mul_ps(q4_level_table(), _mm512_set1_ps(load_fp16(blk + L::scale_offset)));
   else
-    return _mm512_fmadd_ps(q4a_level_table(), d, _mm512_set1_ps(load_fp16(blk + L::min_offset)));
+    return _mm512_fmadd_ps(q4a_level_table(), _mm512_set1_ps(load_fp16(blk + L::scale_offset)),
+                           _mm512_set1_ps(load_fp16(blk + L::min_offset)));
 }
 
 // Dequantizes elements [k0, k0 + len) of one weight row into dst (FP32). For q-formats k0 and len

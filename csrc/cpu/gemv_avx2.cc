@@ -10,27 +10,6 @@
 namespace pyrt::cpu::avx2 {
 namespace {
 
-// For each pair p of a decoded group (D::pair, or D::raw_pair when kRaw): fma(p, w0, w1).
-template <class D, bool kRaw, class Fma>
-inline void for_each_pair(const typename D::Group& grp, Fma&& fma) {
-#pragma GCC unroll 8
-  for (int p = 0; p < D::kPairs; ++p) {
-    __m256 w0, w1;
-    if constexpr (kRaw)
-      D::raw_pair(grp, p, w0, w1);
-    else
-      D::pair(grp, p, w0, w1);
-    fma(p, w0, w1);
-  }
-}
-
-// a0 += x[off0(p)..+8] * w0, a1 += x[off1(p)..+8] * w1 (a0 and a1 may be the same chain).
-template <class D>
-inline void fma_pair(const float* x, int p, __m256 w0, __m256 w1, __m256& a0, __m256& a1) {
-  a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + D::off0(p)), w0, a0);
-  a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + D::off1(p)), w1, a1);
-}
-
 // Computes out[m][r] = x[m, 0:groups*G] . W[rows[r], 0:groups*G] for m < MT.
 // With one x row each output gets two accumulators (the pair's halves), so eight FMA chains are
 // in flight, enough to cover the FMA latency; with two x rows there are already eight.
@@ -48,10 +27,19 @@ void gemv_tile(const uint8_t* const rows[kRowsPerTile], const float* x, int64_t 
     const float* xg = x + g * D::kGroup;
 #pragma GCC unroll 4
     for (int r = 0; r < kRowsPerTile; ++r) {
-      for_each_pair<D, false>(D::group(rows[r], g, table), [&](int p, __m256 w0, __m256 w1) {
+      const typename D::Group grp = D::group(rows[r], g, table);
+#pragma GCC unroll 8
+      for (int p = 0; p < D::kPairs; ++p) {
+        __m256 w0, w1;
+        D::pair(grp, p, w0, w1);
 #pragma GCC unroll 2
-        for (int m = 0; m < MT; ++m) fma_pair<D>(xg + m * ldx, p, w0, w1, acc[m][r][0], acc[m][r][kSplit - 1]);
-      });
+        for (int m = 0; m < MT; ++m) {
+          const float* xm = xg + m * ldx;
+          acc[m][r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xm + D::off0(p)), w0, acc[m][r][0]);
+          acc[m][r][kSplit - 1] =
+              _mm256_fmadd_ps(_mm256_loadu_ps(xm + D::off1(p)), w1, acc[m][r][kSplit - 1]);
+        }
+      }
     }
   }
   for (int m = 0; m < MT; ++m) {
@@ -96,10 +84,17 @@ void gemv_tile_blocked(const uint8_t* const rows[kRowsPerTile], const uint8_t* c
       // enough chains in flight. Two chains measured no faster (1 more add per block).
       __m256 dot[MT];
       for (int m = 0; m < MT; ++m) dot[m] = seed[m];
-      for_each_pair<D, true>(grp, [&](int p, __m256 q0, __m256 q1) {
+#pragma GCC unroll 8
+      for (int p = 0; p < D::kPairs; ++p) {
+        __m256 q0, q1;
+        D::raw_pair(grp, p, q0, q1);
 #pragma GCC unroll 2
-        for (int m = 0; m < MT; ++m) fma_pair<D>(xg + m * ldx, p, q0, q1, dot[m], dot[m]);
-      });
+        for (int m = 0; m < MT; ++m) {
+          const float* xm = xg + m * ldx;
+          dot[m] = _mm256_fmadd_ps(_mm256_loadu_ps(xm + D::off0(p)), q0, dot[m]);
+          dot[m] = _mm256_fmadd_ps(_mm256_loadu_ps(xm + D::off1(p)), q1, dot[m]);
+        }
+      }
       for (int m = 0; m < MT; ++m) acc[m][r] = D::apply_block(grp, dot[m], xsum[m], acc[m][r]);
     }
   }

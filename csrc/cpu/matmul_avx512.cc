@@ -19,11 +19,11 @@ constexpr int64_t kGemmMinRows = 32;
 constexpr int64_t kInt8GemmMinRows = 5;
 
 void matmul(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  (a.M < kGemmMinRows ? gemv : gemm)(a, n_begin, n_end);
+  a.M < kGemmMinRows ? gemv(a, n_begin, n_end) : gemm(a, n_begin, n_end);
 }
 
 void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  (a.M < kInt8GemmMinRows ? int8_gemv : int8_gemm)(a, n_begin, n_end);
+  a.M < kInt8GemmMinRows ? int8_gemv(a, n_begin, n_end) : int8_gemm(a, n_begin, n_end);
 }
 
 }  // namespace pyrt::cpu::avx512
