@@ -53,9 +53,7 @@ struct BlockLayout {
   int quants_bytes = 0;   // code bytes per block
 };
 
-// The compile-time face of the same layout, for kernels templated on <Format F, int B>:
-// BlockOf<F, B>::bytes, ::quants_offset, ... and ::type (the block struct, or the element type of a
-// plain format). One specialization per format; B is ignored by the plain formats.
+// offsetof(Block, m), or -1 for blocks without a minimum.
 template <class Block, class = void>
 struct MinOffsetOf {
   static constexpr int value = -1;
@@ -86,6 +84,9 @@ struct PlainFields {
   static constexpr int quants_bytes = int(sizeof(Element));
 };
 
+// The compile-time face of the same layout, for kernels templated on <Format F, int B>:
+// BlockOf<F, B>::bytes, ::quants_offset, ... and ::type (the block struct, or the element type of a
+// plain format). One specialization per format; B is ignored by the plain formats.
 template <Format F, int B>
 struct BlockOf;
 template <int B> struct BlockOf<Format::f32, B> : PlainFields<float> {};
