@@ -29,18 +29,43 @@ DEFAULT_BLOCK = 32
 
 
 @dataclass(frozen=True)
+class BlockLayout:
+    """Byte layout of one block, as the C++ ``BlockLayout`` (derived there from the block structs).
+    Plain formats: block 1, the element's bytes, no scale or minimum (offsets -1)."""
+    block: int
+    bytes: int
+    scale_offset: int   # fp16 d
+    min_offset: int     # fp16 m (q4a only)
+    quants_offset: int  # first code byte
+    quants_bytes: int   # code bytes per block
+
+
+@dataclass(frozen=True)
 class FormatInfo:
     name: str
     id: int
     blocked: bool
-    header_bytes: int      # per block: fp16 scale (and minimum)
-    bits_per_element: int  # payload bits per weight
+    header: tuple[str, ...]  # the fp16 fields before a block's codes, in order: "d" (scale), "m" (minimum)
+    bits_per_element: int    # payload bits per weight
+
+    @property
+    def header_bytes(self) -> int:
+        """Bytes per block before the codes: 2 per fp16 header field; 0 for plain formats."""
+        return 2 * len(self.header)
+
+    def layout(self, block: int) -> BlockLayout:
+        """The layout of one block at ``block`` (ignored by plain formats)."""
+        if not self.blocked:
+            size = self.bits_per_element // 8
+            return BlockLayout(1, size, -1, -1, 0, size)
+        def offset(field: str) -> int:
+            return 2 * self.header.index(field) if field in self.header else -1
+        quants = block * self.bits_per_element // 8
+        return BlockLayout(block, self.header_bytes + quants, offset("d"), offset("m"), self.header_bytes, quants)
 
     def block_bytes(self, block: int) -> int:
         """Bytes of one block (q-formats) or one element (plain formats)."""
-        if not self.blocked:
-            return self.bits_per_element // 8
-        return self.header_bytes + block * self.bits_per_element // 8
+        return self.layout(block).bytes
 
     def bits_per_weight(self, block: int = DEFAULT_BLOCK) -> float:
         if not self.blocked:
@@ -51,12 +76,12 @@ class FormatInfo:
 FORMATS: dict[str, FormatInfo] = {
     f.name: f
     for f in (
-        FormatInfo("f32", 0, False, 0, 32),
-        FormatInfo("f16", 1, False, 0, 16),
-        FormatInfo("bf16", 2, False, 0, 16),
-        FormatInfo("q8", 3, True, 2, 8),
-        FormatInfo("q4", 4, True, 2, 4),
-        FormatInfo("q4a", 5, True, 4, 4),
+        FormatInfo("f32", 0, False, (), 32),
+        FormatInfo("f16", 1, False, (), 16),
+        FormatInfo("bf16", 2, False, (), 16),
+        FormatInfo("q8", 3, True, ("d",), 8),
+        FormatInfo("q4", 4, True, ("d",), 4),
+        FormatInfo("q4a", 5, True, ("d", "m"), 4),
     )
 }
 
@@ -75,6 +100,11 @@ def effective_block(name: str, block: int) -> int:
     if block not in BLOCK_SIZES:
         raise DtypeError(f"block size must be 32, 64 or 128 for {name}, got {block}")
     return block
+
+
+def block_layout(name: str, block: int) -> BlockLayout:
+    """The byte layout of one block of ``name`` (validated like the C++ ``block_layout``)."""
+    return format_info(name).layout(effective_block(name, block))
 
 
 def row_bytes(name: str, block: int, k: int) -> int:
@@ -140,6 +170,13 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         return bits.reshape(-1).view(np.uint8).copy()
 
     blocks = x.reshape(-1, b)
+    layout = block_layout(name, b)
+    out = np.empty((blocks.shape[0], layout.bytes), dtype=np.uint8)
+    codes = out[:, layout.quants_offset:layout.quants_offset + layout.quants_bytes]
+
+    def put_fp16(offset: int, v16: np.ndarray) -> None:
+        out[:, offset:offset + 2] = v16.view(np.uint8).reshape(-1, 2)
+
     if name == "q8":
         amax = np.abs(blocks).max(axis=1)
         d16 = _fp16_checked(amax / np.float32(127.0), "scale")
@@ -147,9 +184,8 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.clip(np.rint(blocks / d), -127, 127)
         q = np.where(d == 0, 0, q).astype(np.int8)
-        out = np.empty((blocks.shape[0], 2 + b), dtype=np.uint8)
-        out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
-        out[:, 2:] = q.view(np.uint8)
+        put_fp16(layout.scale_offset, d16)
+        codes[:] = q.view(np.uint8)
     elif name == "q4":
         idx = np.abs(blocks).argmax(axis=1)  # first occurrence, as the C++ loop
         vmax = blocks[np.arange(blocks.shape[0]), idx]
@@ -158,9 +194,8 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.clip(np.rint(blocks / d), -8, 7) + 8
         levels = np.where(d == 0, 8, q).astype(np.uint8)
-        out = np.empty((blocks.shape[0], 2 + b // 2), dtype=np.uint8)
-        out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
-        out[:, 2:] = _pack_nibbles(levels, b)
+        put_fp16(layout.scale_offset, d16)
+        codes[:] = _pack_nibbles(levels, b)
     elif name == "q4a":
         # min/max of {-0, +0} may be either; adding +0 turns both into +0 (as the C++ quantizer does).
         lo = blocks.min(axis=1) + np.float32(0.0)
@@ -172,10 +207,9 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.clip(np.rint((blocks - m) / d), 0, 15)
         levels = np.where(d == 0, 0, q).astype(np.uint8)
-        out = np.empty((blocks.shape[0], 4 + b // 2), dtype=np.uint8)
-        out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
-        out[:, 2:4] = m16.view(np.uint8).reshape(-1, 2)
-        out[:, 4:] = _pack_nibbles(levels, b)
+        put_fp16(layout.scale_offset, d16)
+        put_fp16(layout.min_offset, m16)
+        codes[:] = _pack_nibbles(levels, b)
     else:  # pragma: no cover - format_info already rejected it
         raise DtypeError(name)
     return out.reshape(-1)
@@ -192,15 +226,18 @@ def dequantize_reference(data: np.ndarray, name: str, block: int, shape: tuple[i
         return data.view(np.float16).astype(np.float64).reshape(shape)
     if name == "bf16":
         return bf16_bits_to_fp32(data.view(np.uint16)).astype(np.float64).reshape(shape)
-    info = format_info(name)
-    blocks = data.reshape(n // b, info.block_bytes(b))
-    d = blocks[:, :2].copy().view(np.float16).astype(np.float64)
+    layout = block_layout(name, b)
+    blocks = data.reshape(n // b, layout.bytes)
+    codes = blocks[:, layout.quants_offset:layout.quants_offset + layout.quants_bytes]
+
+    def get_fp16(offset: int) -> np.ndarray:
+        return blocks[:, offset:offset + 2].copy().view(np.float16).astype(np.float64)
+
+    d = get_fp16(layout.scale_offset)
     if name == "q8":
-        q = blocks[:, 2:].view(np.int8).astype(np.float64)
+        q = codes.view(np.int8).astype(np.float64)
         return (q * d).reshape(shape)
-    packed = blocks[:, info.header_bytes:]
-    levels = np.concatenate([packed & 0x0F, packed >> 4], axis=1).astype(np.float64)
+    levels = np.concatenate([codes & 0x0F, codes >> 4], axis=1).astype(np.float64)
     if name == "q4":
         return ((levels - 8) * d).reshape(shape)
-    m = blocks[:, 2:4].copy().view(np.float16).astype(np.float64)
-    return (levels * d + m).reshape(shape)
+    return (levels * d + get_fp16(layout.min_offset)).reshape(shape)

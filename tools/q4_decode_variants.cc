@@ -20,7 +20,10 @@
 #include "cpu/decode_avx512.h"
 using namespace pyrt::cpu::avx512;
 using pyrt::Format;
-constexpr int B = 32, bb = 18, R = 4;
+// The q4 block layout at B = 32 (csrc/include/pyrt/formats.h): 18 bytes, d at 0, nibbles at 2.
+using Q4Block = pyrt::BlockOf<Format::q4, 32>;
+constexpr int B = 32, bb = Q4Block::bytes, R = 4;
+constexpr int kNib = Q4Block::quants_offset, kScale = Q4Block::scale_offset;
 
 // V0: per block (value table scaled by d + vpermps)
 void v0(const uint8_t* W, const float* x, float* y, int N, int K) {
@@ -32,7 +35,7 @@ void v0(const uint8_t* W, const float* x, float* y, int N, int K) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* blk = W + (size_t)(n + r) * nb * bb + b * bb;
         const uint8_t* q;
-        const __m512 table = nibble_value_table<Format::q4>(blk, &q);
+        const __m512 table = nibble_value_table<Format::q4, B>(blk, &q);
         const __m512i idx = load_nibble_pairs(q);
         a0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + b * B), low_nibbles(idx, table), a0[r]);
         a1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + b * B + 16), high_nibbles(idx, table), a1[r]);
@@ -65,10 +68,10 @@ void magic(const uint8_t* W, const float* x, float* y, int N, int K) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* blk = W + (size_t)(n + r) * nb * bb + b * bb;
         __m512 d;
-        if constexpr (S == Scale::scalar) d = _mm512_set1_ps(load_fp16(blk));
-        else if constexpr (S == Scale::memory) d = _mm512_cvtph_ps(_mm256_set1_epi16(*reinterpret_cast<const short*>(blk)));
+        if constexpr (S == Scale::scalar) d = _mm512_set1_ps(load_fp16(blk + kScale));
+        else if constexpr (S == Scale::memory) d = _mm512_cvtph_ps(_mm256_set1_epi16(*reinterpret_cast<const short*>(blk + kScale)));
         else d = _mm512_set1_ps(0.015f);
-        const __m128i bytes = _mm_loadu_si128((const __m128i*)(blk + 2));
+        const __m128i bytes = _mm_loadu_si128((const __m128i*)(blk + kNib));
         __m512i idx;
         if constexpr (E == Expand::movzx) idx = _mm512_cvtepu8_epi32(bytes);
         else idx = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(bytes), shuf);
@@ -97,10 +100,10 @@ void v3(const uint8_t* W, const float* x, float* y, int N, int K) {
     for (int b = 0; b < nb; ++b) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* blk = W + (size_t)(n + r) * nb * bb + b * bb;
-        const __m256 d = _mm256_set1_ps(load_fp16(blk));
+        const __m256 d = _mm256_set1_ps(load_fp16(blk + kScale));
         __m256 part = _mm256_setzero_ps();
         for (int h = 0; h < 2; ++h) {
-          const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(blk + 2 + 8 * h)));
+          const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(blk + kNib + 8 * h)));
           const __m256 lo = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_ternarylogic_epi32(idx, m15, magic, 0xEA)), bias);
           const __m256 hi = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(idx, 4), magic)), bias);
           part = _mm256_fmadd_ps(_mm256_loadu_ps(x + b * B + 8 * h), lo, part);
@@ -127,7 +130,7 @@ void v6(const uint8_t* W, const float* x, float* y, int N, int K) {
       const __m512 x0 = _mm512_loadu_ps(x + b * B), x1 = _mm512_loadu_ps(x + b * B + 16);
       for (int r = 0; r < R; ++r) {
         const uint8_t* blk = W + (size_t)(n + r) * nb * bb + b * bb;
-        const __m512 w = _mm512_castsi512_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(blk + 2))));
+        const __m512 w = _mm512_castsi512_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(blk + kNib))));
         a0[r] = _mm512_fmadd_ps(x1, w, _mm512_fmadd_ps(x0, w, a0[r]));
       }
     }
@@ -160,8 +163,8 @@ void run_groups(const uint8_t* W, float* y, int N, int K, Part part) {
   const int nb = K / B, ng = K / 128;
   alignas(64) int16_t nib_idx[32], sc_idx[32];
   for (int w = 0; w < 32; ++w) {
-    nib_idx[w] = int16_t((w / 8) * (bb / 2) + 1 + w % 8);
-    sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2));
+    nib_idx[w] = int16_t((w / 8) * (bb / 2) + kNib / 2 + w % 8);
+    sc_idx[w] = int16_t((w % 16) / 4 * (bb / 2) + kScale / 2);
   }
   const __m512i nidx = _mm512_load_si512(nib_idx), sidx = _mm512_load_si512(sc_idx);
   const __mmask64 tail = (~0ull) >> (128 - bb * 4);  // the group's 72 bytes: 8 past the first load
@@ -332,7 +335,7 @@ void v14r(const uint8_t* W, const float* x, float* y, int N, int K) {
   const __m512 table = q4_level_table();
   const MantissaDecode mantissa;
   alignas(64) int16_t swp_idx[32];
-  for (int w = 0; w < 32; ++w) swp_idx[w] = int16_t(((w ^ 1) / 8) * (bb / 2) + 1 + (w ^ 1) % 8);
+  for (int w = 0; w < 32; ++w) swp_idx[w] = int16_t(((w ^ 1) / 8) * (bb / 2) + kNib / 2 + (w ^ 1) % 8);
   const __m512i widx = _mm512_load_si512(swp_idx);
   run_groups<RR>(W, y, N, K, [&](const Group& G, int g) {
     const __m512i swp = _mm512_permutex2var_epi16(G.first, widx, G.rest);
@@ -354,7 +357,7 @@ int main() {
   for (auto& v : W) v = rng() & 0xFF;
   for (int n = 0; n < N; ++n) for (int b = 0; b < nb; ++b) {  // sane fp16 scales: 0.01..0.02
     uint16_t h = _cvtss_sh(0.01f + 0.01f * (rng() % 100) / 100.0f, 0);
-    memcpy(&W[((size_t)n * nb + b) * bb], &h, 2);
+    memcpy(&W[((size_t)n * nb + b) * bb + kScale], &h, 2);
   }
   std::vector<float> x(K), y0(N), y(N);
   for (auto& v : x) v = std::normal_distribution<float>()(rng);

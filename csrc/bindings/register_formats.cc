@@ -62,6 +62,19 @@ void register_formats(py::module_& m) {
   m.def("row_bytes", [](const std::string& format, int block, int64_t K) {
     return row_bytes(format_from_name(format), block, K);
   });
+  // The byte layout of one block (formats.h, derived from the block structs); pyrt/formats.py's
+  // block_layout mirrors it (tests/formats/test_layout.py).
+  m.def("block_layout", [](const std::string& format, int block) {
+    const BlockLayout l = block_layout(format_from_name(format), block);
+    py::dict d;
+    d["block"] = l.block;
+    d["bytes"] = l.bytes;
+    d["scale_offset"] = l.scale_offset;
+    d["min_offset"] = l.min_offset;
+    d["quants_offset"] = l.quants_offset;
+    d["quants_bytes"] = l.quants_bytes;
+    return d;
+  });
   m.def("format_table", []() {
     py::list out;
     for (int i = 0; i < kNumFormats; ++i) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "pyrt/errors.h"
+#include "pyrt/format_dispatch.h"
 #include "pyrt/half.h"
 
 namespace pyrt {
@@ -59,110 +60,134 @@ void dequantize_bf16(const void* src, float* dst, int64_t n, int) {
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(in[i]);
 }
 
+// ---- q-formats -------------------------------------------------------------------------------
+// A codec quantizes one block of B floats into its struct from formats.h (and back); the struct is
+// the layout. quantize_blocks / dequantize_blocks walk a row and copy blocks as bytes, since the
+// buffers carry no alignment promise.
+
 // ---- q8 ----------------------------------------------------------------------------------------
-void quantize_q8(const float* src, void* dst, int64_t n, int B) {
-  check_finite(src, n);
-  auto* out = static_cast<uint8_t*>(dst);
-  for (int64_t b = 0; b < n / B; ++b, src += B, out += 2 + B) {
+struct CodecQ8 {
+  template <int B>
+  using Block = BlockQ8<B>;
+  template <int B>
+  static void quantize(const float* src, BlockQ8<B>& blk) {
     float amax = 0.0f;
     for (int i = 0; i < B; ++i) amax = std::max(amax, std::fabs(src[i]));
-    const uint16_t d16 = to_fp16_checked(amax / 127.0f, "scale");
-    const float d = fp16_to_fp32(d16);
-    std::memcpy(out, &d16, 2);
-    auto* q = reinterpret_cast<int8_t*>(out + 2);
+    blk.d = to_fp16_checked(amax / 127.0f, "scale");
+    const float d = fp16_to_fp32(blk.d);
     for (int i = 0; i < B; ++i)
-      q[i] = d == 0.0f ? 0 : int8_t(std::clamp(std::nearbyint(src[i] / d), -127.0f, 127.0f));
+      blk.q[i] = d == 0.0f ? 0 : int8_t(std::clamp(std::nearbyint(src[i] / d), -127.0f, 127.0f));
   }
-}
-void dequantize_q8(const void* src, float* dst, int64_t n, int B) {
-  const auto* in = static_cast<const uint8_t*>(src);
-  for (int64_t b = 0; b < n / B; ++b, in += 2 + B, dst += B) {
-    uint16_t d16;
-    std::memcpy(&d16, in, 2);
-    const float d = fp16_to_fp32(d16);
-    const auto* q = reinterpret_cast<const int8_t*>(in + 2);
-    for (int i = 0; i < B; ++i) dst[i] = float(q[i]) * d;
+  template <int B>
+  static void dequantize(const BlockQ8<B>& blk, float* dst) {
+    const float d = fp16_to_fp32(blk.d);
+    for (int i = 0; i < B; ++i) dst[i] = float(blk.q[i]) * d;
   }
+};
+
+// ---- q4 / q4a nibbles ---------------------------------------------------------------------------
+// formats.h: byte j holds element j in its low half and element j + B/2 in its high half.
+template <int B>
+void pack_nibbles(const uint8_t (&levels)[B], uint8_t (&q)[B / 2]) {
+  for (int j = 0; j < B / 2; ++j) q[j] = uint8_t(levels[j] | (levels[j + B / 2] << 4));
 }
 
 // ---- q4 (symmetric) ----------------------------------------------------------------------------
-void pack_nibbles(const uint8_t* levels, uint8_t* out, int B) {
-  for (int j = 0; j < B / 2; ++j) out[j] = uint8_t(levels[j] | (levels[j + B / 2] << 4));
-}
-
-void quantize_q4(const float* src, void* dst, int64_t n, int B) {
-  check_finite(src, n);
-  auto* out = static_cast<uint8_t*>(dst);
-  uint8_t levels[128];
-  for (int64_t b = 0; b < n / B; ++b, src += B, out += 2 + B / 2) {
+struct CodecQ4 {
+  template <int B>
+  using Block = BlockQ4<B>;
+  template <int B>
+  static void quantize(const float* src, BlockQ4<B>& blk) {
     // The value of largest magnitude maps exactly to level -8, which uses all 16 levels.
     // First element of largest magnitude (ties keep the earliest), exactly like numpy's argmax.
     float vmax = src[0], amax = std::fabs(src[0]);
     for (int i = 1; i < B; ++i)
       if (std::fabs(src[i]) > amax) amax = std::fabs(src[i]), vmax = src[i];
-    const uint16_t d16 = to_fp16_checked(vmax / -8.0f, "scale");
-    const float d = fp16_to_fp32(d16);
-    std::memcpy(out, &d16, 2);
+    blk.d = to_fp16_checked(vmax / -8.0f, "scale");
+    const float d = fp16_to_fp32(blk.d);
+    uint8_t levels[B];
     for (int i = 0; i < B; ++i)
       levels[i] = d == 0.0f ? 8 : uint8_t(std::clamp(std::nearbyint(src[i] / d), -8.0f, 7.0f) + 8.0f);
-    pack_nibbles(levels, out + 2, B);
+    pack_nibbles<B>(levels, blk.q);
   }
-}
-void dequantize_q4(const void* src, float* dst, int64_t n, int B) {
-  const auto* in = static_cast<const uint8_t*>(src);
-  for (int64_t b = 0; b < n / B; ++b, in += 2 + B / 2, dst += B) {
-    uint16_t d16;
-    std::memcpy(&d16, in, 2);
-    const float d = fp16_to_fp32(d16);
+  template <int B>
+  static void dequantize(const BlockQ4<B>& blk, float* dst) {
+    const float d = fp16_to_fp32(blk.d);
     for (int j = 0; j < B / 2; ++j) {
-      dst[j] = float(int(in[2 + j] & 0x0f) - 8) * d;
-      dst[j + B / 2] = float(int(in[2 + j] >> 4) - 8) * d;
+      dst[j] = float(int(blk.q[j] & 0x0f) - 8) * d;
+      dst[j + B / 2] = float(int(blk.q[j] >> 4) - 8) * d;
     }
   }
-}
+};
 
 // ---- q4a (asymmetric) --------------------------------------------------------------------------
-void quantize_q4a(const float* src, void* dst, int64_t n, int B) {
-  check_finite(src, n);
-  auto* out = static_cast<uint8_t*>(dst);
-  uint8_t levels[128];
-  for (int64_t b = 0; b < n / B; ++b, src += B, out += 4 + B / 2) {
+struct CodecQ4A {
+  template <int B>
+  using Block = BlockQ4A<B>;
+  template <int B>
+  static void quantize(const float* src, BlockQ4A<B>& blk) {
     float lo = src[0], hi = src[0];
     for (int i = 1; i < B; ++i) lo = std::min(lo, src[i]), hi = std::max(hi, src[i]);
     // min/max of {-0, +0} is either; adding +0 makes both +0 so the bytes never depend on it.
     lo += 0.0f;
     hi += 0.0f;
-    const uint16_t d16 = to_fp16_checked((hi - lo) / 15.0f, "scale");
-    const uint16_t m16 = to_fp16_checked(lo, "minimum");
-    const float d = fp16_to_fp32(d16), m = fp16_to_fp32(m16);
-    std::memcpy(out, &d16, 2);
-    std::memcpy(out + 2, &m16, 2);
+    blk.d = to_fp16_checked((hi - lo) / 15.0f, "scale");
+    blk.m = to_fp16_checked(lo, "minimum");
+    const float d = fp16_to_fp32(blk.d), m = fp16_to_fp32(blk.m);
+    uint8_t levels[B];
     for (int i = 0; i < B; ++i)
       levels[i] = d == 0.0f ? 0 : uint8_t(std::clamp(std::nearbyint((src[i] - m) / d), 0.0f, 15.0f));
-    pack_nibbles(levels, out + 4, B);
+    pack_nibbles<B>(levels, blk.q);
   }
-}
-void dequantize_q4a(const void* src, float* dst, int64_t n, int B) {
-  const auto* in = static_cast<const uint8_t*>(src);
-  for (int64_t b = 0; b < n / B; ++b, in += 4 + B / 2, dst += B) {
-    uint16_t d16, m16;
-    std::memcpy(&d16, in, 2);
-    std::memcpy(&m16, in + 2, 2);
-    const float d = fp16_to_fp32(d16), m = fp16_to_fp32(m16);
+  template <int B>
+  static void dequantize(const BlockQ4A<B>& blk, float* dst) {
+    const float d = fp16_to_fp32(blk.d), m = fp16_to_fp32(blk.m);
     for (int j = 0; j < B / 2; ++j) {
-      dst[j] = float(in[4 + j] & 0x0f) * d + m;
-      dst[j + B / 2] = float(in[4 + j] >> 4) * d + m;
+      dst[j] = float(blk.q[j] & 0x0f) * d + m;
+      dst[j + B / 2] = float(blk.q[j] >> 4) * d + m;
     }
   }
+};
+
+// The row functions of the traits table: n / B blocks, each through the codec at the runtime
+// block size (validated by the caller).
+template <class Codec>
+void quantize_blocks(const float* src, void* dst, int64_t n, int block) {
+  check_finite(src, n);
+  visit_block(block, [&](auto b) {
+    constexpr int B = b.value;
+    typename Codec::template Block<B> blk;
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int64_t i = 0; i < n / B; ++i) {
+      Codec::quantize(src + i * B, blk);
+      std::memcpy(out + i * int64_t(sizeof blk), &blk, sizeof blk);
+    }
+  });
 }
+template <class Codec>
+void dequantize_blocks(const void* src, float* dst, int64_t n, int block) {
+  visit_block(block, [&](auto b) {
+    constexpr int B = b.value;
+    typename Codec::template Block<B> blk;
+    const auto* in = static_cast<const uint8_t*>(src);
+    for (int64_t i = 0; i < n / B; ++i) {
+      std::memcpy(&blk, in + i * int64_t(sizeof blk), sizeof blk);
+      Codec::dequantize(blk, dst + i * B);
+    }
+  });
+}
+
+// Header bytes (scale, minimum) per block: the same at every block size.
+template <Format F>
+constexpr int kHeaderBytes = BlockOf<F, 32>::quants_offset;
 
 const FormatTraits kTraits[kNumFormats] = {
     {Format::f32, "f32", false, 0, 32, quantize_f32, dequantize_f32},
     {Format::f16, "f16", false, 0, 16, quantize_f16, dequantize_f16},
     {Format::bf16, "bf16", false, 0, 16, quantize_bf16, dequantize_bf16},
-    {Format::q8, "q8", true, 2, 8, quantize_q8, dequantize_q8},
-    {Format::q4, "q4", true, 2, 4, quantize_q4, dequantize_q4},
-    {Format::q4a, "q4a", true, 4, 4, quantize_q4a, dequantize_q4a},
+    {Format::q8, "q8", true, kHeaderBytes<Format::q8>, 8, quantize_blocks<CodecQ8>, dequantize_blocks<CodecQ8>},
+    {Format::q4, "q4", true, kHeaderBytes<Format::q4>, 4, quantize_blocks<CodecQ4>, dequantize_blocks<CodecQ4>},
+    {Format::q4a, "q4a", true, kHeaderBytes<Format::q4a>, 4, quantize_blocks<CodecQ4A>, dequantize_blocks<CodecQ4A>},
 };
 
 }  // namespace
@@ -187,19 +212,7 @@ int effective_block(Format f, int block) {
 }
 
 BlockLayout block_layout(Format f, int block) {
-  const int B = effective_block(f, block);
-  switch (f) {
-    case Format::q8:
-      return B == 32 ? layout_of<BlockQ8<32>>(B, false) : B == 64 ? layout_of<BlockQ8<64>>(B, false) : layout_of<BlockQ8<128>>(B, false);
-    case Format::q4:
-      return B == 32 ? layout_of<BlockQ4<32>>(B, false) : B == 64 ? layout_of<BlockQ4<64>>(B, false) : layout_of<BlockQ4<128>>(B, false);
-    case Format::q4a:
-      return B == 32 ? layout_of<BlockQ4A<32>>(B, true) : B == 64 ? layout_of<BlockQ4A<64>>(B, true) : layout_of<BlockQ4A<128>>(B, true);
-    default: {
-      const int bytes = format_traits(f).bits_per_element / 8;
-      return BlockLayout{1, bytes, -1, -1, 0, bytes};
-    }
-  }
+  return visit_format(f, effective_block(f, block), [](auto fb) { return layout_of<fb.format, fb.block>(); });
 }
 
 int64_t bytes_per_block(Format f, int block) { return block_layout(f, block).bytes; }

@@ -38,74 +38,46 @@ inline __m256 broadcast_fp16(const float* table, const uint8_t* p) {
   return _mm256_broadcast_ss(table + h);
 }
 
-struct DecodeF32 {
+// f32 / f16 / bf16: 16 consecutive elements per group.
+template <Format F>
+struct DecodePlain {
   static constexpr int kGroup = 16;
-  static constexpr int kGroupBytes = 64;
+  static constexpr int kGroupBytes = kGroup * BlockOf<F, 1>::bytes;
   static constexpr int kPairs = 1;
   static constexpr bool kScaledBlocks = false;
-  struct Group { const float* p; };
-  static Group group(const uint8_t* row, int64_t g, const float*) {
-    return {reinterpret_cast<const float*>(row) + g * kGroup};
-  }
+  struct Group { const uint8_t* p; };
+  static Group group(const uint8_t* row, int64_t g, const float*) { return {row + g * kGroupBytes}; }
   static constexpr int off0(int) { return 0; }
   static constexpr int off1(int) { return 8; }
-  static void pair(const Group& s, int, __m256& w0, __m256& w1) {
-    w0 = _mm256_loadu_ps(s.p);
-    w1 = _mm256_loadu_ps(s.p + 8);
-  }
-};
-
-struct DecodeF16 {
-  static constexpr int kGroup = 16;
-  static constexpr int kGroupBytes = 32;
-  static constexpr int kPairs = 1;
-  static constexpr bool kScaledBlocks = false;
-  struct Group { const uint16_t* p; };
-  static Group group(const uint8_t* row, int64_t g, const float*) {
-    return {reinterpret_cast<const uint16_t*>(row) + g * kGroup};
-  }
-  static constexpr int off0(int) { return 0; }
-  static constexpr int off1(int) { return 8; }
-  static void pair(const Group& s, int, __m256& w0, __m256& w1) {
-    w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.p)));
-    w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.p + 8)));
-  }
-};
-
-struct DecodeBF16 {
-  static constexpr int kGroup = 16;
-  static constexpr int kGroupBytes = 32;
-  static constexpr int kPairs = 1;
-  static constexpr bool kScaledBlocks = false;
-  struct Group { const uint16_t* p; };
-  static Group group(const uint8_t* row, int64_t g, const float*) {
-    return {reinterpret_cast<const uint16_t*>(row) + g * kGroup};
-  }
-  static constexpr int off0(int) { return 0; }
-  static constexpr int off1(int) { return 8; }
-  // bf16 is the top half of an fp32: widen and shift left by 16.
-  static __m256 widen(const uint16_t* p) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  // Eight elements as FP32 (bf16 is the top half of an fp32: widen and shift left by 16).
+  static __m256 load8(const uint8_t* p) {
+    if constexpr (F == Format::f32) {
+      return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+    } else if constexpr (F == Format::f16) {
+      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    } else {
+      const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
   }
   static void pair(const Group& s, int, __m256& w0, __m256& w1) {
-    w0 = widen(s.p);
-    w1 = widen(s.p + 8);
+    w0 = load8(s.p);
+    w1 = load8(s.p + kGroupBytes / 2);
   }
 };
 
 template <int B>
 struct DecodeQ8 {
+  using L = BlockOf<Format::q8, B>;
   static constexpr int kGroup = B;
   static constexpr int kPairs = B / 16;
   // Blocks with a scale: GEMV factors d (and the offset) out of each block's dot product.
   static constexpr bool kScaledBlocks = true;
-  static constexpr int kBlockBytes = 2 + B;
-  static constexpr int kGroupBytes = kBlockBytes;
+  static constexpr int kGroupBytes = L::bytes;
   struct Group { const int8_t* q; __m256 d; };
   static Group group(const uint8_t* row, int64_t g, const float* table) {
-    const uint8_t* blk = row + g * kBlockBytes;
-    return {reinterpret_cast<const int8_t*>(blk + 2), broadcast_fp16(table, blk)};
+    const uint8_t* blk = row + g * kGroupBytes;
+    return {reinterpret_cast<const int8_t*>(blk + L::quants_offset), broadcast_fp16(table, blk + L::scale_offset)};
   }
   static constexpr int off0(int p) { return 16 * p; }
   static constexpr int off1(int p) { return 16 * p + 8; }
@@ -135,21 +107,25 @@ struct DecodeQ8 {
 
 // q4 (x = (nib - 8) * d) and q4a (x = nib * d + m) share the nibble walk: x = nib * d + offset,
 // with offset = -8d for q4 (exact: a power-of-two multiple of d) and m for q4a.
-template <int B, bool kAffine>
+template <Format F, int B>
 struct DecodeNibbles {
+  using L = BlockOf<F, B>;
+  static constexpr bool kAffine = F == Format::q4a;
   static constexpr int kGroup = B;
   static constexpr int kPairs = B / 16;
   // Blocks with a scale: GEMV factors d (and the offset) out of each block's dot product.
   static constexpr bool kScaledBlocks = true;
-  static constexpr int kHeader = kAffine ? 4 : 2;
-  static constexpr int kBlockBytes = kHeader + B / 2;
-  static constexpr int kGroupBytes = kBlockBytes;
+  static constexpr int kGroupBytes = L::bytes;
   struct Group { const uint8_t* q; __m256 d; __m256 offset; };
   static Group group(const uint8_t* row, int64_t g, const float* table) {
-    const uint8_t* blk = row + g * kBlockBytes;
-    const __m256 d = broadcast_fp16(table, blk);
-    const __m256 offset = kAffine ? broadcast_fp16(table, blk + 2) : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
-    return {blk + kHeader, d, offset};
+    const uint8_t* blk = row + g * kGroupBytes;
+    const __m256 d = broadcast_fp16(table, blk + L::scale_offset);
+    __m256 offset;
+    if constexpr (kAffine)
+      offset = broadcast_fp16(table, blk + L::min_offset);
+    else
+      offset = _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+    return {blk + L::quants_offset, d, offset};
   }
   static constexpr int off0(int p) { return 8 * p; }
   static constexpr int off1(int p) { return B / 2 + 8 * p; }
@@ -180,8 +156,17 @@ struct DecodeNibbles {
   }
 };
 
-template <int B> using DecodeQ4 = DecodeNibbles<B, false>;
-template <int B> using DecodeQ4A = DecodeNibbles<B, true>;
+// The decoder of each format, for the kernels' <Format, block> visit (pyrt/format_dispatch.h).
+template <Format F, int B>
+struct DecoderOf { using type = DecodePlain<F>; };
+template <int B>
+struct DecoderOf<Format::q8, B> { using type = DecodeQ8<B>; };
+template <int B>
+struct DecoderOf<Format::q4, B> { using type = DecodeNibbles<Format::q4, B>; };
+template <int B>
+struct DecoderOf<Format::q4a, B> { using type = DecodeNibbles<Format::q4a, B>; };
+template <Format F, int B>
+using Decoder = typename DecoderOf<F, B>::type;
 
 // One weight of a plain-format row, for the K % 16 tail (q-formats never have a tail). Written
 // without pyrt/half.h: an inline function from a shared header compiled here with AVX2 flags
@@ -211,28 +196,6 @@ inline void prefetch_span(const uint8_t* row, int64_t k0, int64_t len) {
   const uint8_t* begin = row + k0 / D::kGroup * D::kGroupBytes;
   const uint8_t* end = row + (k0 + len) / D::kGroup * D::kGroupBytes;
   for (const uint8_t* p = begin; p < end; p += 64) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
-}
-
-// Calls visitor(Decoder{}) with the decoder type for (format, block); block is already validated.
-template <class Visitor>
-void visit_decoder(Format f, int block, Visitor&& visitor) {
-  switch (f) {
-    case Format::f32: return visitor(DecodeF32{});
-    case Format::f16: return visitor(DecodeF16{});
-    case Format::bf16: return visitor(DecodeBF16{});
-    case Format::q8:
-      if (block == 32) return visitor(DecodeQ8<32>{});
-      if (block == 64) return visitor(DecodeQ8<64>{});
-      return visitor(DecodeQ8<128>{});
-    case Format::q4:
-      if (block == 32) return visitor(DecodeQ4<32>{});
-      if (block == 64) return visitor(DecodeQ4<64>{});
-      return visitor(DecodeQ4<128>{});
-    case Format::q4a:
-      if (block == 32) return visitor(DecodeQ4A<32>{});
-      if (block == 64) return visitor(DecodeQ4A<64>{});
-      return visitor(DecodeQ4A<128>{});
-  }
 }
 
 }  // namespace pyrt::cpu::avx2

@@ -67,28 +67,24 @@ inline __m512 load_plain16_masked(const uint8_t* row, int64_t k, __mmask16 mask)
 
 inline __mmask16 tail_mask(int64_t n) { return __mmask16((1u << n) - 1u); }
 
-// Bytes of one block of a q-format (see csrc/include/pyrt/formats.h).
-template <Format F, int B>
-constexpr int64_t kBlockBytes = (F == Format::q8) ? 2 + B : (F == Format::q4 ? 2 + B / 2 : 4 + B / 2);
-
 // The 16 values a q4 / q4a block's nibbles stand for (levels times d, plus m for q4a), so one
 // permute per 16 weights decodes them; *nibbles is set to the block's packed nibbles.
-template <Format F>
+template <Format F, int B>
 inline __m512 nibble_value_table(const uint8_t* blk, const uint8_t** nibbles) {
-  if constexpr (F == Format::q4) {
-    *nibbles = blk + 2;
-    return _mm512_mul_ps(q4_level_table(), _mm512_set1_ps(load_fp16(blk)));
-  } else {
-    *nibbles = blk + 4;
-    return _mm512_fmadd_ps(q4a_level_table(), _mm512_set1_ps(load_fp16(blk)), _mm512_set1_ps(load_fp16(blk + 2)));
-  }
+  using L = BlockOf<F, B>;
+  *nibbles = blk + L::quants_offset;
+  if constexpr (F == Format::q4)
+    return _mm512_mul_ps(q4_level_table(), _mm512_set1_ps(load_fp16(blk + L::scale_offset)));
+  else
+    return _mm512_fmadd_ps(q4a_level_table(), _mm512_set1_ps(load_fp16(blk + L::scale_offset)),
+                           _mm512_set1_ps(load_fp16(blk + L::min_offset)));
 }
 
 // Dequantizes elements [k0, k0 + len) of one weight row into dst (FP32). For q-formats k0 and len
 // are multiples of the block B (the GEMM's K blocks are multiples of 128).
 template <Format F, int B>
 inline void dequantize_segment(const uint8_t* row, int64_t k0, int64_t len, float* dst) {
-  if constexpr (F == Format::f32 || F == Format::f16 || F == Format::bf16) {
+  if constexpr (!kBlocked<F>) {
     int64_t k = 0;
     for (; k + 16 <= len; k += 16) _mm512_storeu_ps(dst + k, load_plain16<F>(row, k0 + k));
     if (k < len) {
@@ -96,15 +92,16 @@ inline void dequantize_segment(const uint8_t* row, int64_t k0, int64_t len, floa
       _mm512_mask_storeu_ps(dst + k, m, load_plain16_masked<F>(row, k0 + k, m));
     }
   } else {
-    constexpr int64_t bb = kBlockBytes<F, B>;
-    const uint8_t* blk = row + (k0 / B) * bb;
-    for (int64_t k = 0; k < len; k += B, blk += bb, dst += B) {
+    using L = BlockOf<F, B>;
+    const uint8_t* blk = row + (k0 / B) * L::bytes;
+    for (int64_t k = 0; k < len; k += B, blk += L::bytes, dst += B) {
       if constexpr (F == Format::q8) {
-        const __m512 d = _mm512_set1_ps(load_fp16(blk));
-        for (int c = 0; c < B; c += 16) _mm512_storeu_ps(dst + c, _mm512_mul_ps(load_q8x16(blk + 2 + c), d));
+        const __m512 d = _mm512_set1_ps(load_fp16(blk + L::scale_offset));
+        for (int c = 0; c < B; c += 16)
+          _mm512_storeu_ps(dst + c, _mm512_mul_ps(load_q8x16(blk + L::quants_offset + c), d));
       } else {
         const uint8_t* q;
-        const __m512 table = nibble_value_table<F>(blk, &q);
+        const __m512 table = nibble_value_table<F, B>(blk, &q);
         for (int c = 0; c < B / 2; c += 16) {
           const __m512i idx = load_nibble_pairs(q + c);
           _mm512_storeu_ps(dst + c, low_nibbles(idx, table));

@@ -9,6 +9,7 @@
 
 #include "cpu/matmul_avx2.h"
 #include "cpu/tile_avx2.h"
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx2 {
 namespace {
@@ -18,6 +19,12 @@ constexpr int kStrip = 16;            // weight rows per strip (two vectors of o
 constexpr int64_t kDepth = 256;       // K per panel (multiple of every block): strip = 16 KiB (L1)
 constexpr int64_t kPanelRows = 128;   // weight rows per panel: 128 x 256 x 4 B = 128 KiB (L2)
 constexpr int64_t kRowsOfX = 192;     // rows of x per pass: 192 x 256 x 4 B = 192 KiB (L2)
+
+// lo, hi += x * (w0, w1): one row of x times the two vectors of a strip row.
+inline void fma_x_row(const float* x, __m256 w0, __m256 w1, __m256& lo, __m256& hi) {
+  const __m256 xv = _mm256_broadcast_ss(x);
+  lo = _mm256_fmadd_ps(xv, w0, lo), hi = _mm256_fmadd_ps(xv, w1, hi);
+}
 
 // acc[m] (two vectors) = x[m, 0:depth] times the strip, for m < MT; strip is [depth][16].
 // Named accumulators: with an array GCC kept storing them to the stack every iteration.
@@ -34,28 +41,12 @@ void micro_kernel(const float* x, int64_t ldx, const float* strip, int64_t depth
   for (int64_t k = 0; k < depth; ++k) {
     const __m256 w0 = _mm256_loadu_ps(strip + kStrip * k);
     const __m256 w1 = _mm256_loadu_ps(strip + kStrip * k + 8);
-    __m256 xv = _mm256_broadcast_ss(x0 + k);
-    c00 = _mm256_fmadd_ps(xv, w0, c00), c01 = _mm256_fmadd_ps(xv, w1, c01);
-    if constexpr (MT > 1) {
-      xv = _mm256_broadcast_ss(x1 + k);
-      c10 = _mm256_fmadd_ps(xv, w0, c10), c11 = _mm256_fmadd_ps(xv, w1, c11);
-    }
-    if constexpr (MT > 2) {
-      xv = _mm256_broadcast_ss(x2 + k);
-      c20 = _mm256_fmadd_ps(xv, w0, c20), c21 = _mm256_fmadd_ps(xv, w1, c21);
-    }
-    if constexpr (MT > 3) {
-      xv = _mm256_broadcast_ss(x3 + k);
-      c30 = _mm256_fmadd_ps(xv, w0, c30), c31 = _mm256_fmadd_ps(xv, w1, c31);
-    }
-    if constexpr (MT > 4) {
-      xv = _mm256_broadcast_ss(x4 + k);
-      c40 = _mm256_fmadd_ps(xv, w0, c40), c41 = _mm256_fmadd_ps(xv, w1, c41);
-    }
-    if constexpr (MT > 5) {
-      xv = _mm256_broadcast_ss(x5 + k);
-      c50 = _mm256_fmadd_ps(xv, w0, c50), c51 = _mm256_fmadd_ps(xv, w1, c51);
-    }
+    fma_x_row(x0 + k, w0, w1, c00, c01);
+    if constexpr (MT > 1) fma_x_row(x1 + k, w0, w1, c10, c11);
+    if constexpr (MT > 2) fma_x_row(x2 + k, w0, w1, c20, c21);
+    if constexpr (MT > 3) fma_x_row(x3 + k, w0, w1, c30, c31);
+    if constexpr (MT > 4) fma_x_row(x4 + k, w0, w1, c40, c41);
+    if constexpr (MT > 5) fma_x_row(x5 + k, w0, w1, c50, c51);
   }
   acc[0][0] = c00, acc[0][1] = c01, acc[1][0] = c10, acc[1][1] = c11, acc[2][0] = c20, acc[2][1] = c21;
   acc[3][0] = c30, acc[3][1] = c31, acc[4][0] = c40, acc[4][1] = c41, acc[5][0] = c50, acc[5][1] = c51;
@@ -227,9 +218,7 @@ void gemm_rows(const KernelArgs& a, int64_t n_begin, int64_t n_end, float* panel
 bool gemm_packed(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   float* panel = thread_panel();
   if (!panel) return false;
-  visit_decoder(a.w.format, a.w.block, [&](auto decoder) {
-    gemm_rows<decltype(decoder)>(a, n_begin, n_end, panel);
-  });
+  visit_format(a.w.format, a.w.block, [&](auto fb) { gemm_rows<Decoder<fb.format, fb.block>>(a, n_begin, n_end, panel); });
   return true;
 }
 

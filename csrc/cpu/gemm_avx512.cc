@@ -12,6 +12,7 @@
 #include "cpu/decode_avx512.h"
 #include "cpu/gemv_avx512.h"
 #include "cpu/transpose_avx512.h"
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx512 {
 namespace {
@@ -25,24 +26,8 @@ constexpr int64_t kLdw = kKC + 16;
 
 using SegmentFn = void (*)(const uint8_t* row, int64_t k0, int64_t len, float* dst);
 
-template <Format F>
-SegmentFn segment_fn_blocked(int block) {
-  switch (block) {
-    case 32: return dequantize_segment<F, 32>;
-    case 64: return dequantize_segment<F, 64>;
-    default: return dequantize_segment<F, 128>;
-  }
-}
-
 SegmentFn segment_fn(const WeightView& w) {
-  switch (w.format) {
-    case Format::f32: return dequantize_segment<Format::f32, 1>;
-    case Format::f16: return dequantize_segment<Format::f16, 1>;
-    case Format::bf16: return dequantize_segment<Format::bf16, 1>;
-    case Format::q8: return segment_fn_blocked<Format::q8>(w.block);
-    case Format::q4: return segment_fn_blocked<Format::q4>(w.block);
-    default: return segment_fn_blocked<Format::q4a>(w.block);
-  }
+  return visit_format(w.format, w.block, [](auto fb) -> SegmentFn { return dequantize_segment<fb.format, fb.block>; });
 }
 
 // c[j][0:16*MV] += sum_k xt[k][0:16*MV] * w[j][k] for j < kNR.

@@ -5,6 +5,7 @@
 
 #include "cpu/matmul_avx2.h"
 #include "cpu/tile_avx2.h"
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx2 {
 namespace {
@@ -143,9 +144,7 @@ void gemv_rows(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
 }  // namespace
 
 void gemv_small_m(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  visit_decoder(a.w.format, a.w.block, [&](auto decoder) {
-    gemv_rows<decltype(decoder)>(a, n_begin, n_end);
-  });
+  visit_format(a.w.format, a.w.block, [&](auto fb) { gemv_rows<Decoder<fb.format, fb.block>>(a, n_begin, n_end); });
 }
 
 }  // namespace pyrt::cpu::avx2

@@ -8,6 +8,7 @@
 #include "cpu/decode_avx512.h"
 #include "cpu/nibble_group_avx512.h"
 #include "cpu/scratch.h"
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx512 {
 namespace {
@@ -65,7 +66,8 @@ void gemv_plain(const KernelArgs& a, int64_t n0, int64_t m0) {
 template <Format F, int B, int MB, int R>
 void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
   constexpr int S = kSplit<MB, R>;
-  constexpr int64_t bb = kBlockBytes<F, B>;
+  using L = BlockOf<F, B>;
+  constexpr int64_t bb = L::bytes;
   const int64_t K = a.K, nblocks = K / B;
   const float* x[MB];
   for (int m = 0; m < MB; ++m) x[m] = a.x + (m0 + m) * K;
@@ -90,24 +92,24 @@ void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
       const uint8_t* blk = w[r] + b * bb;
       if constexpr (F == Format::q8) {
         // MB == 1: scale once per block (one FMA) rather than once per 16 weights.
-        const __m512 d = _mm512_set1_ps(load_fp16(blk));
+        const __m512 d = _mm512_set1_ps(load_fp16(blk + L::scale_offset));
         if constexpr (MB == 1) {
           __m512 part[S];
           for (int s = 0; s < S; ++s) part[s] = _mm512_setzero_ps();
           for (int c = 0; c < B; c += 16 * S)
             for (int s = 0; s < S; ++s)
-              part[s] = _mm512_fmadd_ps(_mm512_loadu_ps(x[0] + k0 + c + 16 * s), load_q8x16(blk + 2 + c + 16 * s), part[s]);
+              part[s] = _mm512_fmadd_ps(_mm512_loadu_ps(x[0] + k0 + c + 16 * s), load_q8x16(blk + L::quants_offset + c + 16 * s), part[s]);
           for (int s = 0; s < S; ++s) acc[s][0][r] = _mm512_fmadd_ps(part[s], d, acc[s][0][r]);
         } else {
           for (int c = 0; c < B; c += 16) {
-            const __m512 wv = _mm512_mul_ps(load_q8x16(blk + 2 + c), d);
+            const __m512 wv = _mm512_mul_ps(load_q8x16(blk + L::quants_offset + c), d);
             for (int m = 0; m < MB; ++m)
               acc[(c / 16) % S][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), wv, acc[(c / 16) % S][m][r]);
           }
         }
       } else {
         const uint8_t* q;
-        const __m512 table = nibble_value_table<F>(blk, &q);
+        const __m512 table = nibble_value_table<F, B>(blk, &q);
         for (int c = 0; c < B / 2; c += 16) {
           const __m512i idx = load_nibble_pairs(q + c);
           const __m512 lo = low_nibbles(idx, table), hi = high_nibbles(idx, table);
@@ -124,7 +126,7 @@ void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
 
 template <Format F, int B, int MB, int R>
 inline void gemv_tile(const KernelArgs& a, int64_t n0, int64_t m0) {
-  if constexpr (F == Format::f32 || F == Format::f16 || F == Format::bf16)
+  if constexpr (!kBlocked<F>)
     gemv_plain<F, MB, R>(a, n0, m0);
   else
     gemv_quant<F, B, MB, R>(a, n0, m0);
@@ -150,7 +152,7 @@ template <Format F, int R>
 void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const float* xp, const float* sums,
                         int64_t n0) {
   constexpr int B = kGroupBlock;
-  constexpr int64_t gb = NibbleGroup<F>::kBytes, bb = kBlockBytes<F, B>;
+  constexpr int64_t gb = NibbleGroup<F>::kBytes, bb = BlockOf<F, B>::bytes;
   const int64_t groups = a.K / kGroupWeights, nblocks = a.K / B;
   const uint8_t* w[R];
   const uint8_t* next[R];  // as in gemv_quant: the next row group, fetched meanwhile
@@ -169,7 +171,7 @@ void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const 
   for (int64_t b = groups * (kGroupWeights / B); b < nblocks; ++b)
     for (int r = 0; r < R; ++r) {
       const uint8_t* q;
-      const __m512 table = nibble_value_table<F>(w[r] + b * bb, &q);
+      const __m512 table = nibble_value_table<F, B>(w[r] + b * bb, &q);
       for (int c = 0; c < B / 2; c += 16) {
         const __m512i idx = load_nibble_pairs(q + c);
         acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a.x + b * B + c), low_nibbles(idx, table), acc[r]);
@@ -201,26 +203,10 @@ void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   for (; n < n_end; ++n) gemv_rows<F, B, 1>(a, n);
 }
 
-template <Format F>
-void gemv_blocked(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.block) {
-    case 32: gemv_format<F, 32>(a, n_begin, n_end); break;
-    case 64: gemv_format<F, 64>(a, n_begin, n_end); break;
-    default: gemv_format<F, 128>(a, n_begin, n_end); break;
-  }
-}
-
 }  // namespace
 
 void gemv(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.format) {
-    case Format::f32: gemv_format<Format::f32, 1>(a, n_begin, n_end); break;
-    case Format::f16: gemv_format<Format::f16, 1>(a, n_begin, n_end); break;
-    case Format::bf16: gemv_format<Format::bf16, 1>(a, n_begin, n_end); break;
-    case Format::q8: gemv_blocked<Format::q8>(a, n_begin, n_end); break;
-    case Format::q4: gemv_blocked<Format::q4>(a, n_begin, n_end); break;
-    case Format::q4a: gemv_blocked<Format::q4a>(a, n_begin, n_end); break;
-  }
+  visit_format(a.w.format, a.w.block, [&](auto fb) { gemv_format<fb.format, fb.block>(a, n_begin, n_end); });
 }
 
 }  // namespace pyrt::cpu::avx512

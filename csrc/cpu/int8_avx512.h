@@ -17,13 +17,10 @@ void int8_gemv(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end);
 // Large M: weight panels unpacked once into a VNNI layout and reused by every activation row.
 void int8_gemm(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end);
 
-template <Format F>
-constexpr int kCodesOffset = F == Format::q4a ? 4 : 2;  // bytes of block header before the codes
-
 // Where chunk c (elements [64c, 64c + 64)) starts in a row, roughly: for prefetching only.
 template <Format F, int B>
 constexpr int64_t chunk_byte_offset(int64_t c) {
-  return c * 64 * kBlockBytes<F, B> / B;
+  return c * 64 * BlockOf<F, B>::bytes / B;
 }
 
 // 16 lanes: the first 8 hold s0, the last 8 s1 (the lanes a B = 32 block pair's products land in).
@@ -57,8 +54,9 @@ constexpr int split_chunk_position(int j) {
 template <Format F, int B, bool kWhole = false, bool kSplit = false>
 inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw, __m512* mw) {
   static_assert(!kSplit || (B == 32 && F != Format::q8), "the split order exists for 4-bit B = 32 only");
-  constexpr int64_t bb = kBlockBytes<F, B>;
-  constexpr int hdr = kCodesOffset<F>;
+  using L = BlockOf<F, B>;
+  constexpr int64_t bb = L::bytes;
+  constexpr int hdr = L::quants_offset, d_at = L::scale_offset, m_at = L::min_offset;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i sign = _mm512_set1_epi8(char(0x80));
   if constexpr (B == 32) {
@@ -68,6 +66,7 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
     if constexpr (kWhole) {
       // Both blocks' 4-byte headers in one xmm, one conversion, one permute: cheaper than two
       // scalar conversions and broadcasts (this runs per 64 weights and row at M = 1).
+      static_assert(d_at == 0 && (m_at == 2 || m_at == -1), "the lanes below read d at 0 and m at 2");
       int32_t h0, h1;
       std::memcpy(&h0, b0, 4);
       std::memcpy(&h1, b1, 4);
@@ -78,11 +77,11 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
       *dw = _mm512_permutexvar_ps(d_lanes, heads);
       if constexpr (F == Format::q4a) *mw = _mm512_permutexvar_ps(_mm512_add_epi32(d_lanes, _mm512_set1_epi32(1)), heads);
     } else if constexpr (kSplit) {
-      *dw = split_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
-      if constexpr (F == Format::q4a) *mw = split_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
+      *dw = split_lanes(load_fp16(b0 + d_at), two ? load_fp16(b1 + d_at) : 0.0f);
+      if constexpr (F == Format::q4a) *mw = split_lanes(load_fp16(b0 + m_at), two ? load_fp16(b1 + m_at) : 0.0f);
     } else {
-      *dw = pair_lanes(load_fp16(b0), two ? load_fp16(b1) : 0.0f);
-      if constexpr (F == Format::q4a) *mw = pair_lanes(load_fp16(b0 + 2), two ? load_fp16(b1 + 2) : 0.0f);
+      *dw = pair_lanes(load_fp16(b0 + d_at), two ? load_fp16(b1 + d_at) : 0.0f);
+      if constexpr (F == Format::q4a) *mw = pair_lanes(load_fp16(b0 + m_at), two ? load_fp16(b1 + m_at) : 0.0f);
     }
     if constexpr (F == Format::q8) {
       const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + hdr));
@@ -99,8 +98,8 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
     }
   } else {
     const uint8_t* blk = row + (c * 64 / B) * bb;
-    *dw = _mm512_set1_ps(load_fp16(blk));
-    if constexpr (F == Format::q4a) *mw = _mm512_set1_ps(load_fp16(blk + 2));
+    *dw = _mm512_set1_ps(load_fp16(blk + d_at));
+    if constexpr (F == Format::q4a) *mw = _mm512_set1_ps(load_fp16(blk + m_at));
     if constexpr (F == Format::q8) {
       const int64_t half = B == 128 ? (c & 1) * 64 : 0;
       return _mm512_xor_si512(_mm512_loadu_si512(blk + hdr + half), sign);

@@ -14,6 +14,7 @@
 #include "cpu/int8_avx512.h"
 #include "cpu/scratch.h"
 #include "cpu/transpose_avx512.h"
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx512 {
 namespace {
@@ -30,7 +31,8 @@ constexpr int64_t kPackedBlockBytes = int64_t(B) * kPanelRows + 2 * kPanelRows *
 template <Format F, int B>
 void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* panel) {
   const int64_t K = a.K, nb = K / B, nchunks = (K + 63) / 64;
-  constexpr int64_t bb = kBlockBytes<F, B>;
+  using L = BlockOf<F, B>;
+  constexpr int64_t bb = L::bytes;
   const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i row_offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(int32_t(a.w.row_stride)));
   for (int h = 0; h < 2; ++h) {
@@ -55,10 +57,10 @@ void pack_panel(const Int8KernelArgs& a, int64_t n0, int64_t nr, uint8_t* panel)
     const __mmask16 valid = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1u);
     for (int64_t b = 0; b < nb; ++b) {
       float* dw = reinterpret_cast<float*>(panel + b * kPackedBlockBytes<B> + B * kPanelRows) + 16 * h;
-      const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, row_offsets, first + b * bb, 1);
+      const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, row_offsets, first + b * bb + L::scale_offset, 1);
       _mm512_storeu_ps(dw, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
       if constexpr (F == Format::q4a) {
-        const __m512i m = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, row_offsets, first + b * bb + 2, 1);
+        const __m512i m = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, row_offsets, first + b * bb + L::min_offset, 1);
         _mm512_storeu_ps(dw + kPanelRows, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(m)));
       } else {
         _mm512_storeu_ps(dw + kPanelRows, _mm512_setzero_ps());
@@ -149,23 +151,11 @@ void int8_gemm_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
   }
 }
 
-template <Format F>
-void int8_gemm_blocked(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.block) {
-    case 32: int8_gemm_format<F, 32>(a, n_begin, n_end); break;
-    case 64: int8_gemm_format<F, 64>(a, n_begin, n_end); break;
-    default: int8_gemm_format<F, 128>(a, n_begin, n_end); break;
-  }
-}
-
 }  // namespace
 
 void int8_gemm(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.format) {
-    case Format::q8: int8_gemm_blocked<Format::q8>(a, n_begin, n_end); break;
-    case Format::q4: int8_gemm_blocked<Format::q4>(a, n_begin, n_end); break;
-    default: int8_gemm_blocked<Format::q4a>(a, n_begin, n_end); break;
-  }
+  visit_blocked_format(a.w.format, a.w.block,
+                       [&](auto fb) { int8_gemm_format<fb.format, fb.block>(a, n_begin, n_end); });
 }
 
 }  // namespace pyrt::cpu::avx512

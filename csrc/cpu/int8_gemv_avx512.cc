@@ -20,6 +20,7 @@
 #include "cpu/int8_avx512.h"
 #include "cpu/nibble_group_avx512.h"
 #include "cpu/scratch.h"
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx512 {
 namespace {
@@ -280,23 +281,11 @@ void int8_gemv_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
   for (; n < n_end; ++n) int8_rows<F, B, 1>(a, tables, n);
 }
 
-template <Format F>
-void int8_gemv_blocked(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.block) {
-    case 32: int8_gemv_format<F, 32>(a, n_begin, n_end); break;
-    case 64: int8_gemv_format<F, 64>(a, n_begin, n_end); break;
-    default: int8_gemv_format<F, 128>(a, n_begin, n_end); break;
-  }
-}
-
 }  // namespace
 
 void int8_gemv(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.format) {
-    case Format::q8: int8_gemv_blocked<Format::q8>(a, n_begin, n_end); break;
-    case Format::q4: int8_gemv_blocked<Format::q4>(a, n_begin, n_end); break;
-    default: int8_gemv_blocked<Format::q4a>(a, n_begin, n_end); break;
-  }
+  visit_blocked_format(a.w.format, a.w.block,
+                       [&](auto fb) { int8_gemv_format<fb.format, fb.block>(a, n_begin, n_end); });
 }
 
 }  // namespace pyrt::cpu::avx512

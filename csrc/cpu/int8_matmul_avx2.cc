@@ -12,6 +12,7 @@
 
 #include "cpu/kernels.h"
 #include "cpu/scratch.h"
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx2 {
 namespace {
@@ -33,18 +34,21 @@ inline float hsum(__m256 v) {
 // the activation block sum: -8 d_w for q4, m for q4a, 0 for q8).
 template <Format F, int B>
 void unpack_row(const uint8_t* row, int64_t nb, uint8_t* codes, float* dw, float* cw) {
-  constexpr int64_t bb = F == Format::q8 ? 2 + B : (F == Format::q4 ? 2 + B / 2 : 4 + B / 2);
+  using L = BlockOf<F, B>;
   const __m128i low4 = _mm_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = row + b * bb;
+    const uint8_t* blk = row + b * L::bytes;
     uint8_t* c = codes + b * B;
-    dw[b] = load_fp16(blk);
+    const uint8_t* q = blk + L::quants_offset;
+    dw[b] = load_fp16(blk + L::scale_offset);
     if constexpr (F == Format::q8) {
       cw[b] = 0.0f;
-      std::memcpy(c, blk + 2, B);
+      std::memcpy(c, q, B);
     } else {
-      const uint8_t* q = blk + (F == Format::q4 ? 2 : 4);
-      cw[b] = F == Format::q4 ? -8.0f * dw[b] : load_fp16(blk + 2);
+      if constexpr (F == Format::q4)
+        cw[b] = -8.0f * dw[b];
+      else
+        cw[b] = load_fp16(blk + L::min_offset);
       for (int j = 0; j < B / 2; j += 16) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(c + j), _mm_and_si128(v, low4));
@@ -100,23 +104,11 @@ void int8_matmul_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end)
   }
 }
 
-template <Format F>
-void int8_matmul_blocked(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.block) {
-    case 32: int8_matmul_format<F, 32>(a, n_begin, n_end); break;
-    case 64: int8_matmul_format<F, 64>(a, n_begin, n_end); break;
-    default: int8_matmul_format<F, 128>(a, n_begin, n_end); break;
-  }
-}
-
 }  // namespace
 
 void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  switch (a.w.format) {
-    case Format::q8: int8_matmul_blocked<Format::q8>(a, n_begin, n_end); break;
-    case Format::q4: int8_matmul_blocked<Format::q4>(a, n_begin, n_end); break;
-    default: int8_matmul_blocked<Format::q4a>(a, n_begin, n_end); break;
-  }
+  visit_blocked_format(a.w.format, a.w.block,
+                       [&](auto fb) { int8_matmul_format<fb.format, fb.block>(a, n_begin, n_end); });
 }
 
 }  // namespace pyrt::cpu::avx2

@@ -29,27 +29,28 @@ void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
   const int B = a.w.block;
   const int64_t nb = a.K / B;
   const Format f = a.w.format;
-  const int64_t bb = bytes_per_block(f, B);
+  const BlockLayout layout = block_layout(f, B);
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint8_t* row = a.w.row(n);
     for (int64_t m = 0; m < a.M; ++m) {
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = row + b * bb;
+        const uint8_t* blk = row + b * layout.bytes;
+        const uint8_t* q = blk + layout.quants_offset;
         const int8_t* qx = a.q + m * a.K + b * B;
         const float dx = a.scale[m * nb + b];
-        const float dw = fp16_at(blk);
+        const float dw = fp16_at(blk + layout.scale_offset);
         int32_t dot = 0;
         if (f == Format::q8) {
-          const int8_t* qw = reinterpret_cast<const int8_t*>(blk + 2);
+          const int8_t* qw = reinterpret_cast<const int8_t*>(q);
           for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * qw[j];
           acc += (dw * dx) * float(dot);
         } else if (f == Format::q4) {
-          for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * (nibble(blk + 2, j, B) - 8);
+          for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * (nibble(q, j, B) - 8);
           acc += (dw * dx) * float(dot);
         } else {  // q4a
-          for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * nibble(blk + 4, j, B);
-          acc += (dw * dx) * float(dot) + fp16_at(blk + 2) * a.sum[m * nb + b];
+          for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * nibble(q, j, B);
+          acc += (dw * dx) * float(dot) + fp16_at(blk + layout.min_offset) * a.sum[m * nb + b];
         }
       }
       if (a.digit_pairs && (m & 1))

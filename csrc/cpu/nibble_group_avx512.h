@@ -32,9 +32,11 @@ constexpr int group_element(int n, int j) { return (j / 4) * 32 + 4 * (j % 4) + 
 // the int8-activation one, int8_gemv_avx512.cc).
 template <Format F>
 struct NibbleGroupLoader {
-  static constexpr int kHeaderBytes = F == Format::q4 ? 2 : 4;
-  static constexpr int64_t kBlockSize = kBlockBytes<F, kGroupBlock>;    // 18 or 20
-  static constexpr int64_t kBytes = (kGroupWeights / kGroupBlock) * kBlockSize;  // 72 or 80
+  using L = BlockOf<F, kGroupBlock>;
+  static constexpr int64_t kBytes = (kGroupWeights / kGroupBlock) * L::bytes;  // 72 or 80
+  static_assert(L::bytes % 2 == 0 && L::quants_offset % 2 == 0 && L::scale_offset % 2 == 0 &&
+                    (L::min_offset < 0 || L::min_offset % 2 == 0),
+                "the word permutes need every block, its nibbles, scale and minimum at even byte offsets");
 
   __m512i nibble_words;  // vpermt2w index: the group's 64 nibble bytes out of the two loads
   __m512i scale_words;   // vpermw index: lane j's block d (words 0..15), q4a's m (words 16..31)
@@ -43,8 +45,10 @@ struct NibbleGroupLoader {
     alignas(64) int16_t nib[32], sc[32];
     for (int w = 0; w < 32; ++w) {
       const int byte = 2 * w;  // of the group's nibbles: block byte / 16, at an even offset
-      nib[w] = int16_t(((byte / 16) * kBlockSize + kHeaderBytes + byte % 16) / 2);
-      sc[w] = int16_t(((w % 16) / 4) * kBlockSize / 2 + (w >= 16 ? 1 : 0));
+      nib[w] = int16_t(((byte / 16) * L::bytes + L::quants_offset + byte % 16) / 2);
+      // Words 16..31 of q4 (no minimum) are never read.
+      const int field = w >= 16 && F == Format::q4a ? L::min_offset : L::scale_offset;
+      sc[w] = int16_t((((w % 16) / 4) * L::bytes + field) / 2);
     }
     nibble_words = _mm512_load_si512(nib);
     scale_words = _mm512_load_si512(sc);

@@ -5,7 +5,7 @@
 #include "cpu/avx512_intrinsics.h"
 
 #include "cpu/kernels.h"
-
+#include "pyrt/format_dispatch.h"
 
 namespace pyrt::cpu::avx512 {
 namespace {
@@ -51,11 +51,7 @@ bool quantize_rows(const float* x, int64_t M, int64_t K, int8_t* q, float* scale
 }  // namespace
 
 bool quantize_activations(const float* x, int64_t M, int64_t K, int block, int8_t* q, float* scale, float* sum) {
-  switch (block) {
-    case 32: return quantize_rows<32>(x, M, K, q, scale, sum);
-    case 64: return quantize_rows<64>(x, M, K, q, scale, sum);
-    default: return quantize_rows<128>(x, M, K, q, scale, sum);
-  }
+  return visit_block(block, [&](auto b) { return quantize_rows<b.value>(x, M, K, q, scale, sum); });
 }
 
 }  // namespace pyrt::cpu::avx512

@@ -52,12 +52,61 @@ struct BlockLayout {
   int quants_offset = 0;  // first code byte
   int quants_bytes = 0;   // code bytes per block
 };
-template <typename Block>
-constexpr BlockLayout layout_of(int block, bool has_min) {
-  return BlockLayout{block, int(sizeof(Block)), int(offsetof(Block, d)), has_min ? 2 : -1, int(offsetof(Block, q)),
-                     int(sizeof(Block::q))};
+
+// offsetof(Block, m), or -1 for blocks without a minimum.
+template <class Block, class = void>
+struct MinOffsetOf {
+  static constexpr int value = -1;
+};
+template <class Block>
+struct MinOffsetOf<Block, decltype(void(&Block::m))> {
+  static constexpr int value = int(offsetof(Block, m));
+};
+
+template <class Block>
+struct QuantBlockFields {
+  using type = Block;
+  static constexpr bool blocked = true;
+  static constexpr int bytes = int(sizeof(Block));
+  static constexpr int scale_offset = int(offsetof(Block, d));
+  static constexpr int min_offset = MinOffsetOf<Block>::value;
+  static constexpr int quants_offset = int(offsetof(Block, q));
+  static constexpr int quants_bytes = int(sizeof(Block::q));
+};
+template <class Element>
+struct PlainFields {
+  using type = Element;
+  static constexpr bool blocked = false;
+  static constexpr int bytes = int(sizeof(Element));
+  static constexpr int scale_offset = -1;
+  static constexpr int min_offset = -1;
+  static constexpr int quants_offset = 0;
+  static constexpr int quants_bytes = int(sizeof(Element));
+};
+
+// The compile-time face of the same layout, for kernels templated on <Format F, int B>:
+// BlockOf<F, B>::bytes, ::quants_offset, ... and ::type (the block struct, or the element type of a
+// plain format). One specialization per format; B is ignored by the plain formats.
+template <Format F, int B>
+struct BlockOf;
+template <int B> struct BlockOf<Format::f32, B> : PlainFields<float> {};
+template <int B> struct BlockOf<Format::f16, B> : PlainFields<uint16_t> {};
+template <int B> struct BlockOf<Format::bf16, B> : PlainFields<uint16_t> {};
+template <int B> struct BlockOf<Format::q8, B> : QuantBlockFields<BlockQ8<B>> {};
+template <int B> struct BlockOf<Format::q4, B> : QuantBlockFields<BlockQ4<B>> {};
+template <int B> struct BlockOf<Format::q4a, B> : QuantBlockFields<BlockQ4A<B>> {};
+
+// Whether F stores blocks with a scale (q-formats) or plain elements.
+template <Format F>
+constexpr bool kBlocked = BlockOf<F, 32>::blocked;
+
+template <Format F, int B>
+constexpr BlockLayout layout_of() {
+  using L = BlockOf<F, B>;
+  return BlockLayout{L::blocked ? B : 1, L::bytes, L::scale_offset, L::min_offset, L::quants_offset, L::quants_bytes};
 }
-static_assert(offsetof(BlockQ4A<32>, m) == 2, "q4a minimum follows the scale");
+static_assert(BlockOf<Format::q4a, 32>::min_offset == 2 && BlockOf<Format::q4, 32>::min_offset == -1,
+              "q4a's minimum follows the scale; q4 has none");
 
 // Quantize `n` floats (n a multiple of the block for q-formats) into `dst`; throws pyrt::Error
 // (Range) on NaN/Inf or values the format cannot represent. Dequantize is the exact inverse map.
