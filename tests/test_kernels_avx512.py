@@ -12,7 +12,7 @@ import pytest
 import pyrt
 from pyrt.formats import dequantize_reference
 
-from conftest import poisoned
+from helpers import poisoned
 
 pytestmark = pytest.mark.skipif("avx512" not in pyrt.available_cpu_isas(), reason="no AVX-512 on this CPU/build")
 

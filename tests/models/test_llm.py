@@ -10,7 +10,7 @@ import pytest
 import pyrt
 from pyrt.llm import sample_token
 
-from conftest import models_dir
+from helpers import models_dir
 
 gguf = pytest.importorskip("gguf", reason="reading the GGUF model needs the 'gguf' package")
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")

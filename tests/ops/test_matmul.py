@@ -7,7 +7,7 @@ import pytest
 import pyrt
 from pyrt.formats import dequantize_reference
 
-from conftest import poisoned
+from helpers import poisoned
 
 CONFIGS = [("f32", 1), ("f16", 1), ("bf16", 1)] + [(f, b) for f in ("q8", "q4", "q4a") for b in (32, 64, 128)]
 
