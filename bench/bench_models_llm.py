@@ -5,7 +5,7 @@ Measures prompt processing (one prefill of --prompt-tokens tokens) and generatio
 single-token decode steps after a short prompt) in tokens/s on --threads threads, and puts
 generation against the memory-bandwidth bound: every decode step reads all layer weights, the
 output head and the KV cache once, so bytes/token / time per token is the achieved bandwidth.
-Also prints the perplexity of the test paragraph (tests/test_llm.py) per format.
+Also prints the perplexity of the test paragraph (tests/models/test_llm.py) per format.
 
 Peer: llama.cpp through llama-cpp-python (optional; `pip install llama-cpp-python` compiles
 llama.cpp, 10-20 minutes) on the same GGUF in the same run. Its Q4_1 layers + Q8_0 embedding are

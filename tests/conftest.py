@@ -18,10 +18,8 @@ pytest.register_assert_rewrite("helpers")
 
 import pyrt  # noqa: E402
 
-# Every CPU kernel set pyrt has: a test runs once per set, and skips the sets this CPU or build lacks.
-CPU_ISAS = ("scalar", "avx2", "avx512")
-# Where an op runs: each CPU kernel set, then the CUDA device (skipped without a GPU and cupy).
-BACKENDS = tuple(f"cpu-{isa}" for isa in CPU_ISAS) + ("cuda",)
+from helpers import BACKENDS, CPU_ISAS  # noqa: E402
+
 
 
 @pytest.fixture
@@ -54,7 +52,8 @@ def cpu_isa(request):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Runs the test once per CPU kernel set and once on the CUDA device; yields "cpu" or "cuda"."""
+    """Runs the test once per CPU kernel set and once on the CUDA device; yields the backend's name
+    ("cpu-<isa>" or "cuda")."""
     if request.param == "cuda":
         import pyrt.cuda
 
@@ -63,5 +62,5 @@ def backend(request):
         pytest.importorskip("cupy", reason="device cases pass cupy arrays")
         yield "cuda"
         return
-    for _ in _select_cpu_isa(request.param.removeprefix("cpu-")):
-        yield "cpu"
+    for _ in _select_cpu_isa(request.param[len("cpu-"):]):
+        yield request.param

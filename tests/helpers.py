@@ -18,6 +18,11 @@ from pyrt.formats import format_info
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Every CPU kernel set pyrt has (conftest's cpu_isa fixture skips those this CPU or build lacks), and
+# every backend an op runs on: each CPU kernel set, then the CUDA device (skipped without GPU and cupy).
+CPU_ISAS = ("scalar", "avx2", "avx512")
+BACKENDS = tuple(f"cpu-{isa}" for isa in CPU_ISAS) + ("cuda",)
+
 QUANT = ["q8", "q4", "q4a"]  # block formats: d (and q4a's min) per block of B weights
 PLAIN = ["f32", "f16", "bf16"]  # one value per element, no blocks
 

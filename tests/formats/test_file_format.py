@@ -152,7 +152,7 @@ def test_newer_minor_version_and_unknown_entry_kinds_still_load(model_bytes, tmp
 
 
 def test_old_v1_fixture_still_loads():
-    """tests/data/v1_tiny.pyrt was written by the v1.0 writer (make_v1_fixture below); readers must
+    """tests/formats/data/v1_tiny.pyrt was written by the v1.0 writer (make_v1_fixture below); readers must
     keep loading it."""
     path = DATA_DIR / "v1_tiny.pyrt"
     with pyrt.load(path, verify=True) as model:
