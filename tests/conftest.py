@@ -50,7 +50,7 @@ def cpu_isa(request):
     yield from _select_cpu_isa(request.param)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.gpu) if b == "cuda" else b for b in BACKENDS])
 def backend(request):
     """Runs the test once per CPU kernel set and once on the CUDA device; yields the backend's name
     ("cpu-<isa>" or "cuda")."""

@@ -90,7 +90,8 @@ def matrix():
                 continue
             for m in (1, 2, 3, 5, 16, 17, 40, 50, 64, 128, 130, 300):
                 for n in sorted({n for n, _, _ in shapes(backend, fmt, block, m)}):
-                    yield pytest.param(backend, fmt, block, m, n, id=f"{backend}-{fmt}-{block}-M{m}-N{n}")
+                    yield pytest.param(backend, fmt, block, m, n, id=f"{backend}-{fmt}-{block}-M{m}-N{n}",
+                                       marks=[pytest.mark.gpu] if backend == "cuda" else [])
 
 
 # ---- references and bounds --------------------------------------------------------------------------
