@@ -124,7 +124,7 @@ def matmul_with_activations(x, t, b, activations="int8"):
     return out
 
 
-# ---- reading the raw structure back, to forge broken variants --------------------------------
+# ---- .pyrt files: reading the raw structure back, to forge broken variants ---------------------
 def read_header(data: bytes) -> dict:
     fields = HEADER.unpack(data[:HEADER_BYTES])
     return dict(zip(("magic", "bom", "major", "minor", "header_bytes", "alignment", "features", "file_size",
