@@ -1,13 +1,9 @@
-"""Shared test helpers. Numerical tests compare with float64 numpy, on random data, with outputs
-poisoned before the kernel writes them."""
+"""Fixtures shared by every test folder (helpers without fixtures live in helpers.py). Numerical tests
+compare with float64 numpy, on random data, with outputs poisoned before the kernel writes them."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +13,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import pyrt
+# Plain `assert`s in the shared helpers report their operands like those in test modules.
+pytest.register_assert_rewrite("helpers")
 
-POISON = np.float32(np.nan)
+import pyrt  # noqa: E402
 
+from helpers import BACKENDS, CPU_ISAS  # noqa: E402
 
-def poisoned(shape, dtype=np.float32) -> np.ndarray:
-    """An output buffer full of NaN: any element the kernel forgets to write fails the test."""
-    return np.full(shape, POISON, dtype=dtype)
 
 
 @pytest.fixture
@@ -35,26 +30,37 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-@pytest.fixture(params=pyrt.available_cpu_isas())
+def _select_cpu_isa(isa: str):
+    """Selects a CPU kernel set for one test, then restores the kernel set and thread count."""
+    if isa not in pyrt.available_cpu_isas():
+        pytest.skip(f"no {isa} kernels on this CPU/build")
+    previous, threads = pyrt.get_cpu_isa(), pyrt.get_num_threads()
+    pyrt.set_cpu_isa(isa)
+    assert pyrt.get_cpu_isa() == isa
+    try:
+        yield isa
+    finally:
+        pyrt.set_cpu_isa(previous)
+        pyrt.set_num_threads(threads)
+
+
+@pytest.fixture(params=CPU_ISAS)
 def cpu_isa(request):
-    """Runs the test once per CPU kernel set this machine supports, then restores the default."""
-    previous = pyrt.get_cpu_isa()
-    pyrt.set_cpu_isa(request.param)
-    yield request.param
-    pyrt.set_cpu_isa(previous)
+    """Runs the test once per CPU kernel set."""
+    yield from _select_cpu_isa(request.param)
 
 
-def models_dir() -> Path:
-    """Where tools/fetch_models.py puts the real checkpoints (PYRT_MODELS overrides)."""
-    return Path(os.environ.get("PYRT_MODELS", Path(__file__).resolve().parents[1] / "models_cache"))
+@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.gpu) if b == "cuda" else b for b in BACKENDS])
+def backend(request):
+    """Runs the test once per CPU kernel set and once on the CUDA device; yields the backend's name
+    ("cpu-<isa>" or "cuda")."""
+    if request.param == "cuda":
+        import pyrt.cuda
 
-
-def run_python(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Runs ``python *args`` from a neutral directory, so the subprocess imports the installed pyrt
-    (from a checkout root, ``python -c`` would pick up the uncompiled source tree instead)."""
-    # Put the directory holding the pyrt under test first, so a subprocess tests that same pyrt.
-    package_parent = str(Path(pyrt.__file__).resolve().parents[1])
-    python_path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-    with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd,
-                              env={**os.environ, "PYTHONPATH": python_path, **(env or {})}, timeout=timeout)
+        if not pyrt.cuda.is_available():
+            pytest.skip(f"no usable CUDA device: {pyrt.cuda.unavailable_reason()}")
+        pytest.importorskip("cupy", reason="device cases pass cupy arrays")
+        yield "cuda"
+        return
+    for _ in _select_cpu_isa(request.param[len("cpu-"):]):
+        yield request.param

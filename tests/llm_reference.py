@@ -1,4 +1,4 @@
-"""Independent float64 numpy references for tests/test_llm.py: a Llama forward pass written the
+"""Independent float64 numpy references for tests/models/test_llm.py: a Llama forward pass written the
 Hugging Face way (rotate_half rotary embeddings on un-permuted Q/K weights), and llama.cpp's BPE
 tokenizer algorithm (regex split, then lowest-rank merge first)."""
 from __future__ import annotations

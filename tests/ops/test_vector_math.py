@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import poisoned
+from helpers import REPO_ROOT, poisoned
 from pyrt import _core
 
 LENGTHS = [1, 7, 15, 17, 1000]
@@ -180,10 +180,9 @@ def test_coefficient_header_matches_its_generator():
     import re
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    header, tool = root / "csrc" / "cpu" / "vector_math_coefficients.h", root / "tools" / "fit_vector_math.py"
+    header = REPO_ROOT / "csrc" / "cpu" / "vector_math_coefficients.h"
+    tool = REPO_ROOT / "tools" / "fit_vector_math.py"
     if not (header.is_file() and tool.is_file()):
         pytest.skip("source tree not available (installed package)")
     fresh = subprocess.run([sys.executable, str(tool), "--print"], capture_output=True, text=True, check=True,

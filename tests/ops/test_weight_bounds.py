@@ -16,7 +16,7 @@ import pytest
 import pyrt
 from pyrt.formats import dequantize_reference
 
-from conftest import poisoned, run_python
+from helpers import poisoned, run_python
 
 # The child: maps the weight bytes flush against a PROT_NONE page and runs every ISA and activation
 # mode over M = 1 .. GEMM sizes; prints one line per case, exits 1 on a wrong result.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import poisoned
+from helpers import poisoned
 from pyrt import _core
 
 

@@ -8,9 +8,9 @@ thread), best of a few repeats each, and the bound is the fastest of them. A bou
 high only makes the "% of bound" columns more modest, never flattering.
 
 numpy's thread count must already be set (OPENBLAS_NUM_THREADS before numpy is imported, or
-threadpoolctl) when these run; tools/bench_ops.py does that.
+threadpoolctl) when these run; bench/bench_ops.py does that.
 
-Run directly (`python tools/bandwidth.py`) to print the measurements.
+Run directly (`python bench/bandwidth.py`) to print the measurements.
 """
 from __future__ import annotations
 

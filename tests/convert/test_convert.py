@@ -23,7 +23,7 @@ from pyrt.convert.cli import main as convert_main
 from pyrt.convert.readers import safetensors_file
 from pyrt.formats import FORMATS, dequantize_reference, quantize_reference
 
-from conftest import models_dir
+from helpers import REPO_ROOT, models_dir
 
 
 # Relative Frobenius error bounds of a round trip of Gaussian weights, per stored format.
@@ -544,7 +544,7 @@ def test_smollm2_gguf_q4(smollm2_q4):
 # ---- tools/fetch_models.py --------------------------------------------------------------------------
 def _load_fetch_tool():
     import importlib.util
-    path = Path(__file__).resolve().parents[1] / "tools" / "fetch_models.py"
+    path = REPO_ROOT / "tools" / "fetch_models.py"
     spec = importlib.util.spec_from_file_location("fetch_models_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

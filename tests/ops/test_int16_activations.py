@@ -9,7 +9,8 @@ import pytest
 import pyrt
 from pyrt.formats import dequantize_reference
 
-from test_int8_activations import QUANT, PLAIN, emulate, make_case, quantize_activations, rounding_bound, run
+from helpers import PLAIN, QUANT, emulate, quantize_activations, rounding_bound
+from helpers import activation_case as make_case, matmul_with_activations as run
 
 # 2M digit rows: M=1, 2 -> the small-M kernels; M=3, 4, 8 -> GEMM tiles of 6 with remainders 0, 2, 4.
 SHAPES = [(1, 37, 1), (2, 40, 2), (3, 19, 3), (4, 23, 2), (8, 45, 5), (33, 50, 7), (300, 29, 4), (1, 64, 40),

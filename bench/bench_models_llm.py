@@ -5,14 +5,14 @@ Measures prompt processing (one prefill of --prompt-tokens tokens) and generatio
 single-token decode steps after a short prompt) in tokens/s on --threads threads, and puts
 generation against the memory-bandwidth bound: every decode step reads all layer weights, the
 output head and the KV cache once, so bytes/token / time per token is the achieved bandwidth.
-Also prints the perplexity of the test paragraph (tests/test_llm.py) per format.
+Also prints the perplexity of the test paragraph (tests/models/test_llm.py) per format.
 
 Peer: llama.cpp through llama-cpp-python (optional; `pip install llama-cpp-python` compiles
 llama.cpp, 10-20 minutes) on the same GGUF in the same run. Its Q4_1 layers + Q8_0 embedding are
 exactly pyrt's q4a/32 + q8 embedding, so the row "q4a/32+q8emb" is the same-bits comparison.
-The bandwidth bound is measured at the start of the run (tools/bandwidth.py, a 1 GiB read).
+The bandwidth bound is measured at the start of the run (bench/bandwidth.py, a 1 GiB read).
 
-    PYRT_MODELS=/tmp/pyrt_models_llm python tools/bench_models_llm.py --formats f32 q8 q4a
+    PYRT_MODELS=/tmp/pyrt_models_llm python bench/bench_models_llm.py --formats f32 q8 q4a
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import pyrt  # noqa: E402
 from pyrt.llm_gguf import quantize_weights, read_gguf  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def weight_bytes_per_token(tensors: dict) -> int:

@@ -4,7 +4,7 @@ Benchmarks without their machine are not comparable, so every table the bench to
 with this block. Sources are Linux sysfs and /proc (read directly, no lscpu parsing needed); on other
 systems the fields that cannot be read say "unknown" rather than failing.
 
-Run directly (`python tools/machine_info.py`) to print the block as markdown.
+Run directly (`python bench/machine_info.py`) to print the block as markdown.
 """
 from __future__ import annotations
 

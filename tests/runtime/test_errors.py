@@ -6,7 +6,7 @@ import pytest
 
 import pyrt
 
-from conftest import run_python
+from helpers import run_python
 
 
 @pytest.fixture

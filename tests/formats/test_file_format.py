@@ -12,8 +12,10 @@ import pytest
 
 import pyrt
 from pyrt import _native
-from pyrt.convert.writer import ENTRY, HEADER, HEADER_BYTES, ModelWriter, pack_header, save_model
+from pyrt.convert.writer import ENTRY, ModelWriter, save_model
 from pyrt.formats import FORMATS, dequantize_reference, quantize_reference
+
+from helpers import read_layout, reseal, set_entry_field
 
 DATA_DIR = Path(__file__).parent / "data"
 SHAPES = [(3, 128), (2, 3, 256), (256,)]
@@ -33,51 +35,6 @@ def small_model(path, rng):
     }
     save_model(path, tensors, {"config": {"hidden_size": 64}, "note": "ünïcode"}, {"tokenizer.json": b'{"v": 1}'})
     return tensors
-
-
-# ---- reading the raw structure back, to forge broken variants --------------------------------
-def read_header(data: bytes) -> dict:
-    fields = HEADER.unpack(data[:HEADER_BYTES])
-    return dict(zip(("magic", "bom", "major", "minor", "header_bytes", "alignment", "features", "file_size",
-                     "entry_count", "table_offset", "table_bytes", "metadata_offset", "metadata_bytes",
-                     "table_crc", "metadata_crc", "reserved", "header_crc"), fields))
-
-
-def read_layout(data: bytes):
-    header = read_header(data)
-    entries, pos = [], header["table_offset"]
-    for _ in range(header["entry_count"]):
-        e = dict(zip(("entry_bytes", "kind", "format", "ndim", "r0", "block", "name_bytes", "offset", "size",
-                      "crc", "r1", "r2"), ENTRY.unpack_from(data, pos)))
-        shape_at = pos + ENTRY.size
-        e["shape"] = tuple(struct.unpack_from(f"<{e['ndim']}Q", data, shape_at))
-        name_at = shape_at + 8 * e["ndim"]
-        e["name"] = data[name_at:name_at + e["name_bytes"]].decode()
-        e["pos"] = pos
-        entries.append(e)
-        pos += e["entry_bytes"]
-    return header, entries
-
-
-def reseal(data: bytearray, **header_changes) -> bytearray:
-    """Recomputes the table, metadata and header CRCs (after edits), applying header changes."""
-    h = read_header(bytes(data))
-    h.update(header_changes)
-    t0, m0 = h["table_offset"], h["metadata_offset"]
-    table_crc = zlib.crc32(bytes(data[t0:t0 + h["table_bytes"]]))  # slices clamp: regions may be bogus
-    meta_crc = zlib.crc32(bytes(data[m0:m0 + h["metadata_bytes"]]))
-    data[:HEADER_BYTES] = pack_header(
-        file_size=h["file_size"], entry_count=h["entry_count"], table_offset=t0, table_bytes=h["table_bytes"],
-        metadata_offset=m0, metadata_bytes=h["metadata_bytes"], table_crc=table_crc, metadata_crc=meta_crc,
-        version=(h["major"], h["minor"]), alignment=h["alignment"], required_features=h["features"],
-        magic=h["magic"], byte_order_mark=h["bom"])
-    return data
-
-
-def set_entry_field(data: bytearray, entry: dict, field: str, value: int) -> None:
-    offsets = {"kind": 4, "format": 5, "ndim": 6, "block": 8, "offset": 16, "size": 24, "crc": 32}
-    fmt = {"kind": "<B", "format": "<B", "ndim": "<B", "block": "<I", "offset": "<Q", "size": "<Q", "crc": "<I"}
-    struct.pack_into(fmt[field], data, entry["pos"] + offsets[field], value)
 
 
 @pytest.fixture
@@ -195,7 +152,7 @@ def test_newer_minor_version_and_unknown_entry_kinds_still_load(model_bytes, tmp
 
 
 def test_old_v1_fixture_still_loads():
-    """tests/data/v1_tiny.pyrt was written by the v1.0 writer (make_v1_fixture below); readers must
+    """tests/formats/data/v1_tiny.pyrt was written by the v1.0 writer (make_v1_fixture below); readers must
     keep loading it."""
     path = DATA_DIR / "v1_tiny.pyrt"
     with pyrt.load(path, verify=True) as model:

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Where the encoder's time goes, by function group (matmul / GELU / attention / LayerNorm / ...).
 
-  perf record -g -o enc.data python tools/profile_encoder.py workload --model minilm-f32.pyrt --seconds 15
-  python tools/profile_encoder.py split enc.data [more.data ...]
+  perf record -g -o enc.data python bench/profile_encoder.py workload --model minilm-f32.pyrt --seconds 15
+  python bench/profile_encoder.py split enc.data [more.data ...]
 
-`workload` encodes tools/bench_models.py's 96 sentences at batch 32 over and over; `split` groups
+`workload` encodes bench/bench_models.py's 96 sentences at batch 32 over and over; `split` groups
 `perf report --no-children --sort dso,symbol` by the regular expressions in GROUPS and prints a
 markdown table, one column per perf.data file. libgomp samples are threads spinning at a barrier
 while the other thread finishes (serial sections and load imbalance), shown as their own group.
@@ -36,7 +36,7 @@ OTHER = "other (Python, tokenizer, embedding, pooling, memset, ...)"
 
 def workload(args) -> None:
     sys.path.insert(0, str(REPO))
-    sys.path.insert(0, str(REPO / "tools"))
+    sys.path.insert(0, str(REPO / "bench"))
     import pyrt
     from bench_models import SENTENCES
 

@@ -3,7 +3,7 @@
  * arithmetic bound that docs/benchmarks.md holds compute-bound results (encoder batch 32, M=128)
  * against.
  *
- *   gcc -O3 -funroll-loops -mavx512f -mavx512vnni -mfma -fopenmp tools/fma_peak.c -o /tmp/fma_peak
+ *   gcc -O3 -funroll-loops -mavx512f -mavx512vnni -mfma -fopenmp bench/experiments/fma_peak.c -o /tmp/fma_peak
  *   OMP_NUM_THREADS=2 /tmp/fma_peak
  */
 #include <immintrin.h>

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import pyrt
 from pyrt.convert.writer import ENTRY, save_model
 
-from test_file_format import read_layout, reseal
+from helpers import read_layout, reseal
 
 SETTINGS = settings(max_examples=1000, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

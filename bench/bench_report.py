@@ -1,4 +1,4 @@
-"""Markdown and JSON output of tools/bench_ops.py: the machine and software block, the measured
+"""Markdown and JSON output of bench/bench_ops.py: the machine and software block, the measured
 bounds, one table per weight shape, and the ratios against peers measured in the same run.
 
 Input is the run dict built by bench_ops (``header``, ``bounds``, ``results``); nothing here

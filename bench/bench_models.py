@@ -10,7 +10,7 @@ pyrt.convert.convert_checkpoint and memory-mapped by pyrt.load; before that conv
 weights are quantized in memory from the safetensors (reported as 'from_parts': RSS then includes
 the float32 checkpoint that was read).
 
-Usage: python tools/bench_models.py encoder [--formats f32,f16,q8,q4] [--activations exact,int8] [--threads N]
+Usage: python bench/bench_models.py encoder [--formats f32,f16,q8,q4] [--activations exact,int8] [--threads N]
                                             [--rounds R] [--json]
 """
 from __future__ import annotations

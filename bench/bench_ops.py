@@ -9,10 +9,10 @@ measures the DRAM and cache read bandwidth and the SGEMM rate of the machine in 
 reports every case against them, with speedups over the peers. Outputs are checked against float64
 numpy before anything is timed. See docs/benchmarks.md.
 
-    python tools/bench_ops.py                      # the full run (about 3-5 minutes on 2 cores)
-    python tools/bench_ops.py --quick              # smoke run: one shape, M=1 and 8
-    python tools/bench_ops.py --isa avx2,avx512    # compare pyrt's kernel sets in one run
-    python tools/bench_ops.py --output run.md --json run.json
+    python bench/bench_ops.py                      # the full run (about 3-5 minutes on 2 cores)
+    python bench/bench_ops.py --quick              # smoke run: one shape, M=1 and 8
+    python bench/bench_ops.py --isa avx2,avx512    # compare pyrt's kernel sets in one run
+    python bench/bench_ops.py --output run.md --json run.json
 
 onnxruntime and onnx are optional (`pip install onnxruntime onnx`); without them the ORT columns are
 skipped with a note. threadpoolctl is used to pin numpy's BLAS threads when installed.
@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parent
-ROOT = TOOLS.parent
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 DEFAULT_SHAPES = "4096x4096,11008x4096"
 ALL_FORMATS = ("f32", "f16", "bf16", "q8", "q4", "q4a")
 BUSY_LOAD = 0.5  # 1-minute load average above which other work disturbs a 2-thread benchmark
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: pyrt with its native core is needed ({exc}); build it with tools/dev_build.sh",
               file=sys.stderr)
         return 2
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     import bandwidth
     import bench_cases as bc
     import bench_report
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"block": args.block, "budget_s": args.budget, "min_samples": args.min_samples,
                      "ring_factor": bc.RING_FACTOR, "cache_fit_fraction": bc.CACHE_FIT_FRACTION,
                      "llc_bytes": llc, "quick": args.quick},
-        "command": "python tools/bench_ops.py " + " ".join(shlex.quote(a) for a in argv),
+        "command": "python bench/bench_ops.py " + " ".join(shlex.quote(a) for a in argv),
         "notes": notes,
         "runtime_s": time.perf_counter() - started,
     }

@@ -1,7 +1,7 @@
 """The subjects of the matmul benchmark (pyrt formats, numpy FP32, ONNX Runtime), how each is built
 as one matrix or as a ring of distinct matrices, how its output is verified, and how it is timed.
 
-Used by tools/bench_ops.py (the command line); kept apart so tests can drive it on small sizes.
+Used by bench/bench_ops.py (the command line); kept apart so tests can drive it on small sizes.
 
 Cache-resident vs memory-resident: a "repeat" case calls one weight matrix over and over, so
 whatever fits in the caches stays there. A "ring" case builds several copies of the weights at
@@ -23,7 +23,7 @@ import numpy as np
 
 import pyrt
 
-import ort_peers  # tools/ sibling
+import ort_peers  # bench/ sibling
 
 RING_FACTOR = 2.0           # ring weights must total more than this many last-level caches
 CACHE_FIT_FRACTION = 0.9    # a repeated matrix up to this fraction of L3 is judged cache-resident

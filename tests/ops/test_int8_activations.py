@@ -6,85 +6,10 @@ import numpy as np
 import pytest
 
 import pyrt
-from pyrt.formats import dequantize_reference, format_info
+from pyrt.formats import dequantize_reference
 
-from conftest import poisoned
-
-QUANT = ["q8", "q4", "q4a"]
-PLAIN = ["f32", "f16", "bf16"]
-
-
-def quantize_activations(x: np.ndarray, block: int):
-    """The C++ quantizer's math in float32 numpy: codes, d_x and S = d_x * sum(codes) per block."""
-    M, K = x.shape
-    xb = x.astype(np.float32).reshape(M, K // block, block)
-    amax = np.abs(xb).max(axis=-1)
-    with np.errstate(divide="ignore"):
-        inv = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
-    q = np.clip(np.rint(xb * inv[..., None]), -127, 127)
-    d = (amax / np.float32(127)).astype(np.float32)
-    s = (d * q.sum(axis=-1).astype(np.float32)).astype(np.float32)
-    return q, d, s
-
-
-def weight_parts(t: pyrt.Tensor, fmt: str, block: int):
-    """Signed integer codes c, scale d and (q4a) min m per block, so that w = d * c (+ m)."""
-    N, K = t.shape
-    info = format_info(fmt)
-    blocks = np.ascontiguousarray(t.numpy()).reshape(N, K // block, info.block_bytes(block))
-    d = blocks[..., :2].copy().view(np.float16)[..., 0].astype(np.float64)
-    m = np.zeros_like(d)
-    if fmt == "q8":
-        c = blocks[..., 2:].view(np.int8).astype(np.float64)
-    else:
-        packed = blocks[..., info.header_bytes:]
-        c = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).astype(np.float64)
-        if fmt == "q4":
-            c -= 8
-        else:
-            m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
-    return c, d, m
-
-
-def emulate(x, t, fmt, block, bias):
-    """float64 y = sum over blocks of d_w d_x (q_x . c) + m S (+ bias): the kernels' math, exactly."""
-    q, dx, s = quantize_activations(x, block)
-    c, dw, m = weight_parts(t, fmt, block)
-    dots = np.einsum("mbj,nbj->mnb", q.astype(np.float64), c)
-    y = np.einsum("mnb,mb,nb->mn", dots, dx.astype(np.float64), dw) + s.astype(np.float64) @ m.T
-    # FP32 summation error: ~ eps * blocks * (sum of |terms|)
-    mag = np.einsum("mbj,nbj->mn", np.abs(q) * dx[..., None].astype(np.float64), np.abs(c) * np.abs(dw)[..., None])
-    mag += np.abs(s).astype(np.float64) @ np.abs(m).T
-    if bias is not None:
-        y += bias
-        mag += np.abs(bias)
-    tol = 4e-7 * (x.shape[1] // block + 8) * mag + 1e-30
-    return y, tol
-
-
-def rounding_bound(d, w64, block, tol):
-    """Bound on |y - exact| when every activation of block b is off by at most d[m, b] / 2 (round
-    to nearest with step d), plus the FP32 tolerance tol: sum over blocks of d / 2 * sum |w|."""
-    N, K = w64.shape
-    return np.einsum("mb,nb->mn", d.astype(np.float64) / 2,
-                     np.abs(w64).reshape(N, K // block, block).sum(-1)) * (1 + 1e-5) + tol
-
-
-def make_case(rng, fmt, block, M, N, K, bias=True):
-    # Non-zero mean and mixed magnitudes (per row and per column) so q4a's min and scales matter.
-    w = (rng.standard_normal((N, K)) * rng.uniform(0.2, 3.0, (N, 1)) + 0.1).astype(np.float32)
-    x = (rng.standard_normal((M, K)) * rng.uniform(0.1, 4.0, (1, K))).astype(np.float32)
-    t = pyrt.quantize(w, dtype=fmt, block=block)
-    b = rng.standard_normal(N).astype(np.float32) if bias else None
-    return x, t, b
-
-
-def run(x, t, b, activations="int8"):
-    out = poisoned((x.shape[0], t.shape[0]))
-    pyrt.matmul(x, t, b, out=out, activations=activations)
-    assert np.isfinite(out).all(), "kernel left unwritten (NaN) outputs"
-    return out
-
+from helpers import PLAIN, QUANT, emulate, quantize_activations, rounding_bound
+from helpers import activation_case as make_case, matmul_with_activations as run
 
 SHAPES = [  # (M, N, K / block multiple): K = one block, K not a multiple of 128, N % 16 != 0
     (1, 37, 1), (3, 19, 3), (8, 45, 5), (33, 50, 7), (300, 29, 4), (1, 64, 40), (8, 131, 9),

@@ -3,7 +3,7 @@
  * operations of the exact 4-bit decode compete for the same pipes. Assumes the clock given below
  * (measure it with a dependent scalar add chain; this VM ran at 3.6 GHz).
  *
- *   gcc -O2 -mavx512f tools/zmm_op_throughput.c -o /tmp/zmm_op_throughput && /tmp/zmm_op_throughput 3.6
+ *   gcc -O2 -mavx512f bench/experiments/zmm_op_throughput.c -o /tmp/zmm_op_throughput && /tmp/zmm_op_throughput 3.6
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark tools (tools/bench_ops.py and its helpers) on small sizes: the ORT
+"""Smoke tests of the benchmark tools (bench/bench_ops.py and its helpers) on small sizes: the ORT
 MatMulNBits packing, the ring sizing, verification that catches wrong outputs, the bounds, the
 report, and one tiny end-to-end run. ORT parts skip when the optional bench extra is missing."""
 from __future__ import annotations
@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pyrt
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-sys.path.insert(0, str(TOOLS))
+from helpers import REPO_ROOT, run_python
+
+BENCH = REPO_ROOT / "bench"
+sys.path.insert(0, str(BENCH))
 
 import bandwidth
 import bench_cases as bc
@@ -259,15 +260,13 @@ def test_tiny_end_to_end_run(tmp_path, capsys):
 def test_runs_without_onnxruntime(tmp_path):
     """The bench extra is optional: with onnxruntime unimportable the run still completes and says
     that the ORT columns were skipped."""
-    from conftest import run_python
-
     out_json = tmp_path / "run.json"
     script = (
         "import runpy, sys; sys.modules['onnxruntime'] = None; "
         f"sys.argv = ['bench_ops.py', '--shapes', '32x64', '--m', '2', '--ring-m', '', '--formats', 'q4', "
         f"'--budget', '0.001', '--min-samples', '2', '--dram-mib', '2', '--cache-mib', '1', '--quick', "
         f"'--json', {str(out_json)!r}]; "
-        f"runpy.run_path({str(TOOLS / 'bench_ops.py')!r}, run_name='__main__')"
+        f"runpy.run_path({str(BENCH / 'bench_ops.py')!r}, run_name='__main__')"
     )
     proc = run_python("-c", script, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -282,7 +281,7 @@ def test_k_must_be_a_multiple_of_the_block():
         bench_ops.parse_args(["--shapes", "64x100"])
 
 
-# ---- tools/bench_models.py: interleaved rounds -------------------------------------------------
+# ---- bench/bench_models.py: interleaved rounds -------------------------------------------------
 
 def test_encoder_rounds_combine_to_medians_and_per_round_ratios():
     import bench_models

@@ -3,8 +3,8 @@
 FP16 (cuBLAS) in the same run, and against the memory bound set by the measured device-to-device
 copy bandwidth. Needs a GPU, a CUDA build of pyrt (PYRT_CUDA=ON) and cupy.
 
-    python tools/bench_cuda.py                      # all M, all shapes, all formats
-    python tools/bench_cuda.py --m 1 16 --formats q4 --shapes 4096x4096
+    python bench/bench_cuda.py                      # all M, all shapes, all formats
+    python bench/bench_cuda.py --m 1 16 --formats q4 --shapes 4096x4096
 
 Shapes are N x K (weight [N, K], x [M, K], y [M, N]). Columns: time per call (median, CUDA events),
 weight GB/s (weight bytes / time), TFLOP/s (2*M*N*K / time), the memory bound (bytes moved / D2D

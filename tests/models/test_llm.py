@@ -10,7 +10,7 @@ import pytest
 import pyrt
 from pyrt.llm import sample_token
 
-from conftest import models_dir
+from helpers import models_dir
 
 gguf = pytest.importorskip("gguf", reason="reading the GGUF model needs the 'gguf' package")
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")
@@ -25,7 +25,7 @@ PARAGRAPH = (
     "mountains and wide dark plains that early astronomers mistook for seas. The gravity of the Moon "
     "raises the ocean tides, and its light has guided travellers and farmers for thousands of years."
 )
-# Tokens of the paragraph scored in the test (the full paragraph is scored by tools/bench_models_llm.py).
+# Tokens of the paragraph scored in the test (the full paragraph is scored by bench/bench_models_llm.py).
 PERPLEXITY_TOKENS = 48
 
 # f32, q8, q4 and q4a at block 32 run by default; the rest of the sweep is marked slow.

@@ -17,7 +17,7 @@ import pytest
 
 import pyrt
 
-from conftest import models_dir
+from helpers import models_dir
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
 tokenizers = pytest.importorskip("tokenizers", reason="SentenceEncoder needs the tokenizers package")

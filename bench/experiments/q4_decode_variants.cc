@@ -6,7 +6,7 @@
 // bounds; every other variant must match v0 (exit status 1 otherwise).
 //
 //   g++ -O3 -std=c++17 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx512bf16
-//       -Icsrc -Icsrc/include tools/q4_decode_variants.cc -o /tmp/q4_decode_variants   (one line)
+//       -Icsrc -Icsrc/include bench/experiments/q4_decode_variants.cc -o /tmp/q4_decode_variants   (one line)
 //   /tmp/q4_decode_variants
 
 #include <immintrin.h>
