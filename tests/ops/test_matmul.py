@@ -208,7 +208,7 @@ def test_kernel_set_agrees_with_scalar(cpu_isa, rng, fmt, block, m):
 def test_results_do_not_depend_on_thread_count(cpu_isa, rng, fmt, block, m):
     # Threads split N only, so each output is computed by the same code either way: bit-identical. N
     # spans several 16-row chunks and ends in a partial tile; the work is above the single-thread
-    # cutoff in csrc/ops/matmul.cc so several threads really run.
+    # cutoff in csrc/cpu/matmul_cpu.cc so several threads really run.
     for n, k in ((301, 8 * block if block > 1 else 333), (133, 512 if block > 1 else 517)):
         x, _, t, bias = make_case(rng, fmt, block, m, n, k, True)
         results = []
