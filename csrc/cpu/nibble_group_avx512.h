@@ -12,7 +12,7 @@
 // conversion give every lane its block's scale (and q4a's min), applied once per group. x is
 // permuted once per call to the matching order.
 // Measured on Zen 4, one thread, 256x4096 q4/32 in L2: 20.3 -> 23.5 weights/ns
-// (tools/q4_decode_variants.cc, v0 -> v8); 11008x4096 at M = 1, 2 threads: q4 1.16 -> 0.99 ms,
+// (bench/experiments/q4_decode_variants.cc, v0 -> v8); 11008x4096 at M = 1, 2 threads: q4 1.16 -> 0.99 ms,
 // q4a 1.33 -> 1.08-1.12 ms. Blocks of 64 and 128 already spread their scale over more weights,
 // and the group's gather and per-lane scale made them 4-7 % slower: they keep the per-block kernel.
 #pragma once

@@ -1,6 +1,6 @@
 // Reference quantizer for int8 activations (docs/int8.md), per row and per block of B:
 // d = max|x| / 127, q = round_half_even(x * (127 / max|x|)) clamped to [-127, 127], S = d * sum(q).
-// The SIMD versions produce the same bytes; tests/test_int8_activations.py emulates this in numpy.
+// The SIMD versions produce the same bytes; tests/helpers.py emulates this in numpy.
 #include <cstring>
 
 #include "cpu/kernels.h"
@@ -47,7 +47,7 @@ bool quantize_activations(const float* x, int64_t M, int64_t K, int block, int8_
       float amax;
       std::memcpy(&amax, &bits, 4);
       // inv is computed as 127 / amax (one rounding) and applied by multiplication, exactly as the
-      // numpy emulation in tests/test_int8_activations.py does.
+      // numpy emulation in tests/helpers.py does.
       const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
       int32_t isum = 0;
       for (int j = 0; j < block; ++j) {
