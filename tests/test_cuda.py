@@ -3,7 +3,9 @@ and skip without a GPU or cupy; the rest check the device layout and the error p
 every build (CPU-only, or CUDA without a GPU)."""
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,9 +36,15 @@ class FakeDeviceArray:
                                              strides=strides, version=3, stream=stream, **extra)
 
 
+class FakeDeviceWeights:
+    """Stands in for the native weights of a GPU tensor: the argument checks under test run before
+    anything reads them."""
+
+    nbytes = 1234
+
+
 def fake_cuda_tensor(shape=(4, 64), dtype="q8", block=32):
-    # Planes are never reached: the argument checks under test run first.
-    return cuda.CudaTensor((object(), object(), None), dtype, shape, block, device=0)
+    return pyrt.Tensor._on_device(FakeDeviceWeights(), dtype, shape, block, device_index=0)
 
 
 def decode_planes(quants, scales, mins, dtype, block, rows, cols):
@@ -97,6 +105,33 @@ def test_parse_device_rejects_unknown_names(name):
 def test_to_cpu_is_the_same_tensor(rng):
     w = pyrt.quantize(rng.standard_normal((4, 32)), "q8")
     assert w.to("cpu") is w
+    assert w.device == "cpu"
+
+
+def test_one_tensor_type_with_a_device():
+    w = fake_cuda_tensor((4, 64))
+    assert isinstance(w, pyrt.Tensor) and w.device == "cuda:0" and w.to("cuda:0") is w
+    assert w.nbytes == 1234 and "device='cuda:0'" in repr(w)
+    with pytest.raises(pyrt.DeviceError, match=r"to\('cpu'\)"):
+        w.numpy()
+    with pytest.raises(pyrt.DeviceError, match=r"to\('cpu'\)"):
+        w.dequantize()
+    with pytest.warns(DeprecationWarning, match="pyrt.Tensor"):
+        assert cuda.CudaTensor is pyrt.Tensor
+
+
+@pytest.mark.parametrize("module", ["device", "tensor", "ops"])
+def test_device_helpers_never_import_pyrt_cuda(module):
+    # pyrt.cuda imports pyrt.tensor, so no import of pyrt.cuda below it, not even inside a function.
+    source = (Path(pyrt.__file__).parent / f"{module}.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not imported & {"cuda", "pyrt.cuda"}, imported
 
 
 # --- __cuda_array_interface__ parsing and argument checks (no device memory touched) -------------
