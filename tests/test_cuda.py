@@ -91,6 +91,26 @@ def test_split_planes_checks_the_byte_count(rng):
         cuda.split_planes(w.numpy()[:-1], "q4", 32, 4, 64)
 
 
+def test_join_planes_checks_every_plane(rng):
+    w = pyrt.quantize(rng.standard_normal((4, 64)), "q4a", 32)
+    codes, scales, mins = cuda.split_planes(w.numpy(), "q4a", 32, 4, 64)
+    with pytest.raises(pyrt.ShapeError, match="mins plane is missing"):
+        cuda.join_planes(codes, scales, None, "q4a", 32, 4, 64)
+    with pytest.raises(pyrt.ShapeError, match="scales plane has"):
+        cuda.join_planes(codes, scales[:-2], mins, "q4a", 32, 4, 64)
+    with pytest.raises(pyrt.ShapeError, match="no mins plane"):
+        cuda.join_planes(codes, scales, mins, "q4", 32, 4, 64)
+
+
+def test_native_weights_check_the_byte_count(rng):
+    w = pyrt.quantize(rng.standard_normal((4, 64)), "q8", 32)
+    with pytest.raises(pyrt.ShapeError, match="weight buffer has"):
+        core.Weights(w.numpy()[:-1], "q8", 32, 4, 64)
+    native = core.Weights(w.numpy(), "q8", 32, 4, 64)
+    assert (native.device, native.rows, native.cols, native.nbytes) == ("cpu", 4, 64, w.nbytes)
+    assert native.host_bytes() is not None and np.shares_memory(native.host_bytes(), w.numpy())
+
+
 @pytest.mark.parametrize("name,index", [("cpu", None), ("cuda", 0), ("CUDA:1", 1), (" cuda:12 ", 12)])
 def test_parse_device(name, index):
     assert cuda.parse_device(name) == index
