@@ -54,7 +54,7 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
     n, k = w.shape
     if not isinstance(x, np.ndarray):
         if _device.is_device_array(x):
-            raise DeviceError(f"x is a device array but w is a pyrt.Tensor on the CPU; "
+            raise DeviceError("x is a device array but w is a pyrt.Tensor on the CPU; "
                               "copy the weights once with w.to('cuda')")
         raise DtypeError(f"x must be a numpy array, got {type(x).__name__}")
     if x.dtype not in (np.float32, np.float16):
@@ -117,6 +117,7 @@ def _matmul_on_device(x, w: Tensor, bias, out, activations: str):
         raise ShapeError("out must not overlap x")
     require_core().matmul(xa.ptr, w._native_weights(), bias_ptr, oa.ptr, activations, m, xa.stream)
     return out
+
 
 class Linear:
     """A dense layer ``y = x @ weight.T + bias`` with stored (possibly quantized) weights.

@@ -93,14 +93,14 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """The raw storage bytes (1-D uint8, read-only view, no copy). CPU tensors only."""
-        data = self._host_data("numpy")
+        data = self._host_data("numpy()")
         view = data.view()
         view.flags.writeable = False
         return view
 
     def dequantize(self) -> np.ndarray:
         """The stored values as a new float32 array of :attr:`shape`. CPU tensors only."""
-        data = self._host_data("dequantize")
+        data = self._host_data("dequantize()")
         rows, k = _rows_cols(self._shape)
         if core is None:
             return _formats.dequantize_reference(data, self._dtype, self._block, self._shape).astype(np.float32)
@@ -130,9 +130,13 @@ class Tensor:
 
     def _host_data(self, what: str) -> np.ndarray:
         if self._data is None:
-            raise DeviceError(f"{what}() reads host memory but this tensor is on {self.device}; "
+            raise DeviceError(f"{what} reads host memory but this tensor is on {self.device}; "
                               "copy it back with .to('cpu')")
         return self._data
+
+    def __reduce__(self):
+        # Pickles the host bytes only: the native view is a cache, device memory stays on its GPU.
+        return (Tensor, (self._host_data("pickling"), self._dtype, self._shape, self._block))
 
     def __repr__(self) -> str:
         block = f", block={self._block}" if _formats.format_info(self._dtype).blocked else ""
