@@ -4,6 +4,7 @@ every build (CPU-only, or CUDA without a GPU)."""
 from __future__ import annotations
 
 import ast
+import pickle
 import re
 from pathlib import Path
 
@@ -138,6 +139,16 @@ def test_one_tensor_type_with_a_device():
         w.dequantize()
     with pytest.warns(DeprecationWarning, match="pyrt.Tensor"):
         assert cuda.CudaTensor is pyrt.Tensor
+
+
+def test_tensor_pickles_its_host_bytes_only(rng):
+    w = pyrt.quantize(rng.standard_normal((4, 64)), "q4", 32)
+    pyrt.matmul(np.ones((1, 64), np.float32), w)  # caches the native view, which does not pickle
+    copy = pickle.loads(pickle.dumps(w))
+    assert copy.device == "cpu" and copy.shape == w.shape
+    np.testing.assert_array_equal(copy.numpy(), w.numpy())
+    with pytest.raises(pyrt.DeviceError, match="cuda:0"):
+        pickle.dumps(fake_cuda_tensor())
 
 
 @pytest.mark.parametrize("module", ["device", "tensor", "ops"])
