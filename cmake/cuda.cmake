@@ -1,5 +1,9 @@
 # PYRT_CUDA=AUTO compiles csrc/cuda/ only where nvcc is found; ON requires it; OFF never builds it.
-# The CPU build never depends on anything in here.
+# The CPU build needs no CUDA toolkit.
+#
+# csrc/cuda/*.cc is host C++ compiled into _core with the C++ flags: weight_planes.cc (the device
+# plane layout, in every build, so it is tested without a GPU) and cuda_disabled.cc (the CPU-only
+# twins that raise DeviceError, only when the backend is off).
 #
 # The language check runs at include() time, in the top-level scope: enable_language(CUDA) inside a
 # function leaves CMake's internal CUDA rule variables function-local and the generator fails.
@@ -34,7 +38,9 @@ else()
 endif()
 
 function(pyrt_configure_cuda target)
+  target_sources(${target} PRIVATE ${CMAKE_SOURCE_DIR}/csrc/cuda/weight_planes.cc)
   if(NOT PYRT_CUDA_ENABLED)
+    target_sources(${target} PRIVATE ${CMAKE_SOURCE_DIR}/csrc/cuda/cuda_disabled.cc)
     return()
   endif()
   add_library(pyrt_cuda OBJECT ${PYRT_CUDA_SOURCES})

@@ -19,8 +19,25 @@ def dequantize(data: np.ndarray, format: str, block: int, rows: int, cols: int) 
 def row_bytes(format: str, block: int, K: int) -> int: ...
 def block_layout(format: str, block: int) -> dict[str, int]: ...
 def format_table() -> list[dict[str, Any]]: ...
-def matmul(x: np.ndarray, w_data: np.ndarray, format: str, block: int, N: int, K: int,
-           bias: Optional[np.ndarray], out: np.ndarray, activations: str = ...) -> None: ...
+
+class Weights:
+    """A weight matrix on one device (csrc/bindings/register_ops.cc); pyrt.Tensor holds one."""
+    # read-only properties
+    format: str
+    block: int
+    rows: int
+    cols: int
+    device: str  # "cpu" or "cuda"
+    device_index: int
+    nbytes: int
+    def __init__(self, data: np.ndarray, format: str, block: int, rows: int, cols: int) -> None: ...
+    def to_device(self, device: int) -> Weights: ...  # upload into the CUDA plane layout
+    def host_bytes(self) -> np.ndarray: ...  # pyrt's layout (downloaded from a GPU)
+
+# One entry point for every device. Host weights: x, bias (or None), out are numpy arrays.
+# CUDA weights: x, bias (or None), out are device pointers, M the rows of x, stream a cudaStream_t.
+def matmul(x: np.ndarray | int, w: Weights, bias: Optional[np.ndarray | int], out: np.ndarray | int,
+           activations: str = ..., M: int = ..., stream: int = ...) -> None: ...
 # Test hook (csrc/bindings/register_vector_math.cc): one row-wise op of csrc/include/pyrt/ops.h (the
 # active ISA's vector math) on x (and y / weight / bias), written into out; scalar is eps, scale or
 # the axpy factor.
@@ -59,19 +76,19 @@ def cuda_device_count() -> int: ...
 def cuda_unavailable_reason() -> str: ...
 
 class DeviceBuffer:
+    # read-only properties
+    nbytes: int
+    device: int
+    ptr: int
     def __init__(self, device: int, nbytes: int) -> None: ...
-    @property
-    def nbytes(self) -> int: ...
-    @property
-    def device(self) -> int: ...
-    @property
-    def ptr(self) -> int: ...
     def upload(self, host: np.ndarray) -> None: ...
     def download(self) -> np.ndarray: ...
 
-def cuda_matmul(x: int, M: int, quants: DeviceBuffer, scales: Optional[DeviceBuffer],
-                mins: Optional[DeviceBuffer], format: str, block: int, N: int, K: int, bias: int,
-                out: int, stream: int) -> None: ...
+# The CUDA plane layout (csrc/cuda/weight_planes.h) on the host: test hooks, no GPU needed.
+def cuda_split_planes(data: np.ndarray, format: str, block: int, rows: int,
+                      cols: int) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]: ...
+def cuda_join_planes(codes: np.ndarray, scales: Optional[np.ndarray], mins: Optional[np.ndarray], format: str,
+                     block: int, rows: int, cols: int) -> np.ndarray: ...
 
 # Both models take their weights as {name: (uint8 bytes, format, block, shape)} (pyrt/model_weights.py).
 class BertEncoder:

@@ -1,13 +1,14 @@
 """Matrix products with pyrt weight tensors."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
 
-from . import cuda as _cuda
+from . import device as _device
 from ._native import require_core
-from .errors import DtypeError, ShapeError
+from .errors import DeviceError, DtypeError, ShapeError
 from .tensor import Tensor, quantize
 
 
@@ -39,22 +40,22 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
     receives the result. Returns a float32 array of shape [..., N]. The GIL is released while the
     kernel runs, on ``pyrt.get_num_threads()`` threads.
 
-    With a cupy (``__cuda_array_interface__``) float16 ``x`` and a weight moved with
-    ``w.to("cuda")``, the product runs on the GPU and returns a float32 cupy array (see
-    :func:`pyrt.cuda.matmul`).
+    With a weight moved with ``w.to("cuda")`` the product runs on that GPU: x must be a float16
+    device array (cupy, or anything with ``__cuda_array_interface__``), bias and out float32 device
+    arrays, and the result is a float32 cupy array (docs/cuda.md).
     """
     check_activations(activations)
-    if _cuda.is_device_call(x, w):
-        if activations != "exact":
-            raise DtypeError(f"activations={activations!r} is a CPU mode; GPU products use exact activations")
-        # GPU operands (cupy arrays, Tensor.to("cuda")): zero-copy, x must be float16 (pyrt/cuda.py).
-        return _cuda.matmul(x, w, bias, out)
     if not isinstance(w, Tensor):
         raise DtypeError(f"w must be a pyrt.Tensor (see pyrt.quantize), got {type(w).__name__}")
     if w.ndim != 2:
         raise ShapeError(f"w must be 2-D [N, K], got shape {w.shape}")
+    if w.device != "cpu":
+        return _matmul_on_device(x, w, bias, out, activations)
     n, k = w.shape
     if not isinstance(x, np.ndarray):
+        if _device.is_device_array(x):
+            raise DeviceError("x is a device array but w is a pyrt.Tensor on the CPU; "
+                              "copy the weights once with w.to('cuda')")
         raise DtypeError(f"x must be a numpy array, got {type(x).__name__}")
     if x.dtype not in (np.float32, np.float16):
         raise DtypeError(f"x must be float32 or float16, got {x.dtype}; convert with x.astype(np.float32)")
@@ -80,7 +81,41 @@ def matmul(x: np.ndarray, w: Tensor, bias: Optional[np.ndarray] = None, out: Opt
             raise DtypeError("out must be C-contiguous and writable")
         if np.shares_memory(out, x):
             raise ShapeError("out must not overlap x")
-    require_core().matmul(x, w.numpy(), w.dtype, w.block, n, k, bias, out, activations)
+    require_core().matmul(x, w._native_weights(), bias, out, activations)
+    return out
+
+
+def _matmul_on_device(x, w: Tensor, bias, out, activations: str):
+    """pyrt.matmul with GPU weights: zero-copy on device arrays, FP16 x, FP32 accumulation. Runs on
+    the stream x's interface names (cupy: the current stream), else on the default stream; returns
+    ``out`` without synchronizing."""
+    if activations != "exact":
+        raise DtypeError(f"activations={activations!r} is a CPU mode; GPU products use exact activations")
+    if not _device.is_device_array(x):
+        raise DeviceError(f"w is on {w.device} but x is a {type(x).__name__}; pass a cupy array, "
+                          "or use w.to('cpu') with numpy inputs")
+    n, k = w.shape
+    xa = _device.device_array(x, "x", "<f2")
+    if len(xa.shape) < 1 or xa.shape[-1] != k:
+        raise ShapeError(f"x has shape {xa.shape}, its last dimension must equal the weight's K={k}")
+    m = math.prod(xa.shape[:-1])
+    out_shape = xa.shape[:-1] + (n,)
+    bias_ptr = None
+    if bias is not None:
+        ba = _device.device_array(bias, "bias", "<f4")
+        if ba.shape != (n,):
+            raise ShapeError(f"bias has shape {ba.shape}, expected ({n},)")
+        bias_ptr = ba.ptr
+    if out is None:
+        out = _device.empty_float32(out_shape, _device.parse_device(w.device))
+    oa = _device.device_array(out, "out", "<f4")
+    if oa.shape != out_shape:
+        raise ShapeError(f"out has shape {oa.shape}, expected {out_shape}")
+    if oa.readonly:
+        raise DtypeError("out is a read-only device array")
+    if m * n and _device.overlaps(oa, 4 * m * n, xa, 2 * m * k):
+        raise ShapeError("out must not overlap x")
+    require_core().matmul(xa.ptr, w._native_weights(), bias_ptr, oa.ptr, activations, m, xa.stream)
     return out
 
 

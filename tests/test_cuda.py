@@ -3,7 +3,10 @@ and skip without a GPU or cupy; the rest check the device layout and the error p
 every build (CPU-only, or CUDA without a GPU)."""
 from __future__ import annotations
 
+import ast
+import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,9 +37,15 @@ class FakeDeviceArray:
                                              strides=strides, version=3, stream=stream, **extra)
 
 
+class FakeDeviceWeights:
+    """Stands in for the native weights of a GPU tensor: the argument checks under test run before
+    anything reads them."""
+
+    nbytes = 1234
+
+
 def fake_cuda_tensor(shape=(4, 64), dtype="q8", block=32):
-    # Planes are never reached: the argument checks under test run first.
-    return cuda.CudaTensor((object(), object(), None), dtype, shape, block, device=0)
+    return pyrt.Tensor._on_device(FakeDeviceWeights(), dtype, shape, block, device_index=0)
 
 
 def decode_planes(quants, scales, mins, dtype, block, rows, cols):
@@ -83,6 +92,26 @@ def test_split_planes_checks_the_byte_count(rng):
         cuda.split_planes(w.numpy()[:-1], "q4", 32, 4, 64)
 
 
+def test_join_planes_checks_every_plane(rng):
+    w = pyrt.quantize(rng.standard_normal((4, 64)), "q4a", 32)
+    codes, scales, mins = cuda.split_planes(w.numpy(), "q4a", 32, 4, 64)
+    with pytest.raises(pyrt.ShapeError, match="mins plane is missing"):
+        cuda.join_planes(codes, scales, None, "q4a", 32, 4, 64)
+    with pytest.raises(pyrt.ShapeError, match="scales plane has"):
+        cuda.join_planes(codes, scales[:-2], mins, "q4a", 32, 4, 64)
+    with pytest.raises(pyrt.ShapeError, match="no mins plane"):
+        cuda.join_planes(codes, scales, mins, "q4", 32, 4, 64)
+
+
+def test_native_weights_check_the_byte_count(rng):
+    w = pyrt.quantize(rng.standard_normal((4, 64)), "q8", 32)
+    with pytest.raises(pyrt.ShapeError, match="weight buffer has"):
+        core.Weights(w.numpy()[:-1], "q8", 32, 4, 64)
+    native = core.Weights(w.numpy(), "q8", 32, 4, 64)
+    assert (native.device, native.rows, native.cols, native.nbytes) == ("cpu", 4, 64, w.nbytes)
+    assert native.host_bytes() is not None and np.shares_memory(native.host_bytes(), w.numpy())
+
+
 @pytest.mark.parametrize("name,index", [("cpu", None), ("cuda", 0), ("CUDA:1", 1), (" cuda:12 ", 12)])
 def test_parse_device(name, index):
     assert cuda.parse_device(name) == index
@@ -97,6 +126,43 @@ def test_parse_device_rejects_unknown_names(name):
 def test_to_cpu_is_the_same_tensor(rng):
     w = pyrt.quantize(rng.standard_normal((4, 32)), "q8")
     assert w.to("cpu") is w
+    assert w.device == "cpu"
+
+
+def test_one_tensor_type_with_a_device():
+    w = fake_cuda_tensor((4, 64))
+    assert isinstance(w, pyrt.Tensor) and w.device == "cuda:0" and w.to("cuda:0") is w
+    assert w.nbytes == 1234 and "device='cuda:0'" in repr(w)
+    with pytest.raises(pyrt.DeviceError, match=r"to\('cpu'\)"):
+        w.numpy()
+    with pytest.raises(pyrt.DeviceError, match=r"to\('cpu'\)"):
+        w.dequantize()
+    with pytest.warns(DeprecationWarning, match="pyrt.Tensor"):
+        assert cuda.CudaTensor is pyrt.Tensor
+
+
+def test_tensor_pickles_its_host_bytes_only(rng):
+    w = pyrt.quantize(rng.standard_normal((4, 64)), "q4", 32)
+    pyrt.matmul(np.ones((1, 64), np.float32), w)  # caches the native view, which does not pickle
+    copy = pickle.loads(pickle.dumps(w))
+    assert copy.device == "cpu" and copy.shape == w.shape
+    np.testing.assert_array_equal(copy.numpy(), w.numpy())
+    with pytest.raises(pyrt.DeviceError, match="cuda:0"):
+        pickle.dumps(fake_cuda_tensor())
+
+
+@pytest.mark.parametrize("module", ["device", "tensor", "ops"])
+def test_device_helpers_never_import_pyrt_cuda(module):
+    # pyrt.cuda imports pyrt.tensor, so no import of pyrt.cuda below it, not even inside a function.
+    source = (Path(pyrt.__file__).parent / f"{module}.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not imported & {"cuda", "pyrt.cuda"}, imported
 
 
 # --- __cuda_array_interface__ parsing and argument checks (no device memory touched) -------------

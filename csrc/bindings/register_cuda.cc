@@ -1,51 +1,11 @@
 #include "bindings/bindings.h"
+#include "cuda/weight_planes.h"
 #include "pyrt/device.h"
 
 namespace pyrt::bindings {
 namespace {
 
 using gpu::DeviceBuffer;
-
-// None (a null pointer from pybind11) stands for "no such plane".
-int64_t plane_bytes(const DeviceBuffer* b) { return b != nullptr ? b->nbytes() : -1; }
-
-// Device pointers arrive as integers from __cuda_array_interface__ (parsed in pyrt/cuda.py); the
-// core checks them with cudaPointerGetAttributes. The weight planes are pyrt-owned buffers whose
-// sizes are checked here, so a mismatched plane can never be read out of bounds.
-void cuda_matmul(uintptr_t x, int64_t M, DeviceBuffer& quants, const DeviceBuffer* scales,
-                 const DeviceBuffer* mins, const std::string& format, int block,
-                 int64_t N, int64_t K, uintptr_t bias, uintptr_t y, uintptr_t stream) {
-  gpu::DeviceMatmulParams p;
-  p.w.format = format_from_name(format);
-  p.w.block = effective_block(p.w.format, block);
-  p.w.rows = N;
-  p.w.cols = K;
-  PYRT_CHECK(N >= 0 && K > 0 && M >= 0, Shape, "invalid matmul shape: M=", M, " N=", N, " K=", K);
-  const bool quantized = format_traits(p.w.format).blocked;
-  const int64_t bits = format_traits(p.w.format).bits_per_element;
-  PYRT_CHECK(!quantized || K % p.w.block == 0, Shape, "K=", K, " is not a multiple of the block ", p.w.block);
-  PYRT_CHECK(quants.nbytes() == N * K * bits / 8, Shape, "weight plane has ", quants.nbytes(), " bytes, [", N,
-             ", ", K, "] ", format, " needs ", N * K * bits / 8);
-  const int64_t scale_bytes = quantized ? N * (K / p.w.block) * 2 : -1;
-  PYRT_CHECK(plane_bytes(scales) == scale_bytes, Shape, "scale plane has ", plane_bytes(scales),
-             " bytes, expected ", scale_bytes);
-  const int64_t min_bytes = p.w.format == Format::q4a ? scale_bytes : -1;
-  PYRT_CHECK(plane_bytes(mins) == min_bytes, Shape, "min plane has ", plane_bytes(mins),
-             " bytes, expected ", min_bytes);
-  PYRT_CHECK((!scales || scales->device() == quants.device()) && (!mins || mins->device() == quants.device()),
-             Device, "weight planes live on different devices");
-  p.w.quants = quants.data();
-  p.w.scales = scales ? static_cast<const uint16_t*>(scales->data()) : nullptr;
-  p.w.mins = mins ? static_cast<const uint16_t*>(mins->data()) : nullptr;
-  p.x = reinterpret_cast<const uint16_t*>(x);
-  p.M = M;
-  p.bias = reinterpret_cast<const float*>(bias);
-  p.y = reinterpret_cast<float*>(y);
-  p.device = quants.device();
-  p.stream = stream;
-  py::gil_scoped_release release;
-  gpu::matmul(p);
-}
 
 void upload(DeviceBuffer& buffer, const py::array& host) {
   require_array(host, "host data", 'u', 1);
@@ -66,6 +26,61 @@ py::array_t<uint8_t> download(const DeviceBuffer& buffer) {
   return host;
 }
 
+// A plane as a numpy array, None where the format has none.
+py::object plane_or_none(int64_t nbytes) {
+  return nbytes > 0 ? py::object(py::array_t<uint8_t>(nbytes)) : py::object(py::none());
+}
+
+uint8_t* bytes_of(const py::object& plane) {
+  return plane.is_none() ? nullptr : static_cast<uint8_t*>(plane.cast<py::array>().mutable_data());
+}
+
+const uint8_t* checked_plane(const py::object& plane, int64_t nbytes, const char* name) {
+  if (nbytes == 0) {
+    PYRT_CHECK(plane.is_none(), Shape, "this format has no ", name, " plane: pass None");
+    return nullptr;
+  }
+  PYRT_CHECK(!plane.is_none(), Shape, "the ", name, " plane is missing");
+  const py::array a = plane.cast<py::array>();
+  require_array(a, name, 'u', 1);
+  PYRT_CHECK(a.nbytes() == nbytes, Shape, "the ", name, " plane has ", a.nbytes(), " bytes, expected ", nbytes);
+  return static_cast<const uint8_t*>(a.data());
+}
+
+// Test hooks for the device plane layout (cuda/weight_planes.h), usable without a GPU.
+py::tuple split_planes(const py::array& data, const std::string& format, int block, int64_t rows, int64_t cols) {
+  require_array(data, "weight data", 'u', 1);
+  WeightView host;
+  host.format = format_from_name(format);
+  host.block = effective_block(host.format, block);
+  host.rows = rows;
+  host.cols = cols;
+  const gpu::PlaneBytes bytes = gpu::plane_bytes(host.format, host.block, rows, cols);
+  host.row_stride = row_bytes(host.format, host.block, cols);
+  PYRT_CHECK(data.nbytes() == rows * host.row_stride, Shape, data.nbytes(), " bytes do not hold a [", rows, ", ",
+             cols, "] ", format, " matrix (block ", host.block, ")");
+  host.data = static_cast<const uint8_t*>(data.data());
+  py::object codes = plane_or_none(bytes.codes), scales = plane_or_none(bytes.scales),
+             mins = plane_or_none(bytes.mins);
+  gpu::split_planes(host, bytes_of(codes), reinterpret_cast<uint16_t*>(bytes_of(scales)),
+                    reinterpret_cast<uint16_t*>(bytes_of(mins)));
+  return py::make_tuple(codes, scales, mins);
+}
+
+py::array_t<uint8_t> join_planes(const py::object& codes, const py::object& scales, const py::object& mins,
+                                 const std::string& format, int block, int64_t rows, int64_t cols) {
+  const Format f = format_from_name(format);
+  const int b = effective_block(f, block);
+  const gpu::PlaneBytes bytes = gpu::plane_bytes(f, b, rows, cols);
+  const uint8_t* c = checked_plane(codes, bytes.codes, "codes");
+  const uint8_t* s = checked_plane(scales, bytes.scales, "scales");
+  const uint8_t* m = checked_plane(mins, bytes.mins, "mins");
+  py::array_t<uint8_t> out(rows * row_bytes(f, b, cols));
+  gpu::join_planes(c, reinterpret_cast<const uint16_t*>(s), reinterpret_cast<const uint16_t*>(m), f, b, rows, cols,
+                   out.mutable_data());
+  return out;
+}
+
 }  // namespace
 
 void register_cuda(py::module_& m) {
@@ -78,9 +93,10 @@ void register_cuda(py::module_& m) {
       .def_property_readonly("ptr", [](const DeviceBuffer& b) { return reinterpret_cast<uintptr_t>(b.data()); })
       .def("upload", &upload, py::arg("host"))
       .def("download", &download);
-  m.def("cuda_matmul", &cuda_matmul, py::arg("x"), py::arg("M"), py::arg("quants"), py::arg("scales"),
-        py::arg("mins"), py::arg("format"), py::arg("block"), py::arg("N"), py::arg("K"), py::arg("bias"),
-        py::arg("out"), py::arg("stream"));
+  m.def("cuda_split_planes", &split_planes, py::arg("data"), py::arg("format"), py::arg("block"), py::arg("rows"),
+        py::arg("cols"));
+  m.def("cuda_join_planes", &join_planes, py::arg("codes"), py::arg("scales"), py::arg("mins"), py::arg("format"),
+        py::arg("block"), py::arg("rows"), py::arg("cols"));
 }
 
 }  // namespace pyrt::bindings

@@ -19,6 +19,9 @@
 
 namespace pyrt::gpu {
 
+// Throws Error(Device) unless `ptr` is memory that `device` can read (device or managed memory).
+void require_device_pointer(const void* ptr, int device, const char* name);
+
 // Makes `device` current for a scope and restores the caller's device afterwards, so pyrt never
 // changes the device that cupy or the application has selected.
 class DeviceGuard {

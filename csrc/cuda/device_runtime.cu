@@ -1,4 +1,4 @@
-// Device discovery, RAII device memory and pointer checks (pyrt/device.h, CUDA build).
+// Device discovery, RAII device memory (pyrt/device.h) and pointer checks (common.cuh), CUDA build.
 #include <string>
 
 #include "cuda/common.cuh"

@@ -102,9 +102,11 @@ def test_native_layer_checks_buffer_sizes(weight):
     # Called directly with a lying N, the core refuses instead of reading past the buffer.
     from pyrt import _core
     with pytest.raises(pyrt.ShapeError, match="weight buffer"):
-        _core.matmul(np.ones((1, 64), np.float32), weight.numpy(), "q4", 32, 17, 64, None, np.empty(17, np.float32))
+        _core.matmul(np.ones((1, 64), np.float32), _core.Weights(weight.numpy(), "q4", 32, 17, 64), None,
+                     np.empty(17, np.float32))
     with pytest.raises(pyrt.ShapeError):
-        _core.matmul(np.ones((1, 64), np.float32), weight.numpy(), "q4", 32, 16, 64, None, np.empty(3, np.float32))
+        _core.matmul(np.ones((1, 64), np.float32), _core.Weights(weight.numpy(), "q4", 32, 16, 64), None,
+                     np.empty(3, np.float32))
 
 
 def test_tensor_constructor_validates_sizes():

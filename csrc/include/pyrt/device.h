@@ -1,6 +1,7 @@
-// The CUDA backend, declared without CUDA types so every build sees the same API. A CUDA build
-// implements it in csrc/cuda/; a CPU-only build links csrc/core/device_cpu_only.cc, whose twins
-// raise pyrt::Error(Device) so callers get a typed error, never a missing symbol or a crash.
+// Device memory and device queries, declared without CUDA types so every build sees the same API.
+// A CUDA build implements the GPU side in csrc/cuda/*.cu; a CPU-only build links
+// csrc/cuda/cuda_disabled.cc, whose twins raise pyrt::Error(Device) so callers get a typed error,
+// never a missing symbol or a crash. Kernels are reached through pyrt::matmul (pyrt/matmul.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -24,6 +25,7 @@ void require_device(int device);
 // Device memory with one owner: cudaMalloc in the constructor, cudaFree in the destructor.
 class DeviceBuffer {
  public:
+  DeviceBuffer() = default;                  // empty: no memory, data() == nullptr
   DeviceBuffer(int device, int64_t nbytes);  // throws Error(Device) (no device, out of memory)
   ~DeviceBuffer();
   DeviceBuffer(DeviceBuffer&& other) noexcept;
@@ -46,38 +48,25 @@ class DeviceBuffer {
   int device_ = 0;
 };
 
-// A weight matrix [rows, cols] on the device, in pyrt's blocks split into planes so that every
-// row of quants starts 16-byte aligned (see docs/cuda.md, "Device layout"):
-//   f16     : quants = fp16 [rows, cols]                                  scales = mins = null
-//   q8      : quants = int8 [rows, cols]            scales = fp16 [rows, cols/block]
-//   q4, q4a : quants = uint8 [rows, cols/2], each block's B/2 bytes in pyrt's nibble order
-//             (low nibble = element j, high = j + B/2); scales, and for q4a mins, fp16 [rows, cols/block]
-struct DeviceWeights {
-  Format format = Format::f16;
-  int block = 1;
-  int64_t rows = 0;
-  int64_t cols = 0;
-  const void* quants = nullptr;
-  const uint16_t* scales = nullptr;
-  const uint16_t* mins = nullptr;
+// A weight matrix copied to a GPU in the device plane layout (pyrt/formats.h, WeightView, cuda),
+// owning its planes. view() is what pyrt::matmul reads.
+class DeviceWeights {
+ public:
+  const WeightView& view() const { return view_; }
+  int64_t nbytes() const { return codes_.nbytes() + scales_.nbytes() + mins_.nbytes(); }
+
+ private:
+  friend DeviceWeights upload_weights(const WeightView& host, int device);
+  friend void download_weights(const DeviceWeights& weights, uint8_t* host);
+  WeightView view_;
+  DeviceBuffer codes_, scales_, mins_;
 };
 
-// y[M, N] = x[M, K] @ W[N, K]^T (+ bias[N]) on `device`, FP32 accumulation, activations FP16.
-// All pointers are device memory, row-major and contiguous. `stream` is a cudaStream_t as an
-// integer (0: the legacy default stream); the call is asynchronous on that stream.
-struct DeviceMatmulParams {
-  const uint16_t* x = nullptr;  // fp16 bits [M, K]
-  int64_t M = 0;
-  DeviceWeights w;              // N = w.rows, K = w.cols
-  const float* bias = nullptr;  // [N] or null
-  float* y = nullptr;           // [M, N], fully written
-  int device = 0;
-  uintptr_t stream = 0;
-};
-
-void matmul(const DeviceMatmulParams& p);
-
-// Throws Error(Device) unless `ptr` is memory that `device` can read (device or managed memory).
-void require_device_pointer(const void* ptr, int device, const char* name);
+// Copies host weights (pyrt's interleaved blocks) to `device`, split into planes by block_layout().
+// Throws Unsupported for formats without CUDA kernels (only f16, q8, q4, q4a have them), Device
+// without a usable device.
+DeviceWeights upload_weights(const WeightView& host, int device);
+// The inverse: writes rows * row_bytes(format, block, cols) bytes of pyrt's layout to `host`.
+void download_weights(const DeviceWeights& weights, uint8_t* host);
 
 }  // namespace pyrt::gpu
