@@ -1,5 +1,5 @@
 #include "bindings/bindings.h"
-#include "cuda/weight_planes.h"
+#include "pyrt/weight_planes.h"
 #include "pyrt/device.h"
 
 namespace pyrt::bindings {
@@ -47,7 +47,7 @@ const uint8_t* checked_plane(const py::object& plane, int64_t nbytes, const char
   return static_cast<const uint8_t*>(a.data());
 }
 
-// Test hooks for the device plane layout (cuda/weight_planes.h), usable without a GPU.
+// Test hooks for the device plane layout (pyrt/weight_planes.h), usable without a GPU.
 py::tuple split_planes(const py::array& data, const std::string& format, int block, int64_t rows, int64_t cols) {
   require_array(data, "weight data", 'u', 1);
   WeightView host;

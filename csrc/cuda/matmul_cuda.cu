@@ -3,7 +3,7 @@
 // before any kernel can touch memory.
 #include "cuda/backend.h"
 #include "cuda/matmul_kernels.cuh"
-#include "cuda/weight_planes.h"
+#include "pyrt/weight_planes.h"
 #include "pyrt/device.h"
 
 namespace pyrt::gpu {

@@ -12,7 +12,7 @@ struct KernelArgs {
   const __half* x = nullptr;       // [M, K]
   int64_t M = 0, N = 0, K = 0;
   int block_shift = 0;             // log2(block) for q-formats
-  const uint8_t* quants = nullptr; // the code plane (cuda/weight_planes.h)
+  const uint8_t* quants = nullptr; // the code plane (pyrt/weight_planes.h)
   const __half* scales = nullptr;  // [N, K / block]
   const __half* mins = nullptr;    // [N, K / block] (q4a)
   const float* bias = nullptr;     // [N] or null

@@ -1,6 +1,6 @@
 // Host side of the CUDA weight layout: split/join of the planes, and the upload/download of
 // DeviceWeights through DeviceBuffer (which, in a CPU-only build, raises DeviceError).
-#include "cuda/weight_planes.h"
+#include "pyrt/weight_planes.h"
 
 #include <cstring>
 #include <vector>
