@@ -45,8 +45,9 @@ def cpu_isa(request):
 
 
 def models_dir() -> Path:
-    """Where tools/fetch_models.py puts the real checkpoints (PYRT_MODELS overrides)."""
-    return Path(os.environ.get("PYRT_MODELS", Path(__file__).resolve().parents[1] / "models_cache"))
+    """Where tools/fetch_models.py puts the real checkpoints ($PYRT_MODELS, else ~/.cache/pyrt/models)."""
+    from pyrt.cli.models_dir import models_dir as fetched_models_dir
+    return fetched_models_dir()
 
 
 def run_python(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

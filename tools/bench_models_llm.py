@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pyrt  # noqa: E402
-from pyrt.llm_gguf import quantize_weights, read_gguf  # noqa: E402
+from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
 
