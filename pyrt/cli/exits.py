@@ -84,9 +84,10 @@ def guarded(body: Callable[[], int], prog: str, failures: Failures = (), extras:
     and a missing optional package default to EXIT_FAILED, and the message names the pip extra
     (``extras``: the ones this subcommand needs, preferred when several provide the package)."""
     try:
-        code = int(body())
-        sys.stdout.flush()  # a closed pipe must fail here, not in the interpreter's exit
-        return code
+        try:
+            return int(body())
+        finally:  # also after --help's SystemExit: a closed pipe must fail here, not at interpreter exit
+            sys.stdout.flush()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
