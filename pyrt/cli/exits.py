@@ -40,7 +40,9 @@ class CommandError(Exception):
 
 def missing_module(exc: BaseException) -> str | None:
     """The optional module whose absence caused ``exc`` (directly or as its cause), if any."""
-    while exc is not None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # a chain may loop (`raise e from e`)
+        seen.add(id(exc))
         top_level = (getattr(exc, "name", None) or "").partition(".")[0]  # jinja2.sandbox -> jinja2
         if isinstance(exc, ImportError) and top_level in EXTRAS_PROVIDING:
             return top_level

@@ -258,3 +258,13 @@ def test_fetch_tool_and_pyrt_agree_on_the_models_folder(tmp_path):
     proc = run_python("-c", script, tool_path, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(home / ".cache" / "pyrt" / "models")] * 2
+
+
+def test_an_error_whose_cause_is_itself_still_ends():
+    """pyrt.convert raises `raise e from e` for output errors; the handler must not walk that loop."""
+    from pyrt.cli.exits import guarded
+
+    def fail():
+        exc = pyrt.FileIOError("cannot write out.pyrt")
+        raise exc from exc
+    assert guarded(fail, "pyrt") == 1
