@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -43,8 +42,10 @@ SENTENCES = [f"{s} ({i})" for i in range(8) for s in _BASE]  # 96 sentences
 
 
 def default_cache() -> Path:
-    env = os.environ.get("PYRT_MODELS")
-    return Path(env) if env else REPO / "models_cache"
+    """The models folder tools/fetch_models.py fills ($PYRT_MODELS, else ~/.cache/pyrt/models)."""
+    sys.path.insert(0, str(REPO))
+    from pyrt.cli.models_dir import models_dir
+    return models_dir()
 
 
 def peak_rss_mb() -> float:

@@ -17,7 +17,6 @@ The bandwidth bound is measured at the start of the run (bench/bandwidth.py, a 1
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pyrt  # noqa: E402
-from pyrt.llm_gguf import quantize_weights, read_gguf  # noqa: E402
+from pyrt.cli.models_dir import models_dir  # noqa: E402
+from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -113,7 +113,7 @@ def main() -> int:
     ap.add_argument("--int8", action="store_true",
                     help="also run the same-bits model with opt-in int8 activations (docs/int8.md)")
     args = ap.parse_args()
-    models = Path(os.environ.get("PYRT_MODELS", ROOT / "models_cache"))
+    models = models_dir()
     path = Path(args.model) if args.model else next(iter(sorted((models / "smollm2").glob("*.gguf"))), None)
     if path is None or not path.exists():
         print(f"no SmolLM2 GGUF under {models / 'smollm2'} (tools/fetch_models.py or PYRT_MODELS)")

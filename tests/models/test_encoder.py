@@ -407,7 +407,7 @@ def test_converted_file_gives_the_same_embeddings(converted_q8, embeddings):
 def _cli(*argv: str) -> int:
     import argparse
 
-    from pyrt.commands import demo, embed
+    from pyrt.cli import demo, embed
 
     parser = argparse.ArgumentParser(prog="pyrt")
     sub = parser.add_subparsers(dest="command")
@@ -433,7 +433,7 @@ def test_embed_command(converted_q8, embeddings, tmp_path, capsys):
 def test_demo_command(folder, tmp_path, capsys, monkeypatch):
     pytest.importorskip("pyrt.convert", reason="pyrt.convert (convert_checkpoint) is not available")
     monkeypatch.setenv("PYRT_MODELS", str(folder.parent))
-    assert _cli("demo", "--formats", "q8", "--no-download", "--out-dir", str(tmp_path)) == 0
+    assert _cli("demo", "--formats", "q8", "--out-dir", str(tmp_path)) == 0
     out = capsys.readouterr().out
     row = next(line.split() for line in out.splitlines() if line.startswith("q8 "))
     assert float(row[2]) == pytest.approx(8.5, abs=0.1)  # bits per weight: q8/32 everywhere but 1-D tensors
@@ -443,7 +443,7 @@ def test_demo_command(folder, tmp_path, capsys, monkeypatch):
     assert "Eiffel" in best
     assert "Espresso" in out.split("How do you make coffee?")[1].splitlines()[1]
     monkeypatch.setenv("PYRT_MODELS", str(tmp_path / "empty"))
-    assert _cli("demo", "--no-download") == 1
+    assert _cli("demo") == 1
 
 
 def test_matches_sentence_transformers(folder, encoders, embeddings):

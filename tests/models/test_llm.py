@@ -46,7 +46,7 @@ def _gguf_path():
 
 @pytest.fixture(scope="module")
 def gguf_parts():
-    from pyrt.llm_gguf import read_gguf
+    from pyrt.convert.readers.gguf_file import read_gguf
 
     return read_gguf(_gguf_path())
 
@@ -54,14 +54,14 @@ def gguf_parts():
 @pytest.fixture(scope="module")
 def f32_model(gguf_parts):
     """f32 weights and an f32 KV cache: the decoder's arithmetic with nothing rounded on the way."""
-    from pyrt.llm_gguf import quantize_weights
+    from pyrt.convert.readers.gguf_file import quantize_weights
 
     arrays, md = gguf_parts
     return pyrt.LanguageModel.from_parts(quantize_weights(arrays, "f32"), md, md, context_length=256, kv_cache="f32")
 
 
 def _model(gguf_parts, fmt, block, context_length=256, embedding_dtype=None):
-    from pyrt.llm_gguf import quantize_weights
+    from pyrt.convert.readers.gguf_file import quantize_weights
 
     arrays, md = gguf_parts
     return pyrt.LanguageModel.from_parts(quantize_weights(arrays, fmt, block, embedding_dtype), md, md,
@@ -215,7 +215,7 @@ def chat_model(gguf_parts):
 @pytest.fixture(scope="module")
 def tiny_model(gguf_parts):
     """The first two layers only: a fast model with the real vocabulary for API behaviour tests."""
-    from pyrt.llm_gguf import quantize_weights
+    from pyrt.convert.readers.gguf_file import quantize_weights
 
     arrays, md = gguf_parts
     keep = {k: v for k, v in arrays.items() if not k.startswith("blk.") or int(k.split(".")[1]) < 2}
@@ -293,7 +293,7 @@ def test_errors_are_typed(gguf_parts, f32_model):
         f32_model.prefill([5] * (f32_model.context_length + 1))
     with pytest.raises(pyrt.ShapeError):
         f32_model.prefill([])
-    from pyrt.llm_gguf import quantize_weights
+    from pyrt.convert.readers.gguf_file import quantize_weights
 
     small = {k: v for k, v in arrays.items() if k.startswith(("token_embd", "output_norm", "blk.0."))}
     tensors = quantize_weights(small, "q4", 32)
@@ -320,7 +320,7 @@ def test_errors_are_typed(gguf_parts, f32_model):
 
 @pytest.mark.parametrize("n_tokens", [3, 40])  # one thread quantizes a few rows; a prefill splits them
 def test_int8_non_finite_activations_raise_and_keep_the_cache(gguf_parts, n_tokens):
-    from pyrt.llm_gguf import quantize_weights
+    from pyrt.convert.readers.gguf_file import quantize_weights
 
     arrays, md = gguf_parts
     small = {k: v for k, v in arrays.items() if k.startswith(("token_embd", "output_norm", "blk.0."))}
@@ -343,7 +343,7 @@ def test_int8_activations_cost_little_perplexity(gguf_parts):
     """The opt-in int8-activation mode (docs/int8.md) on the GGUF's own bits: its perplexity stays
     within 3 % of the exact run of the same weights (measured -0.5 %); it is a different
     computation, not a copy of the exact one (the logits move by a few tenths)."""
-    from pyrt.llm_gguf import quantize_weights
+    from pyrt.convert.readers.gguf_file import quantize_weights
 
     arrays, md = gguf_parts
     tensors = quantize_weights(arrays, "q4a", 32, "q8")
@@ -388,7 +388,7 @@ def test_perplexity_per_format(gguf_parts, f32_model, f32_perplexity, fmt, block
 def test_generate_command_arguments():
     import argparse
 
-    from pyrt.commands import generate
+    from pyrt.cli import generate
 
     parser = argparse.ArgumentParser(prog="pyrt")
     generate.register(parser.add_subparsers(dest="command"))

@@ -1,17 +1,22 @@
-"""Reader of GGUF files through the `gguf` package: tensors are dequantized to float32 by
-gguf.quants.dequantize; the architecture config and the tokenizer come from the key/value fields.
+"""pyrt's one reader of llama.cpp GGUF files, through the `gguf` package: tensors are dequantized to
+float32 by gguf.quants.dequantize; the architecture config and the tokenizer come from the key/value
+fields. :func:`open_gguf` serves the converter (a lazy Source); :func:`read_gguf` and
+:func:`quantize_weights` serve ``pyrt.LanguageModel("x.gguf")``, which loads a GGUF without
+converting it first, and the tests, which use it as the independent source of truth.
 
 Tensor names and layouts are kept as in the GGUF file (token_embd.weight, blk.N.attn_q.weight, ...,
 with llama.cpp's Q/K row order), shapes in numpy order [rows, K]. The config says so
 ("tensor_naming": "gguf")."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...errors import FileFormatError, UnsupportedError
+from ...errors import FileFormatError, FileIOError, UnsupportedError
+from ...tensor import Tensor, quantize
 from .base import Source, SourceTensor
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q5_K", "Q6_K")
@@ -35,8 +40,8 @@ TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_to
 def _module():
     try:
         import gguf  # type: ignore[import-not-found]
-    except ImportError:
-        raise UnsupportedError("reading GGUF files needs the gguf package (pip install gguf)") from None
+    except ImportError as exc:
+        raise UnsupportedError("reading GGUF files needs the gguf package: pip install gguf") from exc
     return gguf
 
 
@@ -87,7 +92,8 @@ def llama_config(arch: str, kv: dict[str, Any], has_output: bool, n_vocab: int) 
     return config
 
 
-def open_gguf(path: Path) -> Source:
+def _read(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The gguf package's reader (tensor types checked) and the key/value fields as plain Python."""
     gguf = _module()
     try:
         reader = gguf.GGUFReader(str(path), "r")
@@ -97,22 +103,26 @@ def open_gguf(path: Path) -> Source:
         kv = {name: field_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
     except (ValueError, IndexError, TypeError) as exc:
         raise FileFormatError(f"{path}: unreadable GGUF key/value data: {exc}") from exc
-
-    def loader(t):
-        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-
-        def load() -> np.ndarray:
-            return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)
-        return shape, load
-
-    tensors = []
     for t in reader.tensors:
-        qtype = t.tensor_type.name
-        if qtype not in SUPPORTED_TYPES:
-            raise UnsupportedError(f"{path}: tensor {t.name!r} has GGUF type {qtype}; supported: "
+        if t.tensor_type.name not in SUPPORTED_TYPES:
+            raise UnsupportedError(f"{path}: tensor {t.name!r} has GGUF type {t.tensor_type.name}; supported: "
                                    f"{', '.join(SUPPORTED_TYPES)}")
-        shape, load = loader(t)
-        tensors.append(SourceTensor(t.name, shape, qtype, int(t.n_bytes), load))
+    return reader, kv
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in reversed(t.shape.tolist()))  # ggml lists dimensions fastest-first
+
+
+def _values(t: Any) -> np.ndarray:
+    values = _module().quants.dequantize(t.data, t.tensor_type)
+    return np.ascontiguousarray(values, dtype=np.float32).reshape(_shape(t))
+
+
+def open_gguf(path: Path) -> Source:
+    reader, kv = _read(path)
+    tensors = [SourceTensor(t.name, _shape(t), t.tensor_type.name, int(t.n_bytes), functools.partial(_values, t))
+               for t in reader.tensors]
     arch = kv.get("general.architecture", "unknown")
     tokens = kv.get("tokenizer.ggml.tokens") or []
     names = {t.name for t in tensors}
@@ -124,3 +134,27 @@ def open_gguf(path: Path) -> Source:
     other = {k: v for k, v in kv.items() if not k.startswith("tokenizer.")}
     return Source("gguf", path, tensors, config=config, metadata={"tokenizer": tokenizer, "gguf": other},
                   source_files=[path])
+
+
+def read_gguf(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(float32 arrays by GGUF tensor name in [rows, cols] order, metadata by GGUF key), all read now."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileIOError(f"cannot open '{path}': no such file")
+    reader, kv = _read(path)
+    return {t.name: _values(t) for t in reader.tensors}, kv
+
+
+def quantize_weights(arrays: dict[str, np.ndarray], dtype: str, block: int = 32,
+                     embedding_dtype: str | None = None) -> dict[str, Tensor]:
+    """Stores every matrix in ``dtype``/``block``; 1-D tensors (norm weights) stay f32. The token
+    embedding (also the tied output head) uses ``embedding_dtype`` when given: llama.cpp's 4-bit
+    files keep it at 8 bits (SmolLM2's Q4_1 GGUF: Q8_0), and 4 bits there costs most of the
+    quantization loss."""
+    out = {}
+    for name, a in arrays.items():
+        fmt = "f32" if a.ndim == 1 else dtype
+        if embedding_dtype and name in ("token_embd.weight", "output.weight"):
+            fmt = embedding_dtype
+        out[name] = quantize(a, fmt, block)
+    return out

