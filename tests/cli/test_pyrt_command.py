@@ -17,7 +17,7 @@ import pyrt
 from helpers import models_dir, run_python
 from pyrt.cli.exits import EXTRAS_PROVIDING
 
-TINY = Path(__file__).resolve().parents[1] / "data" / "v1_tiny.pyrt"  # a v1.0 file, not a language model
+TINY = Path(__file__).resolve().parents[1] / "formats" / "data" / "v1_tiny.pyrt"  # a v1.0 file, not a language model
 SMOLLM2_GGUF = models_dir() / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM = models_dir() / "all-MiniLM-L6-v2"
 needs_smollm2 = pytest.mark.skipif(not SMOLLM2_GGUF.is_file(),
