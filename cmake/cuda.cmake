@@ -1,9 +1,10 @@
 # PYRT_CUDA=AUTO compiles csrc/cuda/ only where nvcc is found; ON requires it; OFF never builds it.
 # The CPU build needs no CUDA toolkit.
 #
-# csrc/cuda/*.cc is host C++ compiled into _core with the C++ flags: weight_planes.cc (the device
-# plane layout, in every build, so it is tested without a GPU) and cuda_disabled.cc (the CPU-only
-# twins that raise DeviceError, only when the backend is off).
+# csrc/cuda/*.cc is host C++ compiled into _core with the C++ flags: device_weights.cc (the upload
+# and download of the plane layout through DeviceBuffer, in every build) and cuda_disabled.cc (the
+# CPU-only twins that raise DeviceError, only when the backend is off). The plane layout itself is
+# core code (csrc/core/weight_planes.cc), tested without a GPU.
 #
 # The language check runs at include() time, in the top-level scope: enable_language(CUDA) inside a
 # function leaves CMake's internal CUDA rule variables function-local and the generator fails.
@@ -38,7 +39,7 @@ else()
 endif()
 
 function(pyrt_configure_cuda target)
-  target_sources(${target} PRIVATE ${CMAKE_SOURCE_DIR}/csrc/cuda/weight_planes.cc)
+  target_sources(${target} PRIVATE ${CMAKE_SOURCE_DIR}/csrc/cuda/device_weights.cc)
   if(NOT PYRT_CUDA_ENABLED)
     target_sources(${target} PRIVATE ${CMAKE_SOURCE_DIR}/csrc/cuda/cuda_disabled.cc)
     return()

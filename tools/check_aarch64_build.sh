@@ -12,8 +12,11 @@ PYINC=$($PY -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 PBINC=$($PY -c "import pybind11; print(pybind11.get_include())")
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# The same portable list as CMakeLists.txt's PYRT_CORE_SOURCES, plus what cmake/cuda.cmake adds to a
+# CPU-only build (the device-weights host code and the CUDA twins).
 sources=$(ls csrc/core/*.cc csrc/ops/*.cc csrc/models/*.cc csrc/bindings/*.cc csrc/cpu/cpu_isa.cc \
-  csrc/cpu/scratch.cc csrc/cpu/vector_math.cc csrc/cpu/attention_head.cc csrc/cpu/*_scalar.cc)
+  csrc/cpu/scratch.cc csrc/cpu/vector_math.cc csrc/cpu/attention_head.cc csrc/cpu/*_scalar.cc \
+  csrc/cpu/*_cpu.cc csrc/cuda/device_weights.cc csrc/cuda/cuda_disabled.cc)
 for f in $sources; do
   "$CXX" -std=c++17 -O2 -fPIC -fvisibility=hidden -fopenmp -Wall -Icsrc/include -Icsrc -I"$PYINC" -I"$PBINC" \
     -DPYRT_VERSION='"check"' -DPYRT_WITH_OPENMP=1 -c "$f" -o "$out/$(basename "$f").o"

@@ -5,7 +5,7 @@ forgets to write fails.
 Every backend runs the common shapes; each SIMD kernel set also runs the edges of its own tiling
 (AVX2: the 2-row GEMV and 6-row GEMM tiles, K panels of 512 and plain-format K tails; AVX-512: the
 M < 32 register-decoding GEMV, the 32 x 14 GEMM tiles and K panels), and the CUDA device the GEMV and
-tensor-core paths. CUDA cases need a GPU and cupy and skip otherwise (tests/test_cuda.py holds the
+tensor-core paths. CUDA cases need a GPU and cupy and skip otherwise (tests/ops/test_cuda.py holds the
 device layout and argument checks that run everywhere). Int8/int16 activations: test_int8_activations.py
 and test_int16_activations.py.
 """

@@ -38,7 +38,7 @@ void l2_normalize(float* x, int64_t rows, int64_t n, Device device = Device::cpu
 
 // Row r of x[rows, cols] in place: softmax(scale * x[r, 0:valid_r]) (max-subtracted), zeros after,
 // with valid_r = min(cols, first_valid + r): the causal mask of query r when the first query sees
-// first_valid keys. first_valid >= cols gives the plain softmax of every row.
+// first_valid keys. first_valid == cols gives the plain softmax of every row.
 void causal_softmax(float* x, int64_t rows, int64_t cols, int64_t first_valid, float scale,
                     Device device = Device::cpu);
 void causal_softmax_rows(float* x, int64_t rows, int64_t cols, int64_t first_valid, float scale) noexcept;
