@@ -159,7 +159,7 @@ FORMAT_REL_ERROR = {"f32": 1e-6, "f16": 1e-3, "bf16": 8e-3, "q8": 1.5e-2, "q4": 
 
 
 # ---- the matrix -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend,fmt,block,m,n", matrix(), indirect=["backend"])
+@pytest.mark.parametrize("backend,fmt,block,m,n", list(matrix()), indirect=["backend"])
 def test_matches_float64_reference(backend, rng, fmt, block, m, n):
     for k, with_bias in [(k, b) for case_n, k, b in shapes(backend, fmt, block, m) if case_n == n]:
         what = f"{fmt}/{block} M={m} N={n} K={k} bias={with_bias}"
