@@ -23,6 +23,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CPU_ISAS = ("scalar", "avx2", "avx512")
 BACKENDS = tuple(f"cpu-{isa}" for isa in CPU_ISAS) + ("cuda",)
 
+# CUDA matmul error bound, per weight format: |error| <= CUDA_TOL * (|x| @ |W|^T) per output.
+# f16 weights: FP16 products are exact in FP32, only the FP32 sums round (tensor cores may truncate
+# rather than round them: K * 2^-23 ~ 3e-5 at K = 264). Quantized weights: the tensor-core path
+# rounds each dequantized weight to FP16 (relative 2^-11) before the product; the GEMV path
+# dequantizes in FP32.
+CUDA_TOL = {"f16": 1e-4, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3}
+
 QUANT = ["q8", "q4", "q4a"]  # block formats: d (and q4a's min) per block of B weights
 PLAIN = ["f32", "f16", "bf16"]  # one value per element, no blocks
 

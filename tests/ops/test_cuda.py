@@ -16,6 +16,8 @@ from pyrt import cuda
 from pyrt._native import core
 from pyrt.formats import dequantize_reference
 
+from helpers import CUDA_TOL
+
 try:
     import cupy
 except ImportError:  # cupy is optional: the GPU cases skip without it
@@ -77,6 +79,19 @@ def test_planes_round_trip_and_decode_like_the_reference(rng, dtype, block):
     np.testing.assert_array_equal(cuda.join_planes(quants, scales, mins, dtype, block, rows, cols), w.numpy())
     expected = dequantize_reference(w.numpy(), dtype, block, (rows, cols))
     np.testing.assert_array_equal(decode_planes(quants, scales, mins, dtype, block, rows, cols), expected)
+
+
+@pytest.mark.parametrize("dtype", pyrt.FORMATS)
+def test_device_formats_match_the_cpp_layout(rng, dtype):
+    # pyrt.cuda.DEVICE_FORMATS (which the matmul matrix runs) must be exactly the formats the C++
+    # plane layout accepts (gpu::require_cuda_format).
+    w = pyrt.quantize(rng.standard_normal((2, 64)), dtype)
+    if dtype in cuda.DEVICE_FORMATS:
+        quants, _, _ = cuda.split_planes(w.numpy(), dtype, w.block, 2, 64)
+        assert quants.size > 0
+    else:
+        with pytest.raises(pyrt.UnsupportedError, match=dtype):
+            core.cuda_split_planes(w.numpy(), dtype, w.block, 2, 64)
 
 
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
@@ -264,10 +279,7 @@ def test_build_info_reports_cuda_consistently():
 
 # --- on a GPU: every format against float64 ---------------------------------------------------------
 
-# |error| <= TOL * (|x| @ |W|^T) per output. f16 weights: FP16 products are exact in FP32, only the
-# FP32 sums round (tensor cores may truncate rather than round them: K * 2^-23 ~ 3e-5 at K = 264). Quantized weights: the tensor-core path rounds each dequantized weight to FP16
-# (relative 2^-11) before the product, the GEMV path dequantizes in FP32.
-TOL = {"f16": 1e-4, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3}
+# The error bound per format is helpers.CUDA_TOL, shared with the matmul matrix.
 
 
 def run_and_check(rng, dtype, block, M, N, K, with_bias=True, stream=None, x_offset=0, batch=()):
@@ -287,7 +299,7 @@ def run_and_check(rng, dtype, block, M, N, K, with_bias=True, stream=None, x_off
     got = cupy.asnumpy(y).astype(np.float64).reshape(-1, N)
     x64 = x16.reshape(-1, K).astype(np.float64)
     want = x64 @ w64.T + (0 if bias is None else bias.astype(np.float64))
-    bound = TOL[dtype] * (np.abs(x64) @ np.abs(w64).T) + 1e-6
+    bound = CUDA_TOL[dtype] * (np.abs(x64) @ np.abs(w64).T) + 1e-6
     assert np.all(np.isfinite(got)), "some outputs were never written"
     err = np.abs(got - want)
     assert np.all(err <= bound), f"max error {err.max():.3g}, worst ratio {(err / bound).max():.3g}"

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 import pyrt
+import pyrt.cuda
 from pyrt.formats import dequantize_reference
 
-from helpers import BACKENDS, PLAIN, QUANT, poisoned
+from helpers import BACKENDS, CUDA_TOL, PLAIN, QUANT, poisoned
 
 CONFIGS = [(f, 1) for f in PLAIN] + [(f, b) for f in QUANT for b in (32, 64, 128)]
 CONFIG_IDS = [f"{f}-{b}" for f, b in CONFIGS]
-CUDA_FORMATS = ("f16", "q8", "q4", "q4a")  # f32 and bf16 have no CUDA kernels (test_cuda.py checks the error)
+CUDA_FORMATS = pyrt.cuda.DEVICE_FORMATS  # f32 and bf16 have no CUDA kernels (test_cuda.py checks the error)
 
 # ---- shapes -----------------------------------------------------------------------------------------
 # Every backend, (M, N, K in blocks for the q-formats / key of PLAIN_K): M=1 GEMV, small M, large M
@@ -137,10 +138,6 @@ def run_cpu(x, t, bias):
     return y
 
 
-# |error| <= CUDA_TOL * (|x| @ |W|^T) per output. f16 weights: FP16 products are exact in FP32, only
-# the FP32 sums round (tensor cores may truncate them). Quantized weights: the tensor-core path rounds
-# each dequantized weight to FP16 (relative 2^-11) before the product.
-CUDA_TOL = {"f16": 1e-4, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3}
 
 
 def run_cuda(x16, t, bias):
