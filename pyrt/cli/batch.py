@@ -131,13 +131,16 @@ def missing_parts(out: Path, rows: int, rows_per_part: int) -> list[int]:
     return [k for k in range(math.ceil(rows / rows_per_part)) if not (out / PART.format(k)).exists()]
 
 
-def part_tables(table: Any, id_column: str, parts: list[int], rows_per_part: int) -> Iterator[Any]:
+def input_blocks(table: Any, id_column: str, parts: list[int], rows_per_part: int, rows_per_block: int) -> Iterator[Any]:
+    """The rows of ``parts`` with their row ids, in blocks of at most ``rows_per_block`` rows (an actor
+    takes whole blocks: one block per part would leave actors idle)."""
     import pyarrow as pa  # noqa: PLC0415
     for k in parts:
         start = k * rows_per_part
         piece = table.slice(start, rows_per_part)
-        ids = pa.array(range(start, start + piece.num_rows), type=pa.int64())
-        yield piece.add_column(0, id_column, ids)
+        piece = piece.add_column(0, id_column, pa.array(range(start, start + piece.num_rows), type=pa.int64()))
+        for offset in range(0, piece.num_rows, rows_per_block):
+            yield piece.slice(offset, rows_per_block)
 
 
 # -- the job ----------------------------------------------------------------------------------------
@@ -210,7 +213,7 @@ def batch(args: argparse.Namespace) -> int:
         raise CommandError(f"pyrt batch needs Ray Data: {exc} (pyrt's extra that brings it: "
                            "pip install 'pyrt-infer[ray]')") from exc
     from .. import load  # noqa: PLC0415
-    from ..ray import ColumnError  # noqa: PLC0415
+    from ..ray import DEFAULT_ROWS_PER_BATCH, ColumnError  # noqa: PLC0415
 
     load(args.model).close()  # a missing or broken model file fails here, before Ray starts
     table = read_table(args.input)
@@ -228,7 +231,8 @@ def batch(args: argparse.Namespace) -> int:
         return EXIT_OK
     started = start_ray(args, args.actors)
     try:
-        ds = ray.data.from_arrow(list(part_tables(table, args.id_column, todo, args.rows_per_part)))
+        rows_per_block = args.batch_size or (DEFAULT_ROWS_PER_BATCH if args.job == "embed" else 16)
+        ds = ray.data.from_arrow(list(input_blocks(table, args.id_column, todo, args.rows_per_part, rows_per_block)))
         try:
             mapped = mapped_dataset(args, ds)
         except ColumnError as exc:
