@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import describe, markdown_lines  # noqa: E402
 
 import pyrt  # noqa: E402
 from pyrt.cli.models_dir import models_dir  # noqa: E402
+from pyrt.ray_memory import actors_memory  # noqa: E402
 
 WORDS = ("river", "model", "quiet", "engine", "paper", "north", "silver", "garden", "signal", "window", "winter",
          "number", "market", "orange", "planet", "letter", "bridge", "forest")
@@ -64,26 +64,6 @@ def through_ray(ray, model: str, texts: list[str], actors: int, threads: int, ro
     return rows / (end - start), steady
 
 
-def actor_memory(ray, model: str, texts: list[str], actors: int) -> list[dict]:
-    from pyrt.ray import Embedder
-
-    @ray.remote(num_cpus=1)
-    class Holder:
-        def __init__(self, path):
-            self.embed = Embedder(path)
-
-        def run(self, batch):
-            self.embed({"text": np.array(batch, dtype=object)})
-            return self.embed.memory()
-
-    holders = [Holder.remote(model) for _ in range(actors)]
-    ray.get([h.run.remote(texts[:256]) for h in holders])
-    result = ray.get([h.run.remote(texts[:256]) for h in holders])
-    for h in holders:
-        ray.kill(h)
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sentences", type=int, default=2000)
@@ -117,7 +97,7 @@ def main() -> None:
             results.setdefault("Ray 1 actor x 2 threads (steady)", []).append(steady)
             results.setdefault("in-process 1 thread", []).append(in_process(model, texts, 1))
             print(f"round {r + 1}/{args.rounds} done (load {loads[-1]:.1f})", file=sys.stderr, flush=True)
-        memory = actor_memory(ray, model, texts, 2)
+        memory = [m for _, m in actors_memory(model, texts[:256], actors=2)]
         ray.shutdown()
         size = os.path.getsize(model)
 

@@ -45,3 +45,31 @@ def _fields(lines: list[str]) -> dict[str, int]:
         if name in KEYS:
             out[KEYS[name]] += int(rest.split()[0]) * 1024  # smaps counts kB
     return out
+
+
+def actors_memory(model_path: Union[str, os.PathLike], texts: list, actors: int = 2) -> list[tuple[int, dict]]:
+    """Starts ``actors`` Ray actors of one CPU, each with an Embedder on ``model_path``; each embeds
+    ``texts`` twice (every page the model needs is touched by all), then reports its pyrt thread count
+    and :func:`process_memory`. The actors are ended before returning."""
+    import numpy as np  # noqa: PLC0415
+    import ray  # noqa: PLC0415
+
+    from .ray import Embedder  # noqa: PLC0415
+    from .runtime import get_num_threads  # noqa: PLC0415
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def __init__(self, path: str):
+            self.embed = Embedder(path)
+
+        def run(self, batch: list) -> tuple[int, dict]:
+            self.embed({"text": np.array(batch, dtype=object)})
+            return get_num_threads(), self.embed.memory()
+
+    holders = [Holder.remote(os.fspath(model_path)) for _ in range(actors)]
+    try:
+        ray.get([h.run.remote(texts) for h in holders])
+        return ray.get([h.run.remote(texts) for h in holders])
+    finally:
+        for h in holders:
+            ray.kill(h)

@@ -135,24 +135,12 @@ def test_a_missing_model_in_the_actors_ends_the_job(local_ray, tmp_path, make_se
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="memory figures need Linux /proc")
 def test_actors_share_the_model_file_pages(local_ray, minilm_q8, make_sentences):
-    @local_ray.remote(num_cpus=1)
-    class Holder:
-        def __init__(self, path):
-            self.embed = Embedder(path)
+    from pyrt.ray_memory import actors_memory
 
-        def run(self, texts):
-            self.embed({"text": np.array(texts, dtype=object)})
-            return pyrt.get_num_threads(), self.embed.memory()
-
-    texts = make_sentences(64)
-    holders = [Holder.remote(str(minilm_q8)) for _ in range(2)]
-    local_ray.get([h.run.remote(texts) for h in holders])  # both have touched the weights
-    results = local_ray.get([h.run.remote(texts) for h in holders])
+    results = actors_memory(minilm_q8, make_sentences(64), actors=2)
     size = os.path.getsize(minilm_q8)
     for threads, mem in results:
         assert threads == 1  # one CPU from Ray -> one pyrt thread
         assert 0.3 * size < mem["model_rss"] <= size
         assert mem["model_shared"] >= 0.95 * mem["model_rss"]  # pages mapped by both actors
         assert mem["model_pss"] <= 0.6 * mem["model_rss"]      # each is charged about half
-    for h in holders:
-        local_ray.kill(h)
