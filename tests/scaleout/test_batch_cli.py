@@ -5,6 +5,9 @@ bad jobs end with the documented exit codes before Ray runs anything."""
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +116,38 @@ def test_bad_jobs_end_with_the_documented_codes(minilm_q8, corpus, tmp_path, cap
     with pytest.raises(SystemExit) as exc:
         main(["batch", "generate", "in.jsonl", "out"])  # --model is required
     assert exc.value.code == 2
+
+
+def test_ctrl_c_then_rerun_loses_and_duplicates_nothing(local_ray, minilm_q8, make_sentences, tmp_path, capsys):
+    """A real interruption: `python -m pyrt batch embed` (its own local Ray) gets SIGINT once its first
+    part is written; the rerun (here, on the module's Ray) completes the folder."""
+    import signal
+    import subprocess
+    import sys
+
+    texts = make_sentences(2000)
+    pq.write_table(pa.table({"text": texts}), tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    args = ["batch", "embed", str(tmp_path / "in.parquet"), str(out), "--model", str(minilm_q8),
+            "--rows-per-part", "100", "--batch-size", "50", "--actors", "1"]
+    package_parent = str(Path(pyrt.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_parent, os.environ.get("PYTHONPATH"))))}
+    child = subprocess.Popen([sys.executable, "-m", "pyrt", *args], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("part-*.parquet")) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130 and "interrupted" in err, err[-2000:]
+    written = len(list(out.glob("part-*.parquet")))
+    assert 1 <= written < 20
+    assert main(args) == 0
+    assert f"{written} already in" in capsys.readouterr().err
+    table = read_output(out)
+    assert table["row_id"].to_pylist() == list(range(2000)) and table["text"].to_pylist() == texts
+    assert np.array_equal(np.array(table["embedding"].to_pylist(), np.float32), reference_embeddings(minilm_q8, texts))
