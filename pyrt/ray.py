@@ -10,7 +10,8 @@ actors=2)`` / ``generate_dataset(ds, "smollm2.pyrt", actors=2, max_new_tokens=64
 Each actor opens the .pyrt file by its path (the file must be at that path on every node): the
 classes keep and pickle only their settings, never a model. The file is memory-mapped, so actors
 on one node share its pages through the page cache. Each actor runs pyrt on as many threads as
-Ray gives it CPUs (``num_cpus``), so actors x threads fit the node. Batches may be pyarrow
+Ray gives it CPUs (``num_cpus``), so actors x threads fit the node (the first batch sets pyrt's
+process-wide thread count: ``threads`` if given, else the CPUs Ray assigned, else unchanged). Batches may be pyarrow
 Tables, pandas DataFrames or dicts of numpy arrays; the result has the same kind, with one column
 added. This module needs the ``ray`` extra: pip install 'pyrt-infer[ray]'.
 """

@@ -207,7 +207,7 @@ def ray_failure(exc: BaseException) -> CommandError:
 
 def batch(args: argparse.Namespace) -> int:
     try:
-        import pyarrow  # noqa: F401,PLC0415
+        import pyarrow  # noqa: PLC0415
         import ray  # noqa: PLC0415
     except ImportError as exc:
         raise CommandError(f"pyrt batch needs Ray Data: {exc} (pyrt's extra that brings it: "
@@ -221,6 +221,9 @@ def batch(args: argparse.Namespace) -> int:
         if (name in table.column_names) != needed:
             what = "has no column" if needed else "already has a column"
             raise CommandError(f"{args.input} {what} {name!r} (columns: {', '.join(table.column_names)})", EXIT_USAGE)
+    column_type = table.schema.field(args.column).type
+    if not (pyarrow.types.is_string(column_type) or pyarrow.types.is_large_string(column_type)):
+        raise CommandError(f"{args.input}: column {args.column!r} holds {column_type}, not text", EXIT_USAGE)
     out = Path(args.output)
     prepare_output(out, job_record(args, table.num_rows))
     todo = missing_parts(out, table.num_rows, args.rows_per_part)

@@ -98,12 +98,13 @@ def test_generate_writes_the_in_process_completions(local_ray, smollm2_q4a, tmp_
 
 def test_bad_jobs_end_with_the_documented_codes(minilm_q8, corpus, tmp_path, capsys):
     """Checked before Ray starts (no local_ray here: nothing may need it)."""
-    pq.write_table(pa.table({"text": corpus[:10]}), tmp_path / "in.parquet")
+    pq.write_table(pa.table({"text": corpus[:10], "n": np.arange(10)}), tmp_path / "in.parquet")
     base = ["batch", "embed", str(tmp_path / "in.parquet"), str(tmp_path / "out")]
     cases = [
         (base + ["--model", str(tmp_path / "missing.pyrt")], 1, "missing.pyrt"),
         (base + ["--model", str(minilm_q8), "--text-column", "body"], 2, "no column 'body'"),
         (base + ["--model", str(minilm_q8), "--output-column", "text"], 2, "already has a column 'text'"),
+        (base + ["--model", str(minilm_q8), "--text-column", "n"], 2, "holds int64, not text"),
         (["batch", "embed", str(tmp_path / "in.txt"), str(tmp_path / "out"), "--model", str(minilm_q8)], 2,
          "unknown input type"),
         (["batch", "embed", str(tmp_path / "nope.csv"), str(tmp_path / "out"), "--model", str(minilm_q8)], 1,

@@ -70,7 +70,15 @@ def test_plain_map_batches_with_pandas_batches(local_ray, minilm_q8, make_senten
     assert all(np.array_equal(got[t], e) for t, e in zip(texts, expected))
 
 
-def test_batch_formats_in_process(minilm_q8, make_sentences):
+@pytest.fixture
+def keep_threads():
+    """Embedder(threads=...) used in this process sets pyrt's process-wide thread count."""
+    previous = pyrt.get_num_threads()
+    yield
+    pyrt.set_num_threads(previous)
+
+
+def test_batch_formats_in_process(minilm_q8, make_sentences, keep_threads):
     pd = pytest.importorskip("pandas")
     embed = Embedder(minilm_q8, threads=1)
     texts = make_sentences(5)
@@ -90,7 +98,7 @@ def test_batch_formats_in_process(minilm_q8, make_sentences):
         embed({"text": np.array(["ok", None], dtype=object)})
 
 
-def test_classes_pickle_their_settings_only(minilm_q8):
+def test_classes_pickle_their_settings_only(minilm_q8, keep_threads):
     from ray import cloudpickle
 
     embed = Embedder(minilm_q8, batch_size=8, threads=1, normalize=False)
