@@ -5,6 +5,23 @@ import os
 import platform
 
 from ._native import IMPORT_ERROR, core, require_core
+from .errors import UnsupportedError
+
+# GNU OpenMP keeps its worker threads in a pool that fork() does not copy: a child forked after the
+# parent ran a parallel region waits forever for the missing workers in its own first one. So a
+# forked child runs pyrt on one thread (no parallel region at all), and asking it for more raises
+# instead of hanging. Children started with "spawn" or "forkserver" are fresh processes, unaffected.
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_child
+    _forked_child = True
+    core.set_num_threads(1)
+
+
+if core is not None and getattr(core, "openmp", False) and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads() -> int:
@@ -13,8 +30,19 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Set the thread count; ``n <= 0`` restores the default."""
-    require_core().set_num_threads(int(n))
+    """Set the thread count; ``n <= 0`` restores the default (1 in a process started by fork).
+
+    In a process forked from one that had loaded pyrt, more than one thread raises
+    :class:`UnsupportedError` (OpenMP cannot run there): start such children with the "spawn" or
+    "forkserver" method of multiprocessing."""
+    n = int(n)
+    if _forked_child:
+        if n > 1:
+            raise UnsupportedError(f"set_num_threads({n}) in a process started by fork: OpenMP's threads do not "
+                                   "survive fork, so pyrt runs on 1 thread here; use multiprocessing's "
+                                   "'spawn' or 'forkserver' start method for more (docs/scale-out.md)")
+        n = 1
+    require_core().set_num_threads(n)
 
 
 def get_cpu_isa() -> str:
