@@ -253,8 +253,15 @@ def test_generation_stops_at_full_context(gguf_parts, tiny_model):
     prompt = "one two three four five"
     room = small.context_length - len(small.tokenizer.encode(prompt))
     assert room > 4
-    small.generate(prompt, max_new_tokens=room + 50, temperature=1.0, top_k=5, seed=1)
-    assert len(small._cached) == small.context_length  # filled up, then stopped without an error
+    small.generate(prompt, max_new_tokens=room + 50, temperature=1.0, top_k=5, seed=1)  # no error
+    # generate runs on the model's engine (a KV cache per request): the same request there fills
+    # the context, then stops with finish_reason "length" and without an error.
+    from pyrt.llm import _TokenSampler
+
+    request = small.engine.submit(small.tokenizer.encode(prompt), _TokenSampler(1.0, 5, seed=1), room,
+                                  small.tokenizer.end_of_generation)
+    assert len(list(request)) == room and request.finish_reason == "length"
+    assert request.prompt_tokens + request.completion_tokens == small.context_length  # filled up
 
 
 def test_sampling_is_seeded_and_varies(tiny_model):
