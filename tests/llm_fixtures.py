@@ -22,9 +22,9 @@ def smollm2_gguf():
 @pytest.fixture(scope="module")
 def smollm2_parts():
     """(float32 arrays by GGUF name, GGUF metadata)."""
-    from pyrt.convert.readers.gguf_file import read_gguf
+    from pyrt.convert.readers import gguf_file
 
-    return read_gguf(smollm2_gguf())
+    return gguf_file.read_gguf(smollm2_gguf())
 
 
 @pytest.fixture(scope="module")

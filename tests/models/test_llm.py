@@ -10,12 +10,12 @@ import pytest
 import pyrt
 from pyrt.llm import sample_token
 
-from helpers import models_dir
 
 gguf = pytest.importorskip("gguf", reason="reading the GGUF model needs the 'gguf' package")
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")
 
 from llm_reference import llama_cpp_bpe_tokenize, llama_logits  # noqa: E402
+from llm_fixtures import smollm2_gguf  # noqa: E402
 
 # A fixed English paragraph (written for these tests) for perplexity.
 PARAGRAPH = (
@@ -36,12 +36,7 @@ PERPLEXITY_FORMATS = [("f32", 32), ("q8", 32), ("q4", 32), ("q4a", 32)] + [
 PERPLEXITY_MAX_RATIO = {"f32": 1.0, "f16": 1.01, "q8": 1.05, "q4": 1.6, "q4a": 1.3}
 
 
-def _gguf_path():
-    found = sorted((models_dir() / "smollm2").glob("*.gguf"))
-    if not found:
-        pytest.skip(f"SmolLM2 GGUF not found under {models_dir() / 'smollm2'} (run tools/fetch_models.py "
-                    "or set PYRT_MODELS)")
-    return found[0]
+_gguf_path = smollm2_gguf
 
 
 @pytest.fixture(scope="module")
