@@ -1,16 +1,19 @@
 """pyrt.LanguageModel: text generation with Llama-architecture decoders (SmolLM2, Llama-style GGUF
 models). The forward pass runs in C++ (pyrt._core.LlamaDecoder, FP16 KV cache); tokenization, chat
-templates and sampling live here."""
+templates and sampling live here. Generation runs on the model's BatchEngine (pyrt/batch_engine.py):
+concurrent calls from several threads decode together, each with its own KV cache."""
 from __future__ import annotations
 
 import codecs
 import math
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ._native import require_core
+from .batch_engine import BatchEngine, Request
 from .model_weights import native_weights
 from .errors import FileFormatError, RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
@@ -97,6 +100,19 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: floa
     return int(order[rng.choice(len(order), p=p)])
 
 
+class _TokenSampler:
+    """sample_token as a batch-engine TokenSampler (one per request: it owns the request's random
+    generator). Validates its arguments when built."""
+
+    def __init__(self, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None):
+        sample_token(np.zeros(1, np.float32), np.random.default_rng(0), temperature, top_k, top_p)
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, logits: np.ndarray, generated: Sequence[int]) -> tuple[int, object]:
+        return sample_token(logits, self.rng, self.temperature, self.top_k, self.top_p), None
+
+
 def _gguf_keys_from_model(model) -> dict[str, Any]:
     """The llama.cpp-named keys this module reads, from a .pyrt file written by pyrt-convert: it keeps
     the GGUF's scalar keys under metadata["gguf"] and the tokenizer under metadata["tokenizer"]
@@ -119,6 +135,13 @@ class LanguageModel:
     int8 activations for the q-format weight products (faster, approximate: docs/int8.md has the
     measured perplexity cost); the default "exact" keeps them FP32. "int16" raises
     :class:`UnsupportedError` here (it exists for pyrt.matmul, Linear and SentenceEncoder).
+
+    Thread safety: every method may be called from any number of threads. :meth:`generate`,
+    :meth:`stream` and :meth:`generate_batch` run on :attr:`engine`, where each request has its own
+    KV cache and concurrent requests decode together, so each thread gets exactly what it would get
+    alone (up to float32 summation order: docs/llm.md). :meth:`forward`, :meth:`prefill`,
+    :meth:`reset` and :meth:`perplexity` use the model's one default sequence under a lock: each
+    call is atomic, but a sequence built over several calls is shared by every thread using them.
     """
 
     def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str = "q4a",
@@ -154,7 +177,10 @@ class LanguageModel:
         self.chat_template: str | None = tokenizer_info.get("tokenizer.chat_template")
         self._decoder = require_core().LlamaDecoder(self.config, native_weights(tensors))
         self._tensors = dict(tensors)  # the decoder reads their bytes in place
-        self._cached: list[int] = []   # token ids whose keys/values are in the cache
+        self._cached: list[int] = []   # token ids whose keys/values are in the default sequence's cache
+        self._lock = threading.RLock()  # the default sequence: forward, prefill, reset, perplexity
+        self._engine: BatchEngine | None = None
+        self._engine_lock = threading.Lock()
 
     # -- forward passes ---------------------------------------------------------------------------
 
@@ -162,17 +188,38 @@ class LanguageModel:
     def context_length(self) -> int:
         return self.config["max_context"]
 
+    @property
+    def engine(self) -> BatchEngine:
+        """The model's batch engine (created on first use): generation requests from any thread
+        decode together on its background thread."""
+        engine = self._engine
+        if engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = BatchEngine(self)
+                engine = self._engine
+        return engine
+
+    def close(self) -> None:
+        """Stops the batch engine (cancelling what runs on it); a later generation starts a new one."""
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+
     def reset(self) -> None:
-        """Empties the KV cache."""
-        self._decoder.reset()
-        self._cached = []
+        """Empties the KV cache of the default sequence (forward/prefill)."""
+        with self._lock:
+            self._decoder.reset()
+            self._cached = []
 
     def forward(self, ids: Sequence[int], all_logits: bool = False) -> np.ndarray:
         """Appends ``ids`` to the cached sequence; returns float32 logits of the last token [vocab]
         (or of every new token, [len(ids), vocab])."""
         arr = np.ascontiguousarray(ids, dtype=np.int32).reshape(-1)
-        logits = self._decoder.forward(arr, all_logits)
-        self._cached.extend(int(i) for i in arr)
+        with self._lock:
+            logits = self._decoder.forward(arr, all_logits)
+            self._cached.extend(int(i) for i in arr)
         return logits
 
     def prefill(self, ids: Sequence[int]) -> np.ndarray:
@@ -182,23 +229,25 @@ class LanguageModel:
             raise ShapeError("the prompt is empty")
         if len(ids) > self.context_length:
             raise RangeError(f"the prompt has {len(ids)} tokens, the context holds {self.context_length}")
-        common = 0
-        for a, b in zip(self._cached, ids[:-1]):  # at least one token must run to produce logits
-            if a != b:
-                break
-            common += 1
-        self._decoder.truncate(common)
-        self._cached = self._cached[:common]
-        return self.forward(ids[common:])
+        with self._lock:
+            common = 0
+            for a, b in zip(self._cached, ids[:-1]):  # at least one token must run to produce logits
+                if a != b:
+                    break
+                common += 1
+            self._decoder.truncate(common)
+            self._cached = self._cached[:common]
+            return self.forward(ids[common:])
 
     def perplexity(self, text: str) -> float:
         """exp(mean negative log-likelihood) of the tokens of ``text`` (each predicted from its prefix)."""
         ids = self.tokenizer.encode(text)
         if len(ids) < 2:
             raise ShapeError("perplexity needs a text of at least two tokens")
-        self.reset()
-        logits = self.forward(ids, all_logits=True).astype(np.float64)
-        self.reset()
+        with self._lock:
+            self.reset()
+            logits = self.forward(ids, all_logits=True).astype(np.float64)
+            self.reset()
         logits = logits[:-1]
         log_z = logits.max(axis=1) + np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
         nll = log_z - logits[np.arange(len(ids) - 1), ids[1:]]
@@ -235,24 +284,60 @@ class LanguageModel:
                top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None) -> Iterator[str]:
         """Yields the generated text piece by piece (whole UTF-8 characters; never past a stop
         string). ``prompt``: raw text, or chat messages rendered with the model's template.
-        Ends at an end-of-generation token, a stop string, max_new_tokens or a full context."""
+        Ends at an end-of-generation token, a stop string, max_new_tokens or a full context.
+        Closing the iterator early cancels the request."""
+        request = self._submit(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+        with request:
+            yield from self._text_pieces(request, _stop_strings(stop))
+
+    def generate(self, prompt: str | Messages, max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None) -> str:
+        """The generated text (see :meth:`stream` for the arguments)."""
+        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop))
+
+    def generate_batch(self, prompts: Sequence[str | Messages], max_new_tokens: int = 128, temperature: float = 0.0,
+                       top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                       stop: str | Sequence[str] | None = None) -> list[str]:
+        """The generated text of every prompt, in order: the same as ``[generate(p, ...) for p in
+        prompts]`` (a seed seeds each prompt's sampling alike), but the prompts decode together on
+        :attr:`engine` (up to its max_batch at once)."""
+        if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
+            raise TypeError("generate_batch takes a list of prompts (use generate for one)")
+        stops = _stop_strings(stop)
+        requests: list[Request] = []
+        try:
+            for prompt in prompts:
+                requests.append(self._submit(prompt, max_new_tokens, temperature, top_k, top_p, seed))
+            return ["".join(self._text_pieces(r, stops)) for r in requests]
+        finally:
+            for r in requests:
+                r.cancel()
+
+    def _submit(self, prompt: str | Messages, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
+                seed: int | None) -> Request:
+        """Validates the arguments, encodes the prompt and submits it to the engine; the generation
+        stops at max_new_tokens or when the context is full."""
         if max_new_tokens < 0:
             raise RangeError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        stops = [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
-        rng = np.random.default_rng(seed)
-        sample_token(np.zeros(1, np.float32), rng, temperature, top_k, top_p)  # validates the arguments early
-        rng = np.random.default_rng(seed)
+        sampler = _TokenSampler(temperature, top_k, top_p, seed)
         ids = self.encode_prompt(prompt)
-        logits = self.prefill(ids)
+        if not ids:
+            raise ShapeError("the prompt is empty")
+        if len(ids) > self.context_length:
+            raise RangeError(f"the prompt has {len(ids)} tokens, the context holds {self.context_length}")
+        budget = min(max_new_tokens, self.context_length - len(ids))
+        return self.engine.submit(ids, sampler, budget, self.tokenizer.end_of_generation)
+
+    def _text_pieces(self, request: Request, stops: Sequence[str]) -> Iterator[str]:
+        """The request's text in whole UTF-8 characters, held back while it may grow into a stop
+        string; cancels the request at a stop string."""
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, sent = "", 0
-        for step in range(max_new_tokens):
-            token = sample_token(logits, rng, temperature, top_k, top_p)
-            if token in self.tokenizer.end_of_generation:
-                break
-            text += utf8.decode(self.tokenizer.token_bytes(token))
+        for step in request:
+            text += utf8.decode(self.tokenizer.token_bytes(step.token_id))
             cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
             if cut >= 0:
+                request.cancel()
                 if cut > sent:
                     yield text[sent:cut]
                 return
@@ -260,17 +345,13 @@ class LanguageModel:
             if safe > sent:
                 yield text[sent:safe]
                 sent = safe
-            if step + 1 == max_new_tokens or len(self._cached) >= self.context_length:
-                break
-            logits = self.forward([token])
         text += utf8.decode(b"", final=True)
         if len(text) > sent:
             yield text[sent:]
 
-    def generate(self, prompt: str | Messages, max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None) -> str:
-        """The generated text (see :meth:`stream` for the arguments)."""
-        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop))
+
+def _stop_strings(stop: str | Sequence[str] | None) -> list[str]:
+    return [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
 
 
 def _stop_prefix_overlap(text: str, stops: Sequence[str]) -> int:

@@ -71,29 +71,38 @@ LlamaDecoder::LlamaDecoder(const LlamaConfig& c, WeightTable weights) : config_(
     }
     int8_ = int8_block_ != 0;  // all-float weights: the mode changes nothing
   }
-  kv_format_ = c.kv_f32 ? Format::f32 : Format::f16;
-  kv_elem_bytes_ = c.kv_f32 ? 4 : 2;
-  const size_t cache = size_t(c.n_layers * kv_dim * c.max_context * kv_elem_bytes_);
-  k_cache_.assign(cache, 0);
-  v_cache_.assign(cache, 0);
+  cache_ = KvCache(cache_shape(c.max_context));
 }
 
-void LlamaDecoder::reset() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  position_ = 0;
+KvCacheShape LlamaDecoder::cache_shape(int64_t capacity) const {
+  PYRT_CHECK(capacity > 0 && capacity <= config_.max_context, Range, "a KV cache of ", capacity,
+             " tokens: the decoder's context holds 1 to ", config_.max_context);
+  KvCacheShape s;
+  s.n_layers = config_.n_layers;
+  s.n_kv_heads = config_.n_kv_heads;
+  s.head_dim = config_.head_dim;
+  s.capacity = capacity;
+  s.f32 = config_.kv_f32;
+  return s;
 }
 
-void LlamaDecoder::truncate(int64_t pos) {
+void LlamaDecoder::reset() { reset(cache_); }
+
+void LlamaDecoder::truncate(int64_t pos) { truncate(cache_, pos); }
+
+void LlamaDecoder::reset(KvCache& cache) {
   std::lock_guard<std::mutex> lock(mutex_);
-  PYRT_CHECK(pos >= 0 && pos <= position_, Range, "cannot truncate the KV cache to ", pos, " tokens: it holds ",
-             position_);
-  position_ = pos;
+  cache.reset();
+}
+
+void LlamaDecoder::truncate(KvCache& cache, int64_t pos) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  cache.truncate(pos);
 }
 
 void LlamaDecoder::resize_scratch(int64_t n, int threads) {
   const LlamaConfig& c = config_;
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  const int64_t chunk = std::min(n, kQueryChunk);
   x_.resize(size_t(n * c.d_model));
   xn_.resize(size_t(n * c.d_model));
   q_.resize(size_t(n * q_dim));
@@ -105,7 +114,12 @@ void LlamaDecoder::resize_scratch(int64_t n, int threads) {
   up_.resize(size_t(n * c.d_ffn));
   rope_cos_.resize(size_t(n * (c.head_dim / 2)));
   rope_sin_.resize(size_t(n * (c.head_dim / 2)));
-  attn_scratch_per_thread_ = cached_head_attention_scratch(chunk, c.head_dim, position_ + n);
+  attn_scratch_per_thread_ = 0;
+  for (const Sequence& s : seqs_) {
+    const int64_t need = cached_head_attention_scratch(std::min(s.rows, kQueryChunk), c.head_dim,
+                                                       s.cache->position() + s.rows);
+    attn_scratch_per_thread_ = std::max(attn_scratch_per_thread_, need);
+  }
   attn_scratch_.resize(size_t(attn_scratch_per_thread_ * threads));
 }
 
@@ -118,27 +132,28 @@ void LlamaDecoder::embed(const int32_t* tokens, int64_t n, float* x) const {
 
 void LlamaDecoder::store_kv(int64_t layer_index, int64_t row_begin, int64_t row_end) {
   const LlamaConfig& c = config_;
-  const int64_t hd = c.head_dim, ctx = c.max_context, kv_dim = c.n_kv_heads * hd;
-  for (int64_t g = 0; g < c.n_kv_heads; ++g) {
-    uint8_t* keys = k_head(layer_index, g);
-    uint8_t* values = v_head(layer_index, g);
-    for (int64_t i = row_begin; i < row_end; ++i) {
-      const int64_t pos = position_ + i;
+  const int64_t hd = c.head_dim, kv_dim = c.n_kv_heads * hd;
+  for (int64_t i = row_begin; i < row_end; ++i) {
+    KvCache& cache = *seqs_[size_t(row_seq_[size_t(i)])].cache;
+    const int64_t pos = row_pos_[size_t(i)], ctx = cache.capacity();
+    for (int64_t g = 0; g < c.n_kv_heads; ++g) {
+      uint8_t* keys = cache.k_head(layer_index, g);
+      uint8_t* values = cache.v_head(layer_index, g);
       const float* k_src = k_.data() + i * kv_dim + g * hd;
       const float* v_src = v_.data() + i * kv_dim + g * hd;
-      if (kv_format_ == Format::f32) {
-        float* k_dst = reinterpret_cast<float*>(keys) + pos * hd;
-        float* v_dst = reinterpret_cast<float*>(values);
-        for (int64_t e = 0; e < hd; ++e) {
-          k_dst[e] = k_src[e];
-          v_dst[e * ctx + pos] = v_src[e];
-        }
-      } else {
+      if (!c.kv_f32) {
         uint16_t* k_dst = reinterpret_cast<uint16_t*>(keys) + pos * hd;
         uint16_t* v_dst = reinterpret_cast<uint16_t*>(values);
         for (int64_t e = 0; e < hd; ++e) {
           k_dst[e] = fp32_to_fp16(k_src[e]);
           v_dst[e * ctx + pos] = fp32_to_fp16(v_src[e]);
+        }
+      } else {
+        float* k_dst = reinterpret_cast<float*>(keys) + pos * hd;
+        float* v_dst = reinterpret_cast<float*>(values);
+        for (int64_t e = 0; e < hd; ++e) {
+          k_dst[e] = k_src[e];
+          v_dst[e * ctx + pos] = v_src[e];
         }
       }
     }
@@ -185,33 +200,37 @@ void LlamaDecoder::product_rows(const MatmulParams& p, int64_t n_begin, int64_t 
     matmul_rows(p, n_begin, n_end);
 }
 
-// Causal attention of the n new queries over all cached positions, one task per (query head,
-// chunk of queries): scores = Q_chunk @ K^T, softmax, out = P @ V, both products reading the cache
-// in place (keys as an [end, head_dim] weight, values stored transposed as [head_dim, end]).
-// Tasks rather than KV-head groups are split over the team, so a single decoded token (9 heads,
-// 3 KV heads in SmolLM2) still keeps both threads busy.
-void LlamaDecoder::attend(const ThreadTeam& team, int64_t layer_index, int64_t n) {
+// Causal attention of each sequence's new queries over its own cached positions, one task per
+// (sequence, query head, chunk of queries): scores = Q_chunk @ K^T, softmax, out = P @ V, both
+// products reading the cache in place (keys as an [end, head_dim] weight, values stored transposed
+// as [head_dim, end]). Tasks rather than KV-head groups are split over the team, so a single
+// decoded token (9 heads, 3 KV heads in SmolLM2) still keeps both threads busy.
+void LlamaDecoder::attend(const ThreadTeam& team, int64_t layer_index) {
   const LlamaConfig& c = config_;
-  const int64_t hd = c.head_dim, ctx = c.max_context, group = c.n_heads / c.n_kv_heads;
-  const int64_t q_dim = c.n_heads * hd, end = position_ + n;
-  const int64_t chunks = (n + kQueryChunk - 1) / kQueryChunk;
+  const int64_t hd = c.head_dim, group = c.n_heads / c.n_kv_heads, q_dim = c.n_heads * hd;
   const float scale = float(1.0 / std::sqrt(double(hd)));
   float* scratch = attn_scratch_.data() + team.id * attn_scratch_per_thread_;  // as sized by resize_scratch
   int64_t t0, t1;
-  team.share(c.n_heads * chunks, &t0, &t1);
+  team.share(attention_tasks_, &t0, &t1);
+  size_t si = 0;
   for (int64_t task = t0; task < t1; ++task) {
-    const int64_t head = task / chunks, i0 = (task % chunks) * kQueryChunk, g = head / group;
-    const int64_t rows = std::min(kQueryChunk, n - i0);
+    while (si + 1 < seqs_.size() && seqs_[si + 1].tasks_before <= task) ++si;
+    const Sequence& s = seqs_[si];
+    KvCache& cache = *s.cache;
+    const int64_t chunks = (s.rows + kQueryChunk - 1) / kQueryChunk, local = task - s.tasks_before;
+    const int64_t head = local / chunks, i0 = (local % chunks) * kQueryChunk, g = head / group;
+    const int64_t start = cache.position(), end = start + s.rows, eb = cache.elem_bytes();
+    const int64_t row = s.first_row + i0;
     CachedHeadAttention a;
-    a.q = q_.data() + i0 * q_dim + head * hd;
+    a.q = q_.data() + row * q_dim + head * hd;
     a.q_stride = q_dim;
-    a.rows = rows;
-    a.keys = WeightView{kv_format_, 1, end, hd, k_head(layer_index, g), hd * kv_elem_bytes_};
-    a.values_t = WeightView{kv_format_, 1, hd, end, v_head(layer_index, g), ctx * kv_elem_bytes_};
-    // Query i0+i sits at position position_+i0+i and sees keys 0 .. that position.
-    a.first_valid = position_ + i0 + 1;
+    a.rows = std::min(kQueryChunk, s.rows - i0);
+    a.keys = WeightView{cache.format(), 1, end, hd, cache.k_head(layer_index, g), hd * eb};
+    a.values_t = WeightView{cache.format(), 1, hd, end, cache.v_head(layer_index, g), cache.capacity() * eb};
+    // Query i0+i sits at position start+i0+i and sees keys 0 .. that position.
+    a.first_valid = start + i0 + 1;
     a.scale = scale;
-    a.out = attn_.data() + i0 * q_dim + head * hd;
+    a.out = attn_.data() + row * q_dim + head * hd;
     a.out_stride = q_dim;
     cached_head_attention_rows(a, scratch);
   }
@@ -235,7 +254,7 @@ void LlamaDecoder::attention_block(const ThreadTeam& team, const Layer& layer, i
   rope_interleaved_rows(k_.data() + r0 * kv_dim, r1 - r0, c.n_kv_heads, c.head_dim, rope_cos, rope_sin);
   store_kv(layer_index, r0, r1);
   ThreadTeam::barrier();
-  attend(team, layer_index, n);
+  attend(team, layer_index);
   const MatmulParams out = product(attn_.data(), n, layer.wo, proj_.data());
   quantize_for_products(team, attn_.data(), n, layer.wo.cols);
   products(team, &out, 1);
@@ -273,14 +292,16 @@ void LlamaDecoder::ffn_block(const ThreadTeam& team, const Layer& layer, int64_t
   for (int64_t i = r0 * d; i < r1 * d; ++i) x_[size_t(i)] += proj_[size_t(i)];
 }
 
-void LlamaDecoder::output_head(const ThreadTeam& team, int64_t n, bool all_logits, float* logits) {
+// Only the rows whose logits are wanted (out_rows_) go through the (vocab x d_model) output head.
+void LlamaDecoder::output_head(const ThreadTeam& team, float* logits) {
   const LlamaConfig& c = config_;
-  // Only the rows whose logits are wanted go through the (vocab x d_model) output head.
-  const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
+  const int64_t rows = int64_t(out_rows_.size());
   int64_t r0, r1;
   team.share(rows, &r0, &r1);
-  rms_norm_rows(x_.data() + (first + r0) * c.d_model, output_norm_, r1 - r0, c.d_model, c.rms_eps,
-                xn_.data() + r0 * c.d_model);
+  for (int64_t i = r0; i < r1; ++i) {
+    rms_norm_rows(x_.data() + out_rows_[size_t(i)] * c.d_model, output_norm_, 1, c.d_model, c.rms_eps,
+                  xn_.data() + i * c.d_model);
+  }
   ThreadTeam::barrier();
   const MatmulParams head = product(xn_.data(), rows, output_, logits);
   quantize_for_products(team, xn_.data(), rows, c.d_model);
@@ -289,14 +310,70 @@ void LlamaDecoder::output_head(const ThreadTeam& team, int64_t n, bool all_logit
 
 void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits) {
   std::lock_guard<std::mutex> lock(mutex_);
-  const LlamaConfig& c = config_;
   PYRT_CHECK(n > 0, Shape, "forward needs at least one token");
   PYRT_CHECK(tokens != nullptr && logits != nullptr, Internal, "null pointer");
-  PYRT_CHECK(position_ + n <= c.max_context, Range, "context is full: ", position_, " cached + ", n,
-             " new tokens exceed the KV cache capacity of ", c.max_context, " (reset() or a larger context)");
-  for (int64_t i = 0; i < n; ++i) {
-    PYRT_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab, Range, "token id ", tokens[i], " at index ", i,
-               " is outside the vocabulary [0, ", c.vocab, ")");
+  KvCache* cache = &cache_;
+  check_batch(tokens, &n, &cache, 1);
+  run(tokens, &n, &cache, 1, all_logits, logits);
+}
+
+void LlamaDecoder::forward_batch(const int32_t* tokens, const int64_t* counts, KvCache* const* caches, int64_t seqs,
+                                 float* logits) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  PYRT_CHECK(seqs > 0, Shape, "forward_batch needs at least one sequence");
+  PYRT_CHECK(tokens != nullptr && counts != nullptr && caches != nullptr && logits != nullptr, Internal,
+             "null pointer");
+  check_batch(tokens, counts, caches, seqs);
+  run(tokens, counts, caches, seqs, false, logits);
+}
+
+void LlamaDecoder::check_batch(const int32_t* tokens, const int64_t* counts, KvCache* const* caches,
+                               int64_t seqs) const {
+  const LlamaConfig& c = config_;
+  const KvCacheShape layout = cache_shape(c.max_context);
+  int64_t first = 0;
+  for (int64_t s = 0; s < seqs; ++s) {
+    KvCache* cache = caches[s];
+    const int64_t n = counts[s];
+    PYRT_CHECK(n > 0, Shape, "sequence ", s, " of the batch has ", n, " tokens; each needs at least one");
+    PYRT_CHECK(cache != nullptr && cache->capacity() > 0 && cache->shape().same_layout(layout), Shape, "sequence ",
+               s, " has a KV cache that was not made for this decoder");
+    for (int64_t t = 0; t < s; ++t)
+      PYRT_CHECK(caches[t] != cache, Shape, "sequences ", t, " and ", s, " of the batch share one KV cache");
+    PYRT_CHECK(n <= cache->capacity() - cache->position(), Range, "context is full: ", cache->position(),
+               " cached + ", n, " new tokens exceed the KV cache capacity of ", cache->capacity(),
+               " (reset() or a larger context)");
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t id = tokens[first + i];
+      PYRT_CHECK(id >= 0 && id < c.vocab, Range, "token id ", id, " at index ", first + i,
+                 " is outside the vocabulary [0, ", c.vocab, ")");
+    }
+    first += n;  // bounded by the capacities checked above
+  }
+}
+
+void LlamaDecoder::run(const int32_t* tokens, const int64_t* counts, KvCache* const* caches, int64_t seqs,
+                       bool all_logits, float* logits) {
+  const LlamaConfig& c = config_;
+  const int64_t half = c.head_dim / 2;
+  seqs_.clear();
+  out_rows_.clear();
+  int64_t n = 0;
+  attention_tasks_ = 0;
+  for (int64_t s = 0; s < seqs; ++s) {
+    seqs_.push_back(Sequence{caches[s], n, counts[s], attention_tasks_});
+    attention_tasks_ += c.n_heads * ((counts[s] + kQueryChunk - 1) / kQueryChunk);
+    n += counts[s];
+  }
+  row_seq_.resize(size_t(n));
+  row_pos_.resize(size_t(n));
+  for (size_t s = 0; s < seqs_.size(); ++s) {
+    const Sequence& q = seqs_[s];
+    for (int64_t i = 0; i < q.rows; ++i) {
+      row_seq_[size_t(q.first_row + i)] = int32_t(s);
+      row_pos_[size_t(q.first_row + i)] = q.cache->position() + i;
+      if (all_logits || i + 1 == q.rows) out_rows_.push_back(q.first_row + i);
+    }
   }
   const int threads = std::max(1, num_threads());
   resize_scratch(n, threads);
@@ -304,7 +381,10 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
   nonfinite_.store(false);
   error_ = nullptr;
   embed(tokens, n, x_.data());
-  rope_tables(c.head_dim, c.rope_theta, position_, n, rope_cos_.data(), rope_sin_.data());
+  for (const Sequence& q : seqs_) {
+    rope_tables(c.head_dim, c.rope_theta, q.cache->position(), q.rows, rope_cos_.data() + q.first_row * half,
+                rope_sin_.data() + q.first_row * half);
+  }
   // Everything below is validated (the weights in the constructor, sizes above) and cannot throw:
   // one parallel region for the whole step, phases separated by barriers.
 #ifdef PYRT_WITH_OPENMP
@@ -328,11 +408,11 @@ void LlamaDecoder::forward(const int32_t* tokens, int64_t n, bool all_logits, fl
       }
       ThreadTeam::barrier();
     }
-    output_head(team, n, all_logits, logits);
+    output_head(team, logits);
   }
-  if (error_) std::rethrow_exception(error_);  // the cache position stays: the step did not happen
+  if (error_) std::rethrow_exception(error_);  // the cache positions stay: the step did not happen
   PYRT_CHECK(!nonfinite_.load(), Range, "activations contain NaN or Inf (int8 mode cannot quantize them)");
-  position_ += n;
+  for (const Sequence& q : seqs_) q.cache->advance(q.rows);
 }
 
 }  // namespace pyrt::models

@@ -2,6 +2,8 @@
 // interleaved layout, grouped-query attention over an FP16 KV cache, SwiGLU FFN, tied or separate
 // output head. Weights are pyrt WeightViews in any format (norms f32); every product runs through
 // pyrt::matmul, so the model gets whatever kernel the active CPU ISA offers.
+// The decoder holds the shared read-only weights; each sequence's state is a KvCache, so many
+// sequences decode together through one forward_batch (the weights are read once per step).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "models/kv_cache.h"
 #include "models/weights.h"
 #include "pyrt/formats.h"
 #include "pyrt/matmul.h"
@@ -42,8 +45,9 @@ class LlamaDecoder {
   LlamaDecoder(const LlamaConfig& config, WeightTable weights);
 
   const LlamaConfig& config() const { return config_; }
-  // Tokens already in the KV cache; the next token goes to this position.
-  int64_t position() const { return position_; }
+  // The decoder's own sequence (the single-sequence API below). Tokens already in its KV cache;
+  // the next token goes to this position.
+  int64_t position() const { return cache_.position(); }
   // Forget the cache (cheap: the memory is reused) or keep only its first `pos` tokens.
   void reset();
   void truncate(int64_t pos);
@@ -54,6 +58,19 @@ class LlamaDecoder {
   // Thread-safe (one call at a time per decoder); never touches Python.
   void forward(const int32_t* tokens, int64_t n, bool all_logits, float* logits);
 
+  // The shape of a cache for one more sequence of `capacity` tokens (Range unless 1..max_context).
+  KvCacheShape cache_shape(int64_t capacity) const;
+  // Sequences s = 0..seqs-1, each with counts[s] >= 1 new tokens (concatenated in `tokens`) and its
+  // own cache (distinct, made by cache_shape of this decoder): one pass whose weight products run
+  // once over all the rows, attention per sequence over its own cache. Writes the last token's
+  // logits of every sequence, [seqs, vocab]. Nothing changes when it throws (Range: full cache or
+  // bad id; Shape: bad counts or a foreign/duplicate cache). Same locking as forward.
+  void forward_batch(const int32_t* tokens, const int64_t* counts, KvCache* const* caches, int64_t seqs,
+                     float* logits);
+  // reset/truncate of any cache used with this decoder, under the decoder's lock.
+  void reset(KvCache& cache);
+  void truncate(KvCache& cache, int64_t pos);
+
  private:
   struct Layer {
     const float* attn_norm;
@@ -62,21 +79,27 @@ class LlamaDecoder {
     WeightView w_gate, w_up, w_down;
   };
 
+  // One sequence of the current step: rows [first_row, first_row + rows) of the activations.
+  struct Sequence {
+    KvCache* cache;
+    int64_t first_row;
+    int64_t rows;
+    int64_t tasks_before;  // attention tasks of the sequences before it
+  };
+
+  // Validates a batch and runs it (the lock is held by the caller).
+  void check_batch(const int32_t* tokens, const int64_t* counts, KvCache* const* caches, int64_t seqs) const;
+  void run(const int32_t* tokens, const int64_t* counts, KvCache* const* caches, int64_t seqs, bool all_logits,
+           float* logits);
   void embed(const int32_t* tokens, int64_t n, float* x) const;
   // One step runs inside a single parallel region: every thread calls these with its place in the
   // team and does its share; they end on a barrier, so the next phase sees complete results.
   void attention_block(const ThreadTeam& team, const Layer& layer, int64_t layer_index, int64_t n);
   void ffn_block(const ThreadTeam& team, const Layer& layer, int64_t n);
-  void output_head(const ThreadTeam& team, int64_t n, bool all_logits, float* logits);
+  void output_head(const ThreadTeam& team, float* logits);
   void store_kv(int64_t layer_index, int64_t row_begin, int64_t row_end);
-  void attend(const ThreadTeam& team, int64_t layer_index, int64_t n);
-  // First byte of one KV head's slice of the cache (max_context * head_dim elements).
-  int64_t head_offset(int64_t layer_index, int64_t g) const {
-    return (layer_index * config_.n_kv_heads + g) * config_.max_context * config_.head_dim * kv_elem_bytes_;
-  }
-  uint8_t* k_head(int64_t layer_index, int64_t g) { return k_cache_.data() + head_offset(layer_index, g); }
-  uint8_t* v_head(int64_t layer_index, int64_t g) { return v_cache_.data() + head_offset(layer_index, g); }
-  void resize_scratch(int64_t n, int threads);
+  void attend(const ThreadTeam& team, int64_t layer_index);
+  void resize_scratch(int64_t n, int threads);  // after seqs_ is set
   // int8 mode: quantizes x[n, K] for the products that follow (thread 0 for a few rows, the whole
   // team split by rows for a prefill); barriers publish it.
   void quantize_for_products(const ThreadTeam& team, const float* x, int64_t n, int64_t K);
@@ -93,13 +116,16 @@ class LlamaDecoder {
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
 
-  // KV cache, FP16 (FP32 with config.kv_f32), as raw bytes. Keys: [layer][kv_head][pos][head_dim]
-  // (a key row per position, read as the weight of the scores matmul). Values transposed: [layer][kv_head][head_dim][pos], so the
-  // P @ V product reads them as an [head_dim, pos] f16 weight without any copy.
-  Format kv_format_ = Format::f16;
-  int64_t kv_elem_bytes_ = 2;
-  std::vector<uint8_t> k_cache_, v_cache_;
-  int64_t position_ = 0;
+  // The single-sequence API's KV cache (FP16, FP32 with config.kv_f32), max_context tokens.
+  KvCache cache_;
+
+  // The sequences of the current call, the sequence and position of every row, and the rows whose
+  // logits are wanted.
+  std::vector<Sequence> seqs_;
+  std::vector<int32_t> row_seq_;
+  std::vector<int64_t> row_pos_;
+  std::vector<int64_t> out_rows_;
+  int64_t attention_tasks_ = 0;
 
   // Activations of the current call, sized for n tokens.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, proj_, gate_, up_;

@@ -10,12 +10,12 @@ import pytest
 import pyrt
 from pyrt.llm import sample_token
 
-from helpers import models_dir
 
 gguf = pytest.importorskip("gguf", reason="reading the GGUF model needs the 'gguf' package")
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")
 
 from llm_reference import llama_cpp_bpe_tokenize, llama_logits  # noqa: E402
+from llm_fixtures import smollm2_gguf  # noqa: E402
 
 # A fixed English paragraph (written for these tests) for perplexity.
 PARAGRAPH = (
@@ -36,12 +36,7 @@ PERPLEXITY_FORMATS = [("f32", 32), ("q8", 32), ("q4", 32), ("q4a", 32)] + [
 PERPLEXITY_MAX_RATIO = {"f32": 1.0, "f16": 1.01, "q8": 1.05, "q4": 1.6, "q4a": 1.3}
 
 
-def _gguf_path():
-    found = sorted((models_dir() / "smollm2").glob("*.gguf"))
-    if not found:
-        pytest.skip(f"SmolLM2 GGUF not found under {models_dir() / 'smollm2'} (run tools/fetch_models.py "
-                    "or set PYRT_MODELS)")
-    return found[0]
+_gguf_path = smollm2_gguf
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +248,15 @@ def test_generation_stops_at_full_context(gguf_parts, tiny_model):
     prompt = "one two three four five"
     room = small.context_length - len(small.tokenizer.encode(prompt))
     assert room > 4
-    small.generate(prompt, max_new_tokens=room + 50, temperature=1.0, top_k=5, seed=1)
-    assert len(small._cached) == small.context_length  # filled up, then stopped without an error
+    small.generate(prompt, max_new_tokens=room + 50, temperature=1.0, top_k=5, seed=1)  # no error
+    # generate runs on the model's engine (a KV cache per request): the same request there fills
+    # the context, then stops with finish_reason "length" and without an error.
+    from pyrt.llm import _TokenSampler
+
+    request = small.engine.submit(small.tokenizer.encode(prompt), _TokenSampler(1.0, 5, seed=1), room,
+                                  small.tokenizer.end_of_generation)
+    assert len(list(request)) == room and request.finish_reason == "length"
+    assert request.prompt_tokens + request.completion_tokens == small.context_length  # filled up
 
 
 def test_sampling_is_seeded_and_varies(tiny_model):
