@@ -224,20 +224,20 @@ class LanguageModel:
             return self.tokenizer.encode(prompt)
         return template_for(self).encode(self.tokenizer, prompt)
 
-    def create_completion(self, prompt: str | Sequence[int], **kwargs: Any):
+    def create_completion(self, prompt: str | Sequence[int], /, **kwargs: Any):
         """OpenAI-shaped /v1/completions result (or chunk iterator with ``stream=True``); see
         :func:`pyrt.openai_api.create_completion`."""
         from .openai_api import create_completion  # noqa: PLC0415 - the API layer builds on this module
 
         return create_completion(self, prompt, **kwargs)
 
-    def create_chat_completion(self, messages: Messages, tools: Sequence[Mapping[str, Any]] | None = None,
+    def create_chat_completion(self, messages: Messages, /, tools: Sequence[Mapping[str, Any]] | None = None,
                                **kwargs: Any):
         """OpenAI-shaped /v1/chat/completions result (or chunk iterator with ``stream=True``); see
         :func:`pyrt.openai_api.create_chat_completion`."""
         from .openai_api import create_chat_completion  # noqa: PLC0415 - the API layer builds on this module
 
-        return create_chat_completion(self, messages, tools, **kwargs)
+        return create_chat_completion(self, messages, tools=tools, **kwargs)
 
     def stream(self, prompt: str | Messages, max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
                top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None,

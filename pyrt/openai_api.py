@@ -187,7 +187,7 @@ def _merge_completion_logprobs(parts: list[dict]) -> dict:
 
 # -- the endpoints ----------------------------------------------------------------------------------------
 
-def create_completion(model, prompt: str | Sequence[int], **kwargs: Any) -> dict | ChunkStream:
+def create_completion(model, prompt: str | Sequence[int], /, **kwargs: Any) -> dict | ChunkStream:
     """OpenAI /v1/completions on ``model``. ``prompt``: text (control tokens in it are parsed, as
     in a raw prompt) or token ids. Keywords: max_tokens (default 16), temperature (default 1.0),
     top_p, top_k, min_p, presence_penalty, frequency_penalty, repetition_penalty, logit_bias, seed,
@@ -252,8 +252,8 @@ def _completion_chunks(gen: _Generation, name: str, echo: str, top: bool, stream
         yield {**head, "choices": [], "usage": _usage(gen)}
 
 
-def create_chat_completion(model, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
-                           **kwargs: Any) -> dict | ChunkStream:
+def create_chat_completion(model, messages: Sequence[Mapping[str, Any]], /,
+                           tools: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> dict | ChunkStream:
     """OpenAI /v1/chat/completions on ``model``: ``messages`` rendered with the model's chat template
     (``tools`` and ``documents`` passed to it; message text cannot inject control tokens).
     Keywords: max_tokens / max_completion_tokens (default: the rest of the context), temperature
