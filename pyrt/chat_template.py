@@ -169,6 +169,8 @@ def plain_encode(tokenizer, text: str) -> list[int]:
             plain = _plain_tokenizers.get(tokenizer)
             if plain is None:
                 plain = tokenizers.Tokenizer.from_str(tokenizer._tok.to_str())
+                if not hasattr(plain, "encode_special_tokens"):
+                    raise UnsupportedError("chat messages need tokenizers >= 0.19 (encode_special_tokens)")
                 plain.encode_special_tokens = True
                 _plain_tokenizers[tokenizer] = plain
     return plain.encode(text, add_special_tokens=False).ids

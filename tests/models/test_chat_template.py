@@ -12,7 +12,7 @@ import pytest
 import pyrt
 from pyrt.chat_template import ChatTemplate, template_for
 
-from helpers import models_dir
+from helpers import smollm2_first_layers
 
 pytest.importorskip("gguf", reason="reading the GGUF model needs the 'gguf' package")
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")
@@ -21,15 +21,7 @@ pytest.importorskip("jinja2", reason="chat templates need jinja2")
 
 @pytest.fixture(scope="module")
 def model():
-    from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf
-
-    found = sorted((models_dir() / "smollm2").glob("*.gguf"))
-    if not found:
-        pytest.skip("SmolLM2 GGUF not found (tools/fetch_models.py or PYRT_MODELS)")
-    arrays, md = read_gguf(found[0])
-    keep = {k: v for k, v in arrays.items() if not k.startswith("blk.") or int(k.split(".")[1]) < 1}
-    return pyrt.LanguageModel.from_parts(quantize_weights(keep, "q4", 32), {**md, "llama.block_count": 1}, md,
-                                         context_length=128)
+    return smollm2_first_layers(1, context_length=128)
 
 
 def _specials(model):

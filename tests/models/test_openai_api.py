@@ -11,7 +11,7 @@ import pytest
 
 import pyrt
 
-from helpers import models_dir
+from helpers import smollm2_first_layers
 
 pytest.importorskip("gguf", reason="reading the GGUF model needs the 'gguf' package")
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")
@@ -22,15 +22,7 @@ MESSAGES = [{"role": "user", "content": "Name three colours."}]
 
 @pytest.fixture(scope="module")
 def model():
-    from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf
-
-    found = sorted((models_dir() / "smollm2").glob("*.gguf"))
-    if not found:
-        pytest.skip("SmolLM2 GGUF not found (tools/fetch_models.py or PYRT_MODELS)")
-    arrays, md = read_gguf(found[0])
-    keep = {k: v for k, v in arrays.items() if not k.startswith("blk.") or int(k.split(".")[1]) < 2}
-    return pyrt.LanguageModel.from_parts(quantize_weights(keep, "q4", 32), {**md, "llama.block_count": 2}, md,
-                                         context_length=128)
+    return smollm2_first_layers(2, context_length=128)
 
 
 def test_completion_shape_matches_generate(model):
