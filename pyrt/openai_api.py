@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Iterator, Mapping, Sequence
 
 from .chat_template import template_for
-from .errors import ArgumentError, ArgumentTypeError, RangeError
+from .errors import ArgumentError, ArgumentTypeError, RangeError, UnsupportedError
 from .llm import _stop_prefix_overlap
 from .generation_options import GenerationOptions, check_messages, parse_generation_options
 from .sampling import Sampler, TokenInfo
@@ -272,6 +272,7 @@ def create_chat_completion(model, messages: Sequence[Mapping[str, Any]], /,
     extra = kwargs.get("chat_template_kwargs") or {}
     if not isinstance(extra, Mapping):
         raise ArgumentTypeError("chat_template_kwargs must be a dict")
+    messages = [_text_content(m, i) for i, m in enumerate(messages)]
     prompt_ids = template_for(model).encode(model.tokenizer, messages, True, tools=tools,
                                             documents=kwargs.get("documents"), **extra)
     opts.setdefault("max_new_tokens", model.context_length)  # clamped to the room left in the context
@@ -307,6 +308,20 @@ def _chat_chunks(gen: _Generation, name: str, stream_options) -> Iterator[dict]:
     yield chunk({}, finish_reason=gen.finish_reason)
     if usage:
         yield {**head, "choices": [], "usage": _usage(gen)}
+
+
+def _text_content(message: Mapping[str, Any], index: int) -> Mapping[str, Any]:
+    """OpenAI clients may send content as parts; text-only models get the text parts joined (the
+    templates of text models concatenate strings)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    texts = []
+    for part in content:
+        if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise UnsupportedError(f"messages[{index}]: only text content parts are supported, got {part!r:.80}")
+        texts.append(part["text"])
+    return {**message, "content": "".join(texts)}
 
 
 def _model_name(model) -> str:

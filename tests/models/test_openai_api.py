@@ -109,6 +109,16 @@ def test_sampled_requests_are_seeded(model):
     assert len(others | {a}) > 1
 
 
+def test_text_content_parts_are_joined(model):
+    parts = [{"role": "user", "content": [{"type": "text", "text": "Name three "}, {"type": "text", "text": "colours."}]}]
+    a = model.create_chat_completion(parts, max_tokens=6, temperature=0)
+    b = model.create_chat_completion(MESSAGES, max_tokens=6, temperature=0)
+    assert a["choices"] == b["choices"] and a["usage"] == b["usage"]
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    with pytest.raises(pyrt.UnsupportedError):
+        model.create_chat_completion(image)
+
+
 def test_token_prompt_and_echo(model):
     ids = model.tokenizer.encode("The cat sat on the")
     a = model.create_completion(ids, max_tokens=5, temperature=0)
