@@ -96,10 +96,9 @@ class GrammarConstraint:
     def __init__(self, tokenizer, grammar: str):
         llg = _require_llguidance()
         lltok = guidance_tokenizer(tokenizer)
-        is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar, lltok)
-        if is_error:
-            raise ArgumentError(f"grammar is not valid: {'; '.join(messages)}")
-        self._matcher = llg.LLMatcher(lltok, grammar, log_level=0)
+        self._matcher = llg.LLMatcher(lltok, grammar, log_level=0)  # a bad grammar: an error state
+        if self._matcher.is_error():
+            raise ArgumentError(f"grammar is not valid: {self._matcher.get_error()}")
         self._vocab = tokenizer.vocab_size
         self._bits = np.zeros(-(-self._vocab // 32), np.int32)
 
