@@ -5,8 +5,8 @@ from __future__ import annotations
 from ._version import __version__
 
 from .errors import (
-    ArgumentError, ArgumentTypeError, TemplateError, ChecksumError, DeviceError, DtypeError, FileFormatError, FileIOError, InternalError, PyrtError,
-    RangeError, ShapeError, TruncatedFileError, UnsupportedError, VersionError,
+    ArgumentError, ArgumentTypeError, ChecksumError, DeviceError, DtypeError, FileFormatError, FileIOError,
+    InternalError, PyrtError, RangeError, ShapeError, TemplateError, TruncatedFileError, UnsupportedError, VersionError,
 )
 from .formats import FORMATS, BLOCK_SIZES
 from .llm import LanguageModel

@@ -18,8 +18,7 @@ from .ops import check_activations
 from .tensor import Tensor
 from .chat_template import template_for
 from .generation_options import check_messages, check_prompt, parse_generation_options
-from .sampling import Sampler
-from .structured import constraint_for
+from .sampling import request_sampler
 
 DEFAULT_CONTEXT = 2048
 
@@ -252,7 +251,7 @@ class LanguageModel:
                                         **options)
         stops = list(opts.stop)
         ids = self.encode_prompt(prompt)
-        sampler = Sampler(opts, self.tokenizer.vocab_size, ids, constraint_for(self.tokenizer, opts))
+        sampler = request_sampler(self, ids, opts)
         generated: list[int] = []
         if opts.max_new_tokens == 0:
             return

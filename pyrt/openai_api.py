@@ -16,9 +16,8 @@ from .chat_template import template_for
 from .errors import ArgumentError, ArgumentTypeError, RangeError, UnsupportedError
 from .llm import _stop_prefix_overlap
 from .generation_options import GenerationOptions, check_messages, parse_generation_options
-from .sampling import Sampler, TokenInfo
+from .sampling import TokenInfo, request_sampler
 from .serial_engine import engine_of
-from .structured import constraint_for
 
 # Keywords both endpoints take, mapped to GenerationOptions names (None: handled here).
 _COMMON = {
@@ -50,8 +49,7 @@ class _Generation:
         self.finish_reason: str | None = None
         self.request = None
         if self.max_new > 0:
-            sampler = Sampler(options, model.tokenizer.vocab_size, prompt_ids,
-                              constraint_for(model.tokenizer, options))
+            sampler = request_sampler(model, prompt_ids, options)
             self.request = engine_of(model).submit(prompt_ids, sampler, self.max_new,
                                                    model.tokenizer.end_of_generation)
 
@@ -208,7 +206,7 @@ def create_completion(model, prompt: str | Sequence[int], /, **kwargs: Any) -> d
     options = parse_generation_options(model.tokenizer.vocab_size, **opts)
     if isinstance(prompt, str):
         prompt_ids, prompt_text = model.tokenizer.encode(prompt), prompt
-    elif isinstance(prompt, Sequence) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+    elif isinstance(prompt, Sequence) and prompt and all(type(t) is int for t in prompt):  # not bool
         prompt_ids = [int(t) for t in prompt]
         if min(prompt_ids) < 0 or max(prompt_ids) >= model.tokenizer.vocab_size:
             raise RangeError(f"prompt token ids must be in [0, {model.tokenizer.vocab_size})")
@@ -216,7 +214,8 @@ def create_completion(model, prompt: str | Sequence[int], /, **kwargs: Any) -> d
     elif isinstance(prompt, Sequence) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt_ids, prompt_text = model.tokenizer.encode(prompt[0]), prompt[0]
     else:
-        raise ArgumentTypeError(f"prompt must be a string or a non-empty list of token ids, got {type(prompt).__name__}")
+        raise ArgumentTypeError(f"prompt must be a string or a non-empty list of token ids, got "
+                                f"{type(prompt).__name__}")
     if not prompt_ids:
         raise ArgumentError("the prompt is empty")
     echo = prompt_text if kwargs.get("echo") else ""

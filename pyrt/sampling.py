@@ -187,3 +187,10 @@ class Sampler:
             cand = cand[np.lexsort((cand, -logits[cand]))]
             alternatives = tuple((int(t), float(logits[t]) - log_z) for t in cand)
         return TokenInfo(float(logits[token]) - log_z, alternatives)
+
+
+def request_sampler(model, prompt_ids: Sequence[int], options: GenerationOptions) -> Sampler:
+    """The Sampler of one request on ``model``, with the grammar ``options`` ask for (if any)."""
+    from .structured import constraint_for  # noqa: PLC0415 - llguidance loads only when asked for
+
+    return Sampler(options, model.tokenizer.vocab_size, prompt_ids, constraint_for(model.tokenizer, options))

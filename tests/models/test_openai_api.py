@@ -45,8 +45,8 @@ def test_stop_strings_are_cut_and_reported(model):
     assert out["choices"][0]["text"] == full[:full.index(stop)]
     assert out["choices"][0]["finish_reason"] == "stop"
     assert out["usage"]["completion_tokens"] < 12
-    streamed = "".join(c["choices"][0]["text"] for c in
-                       model.create_completion("The cat sat on the", max_tokens=12, temperature=0, stop=stop, stream=True))
+    chunks = model.create_completion("The cat sat on the", max_tokens=12, temperature=0, stop=stop, stream=True)
+    streamed = "".join(c["choices"][0]["text"] for c in chunks)
     assert streamed == full[:full.index(stop)]
 
 
@@ -110,7 +110,8 @@ def test_sampled_requests_are_seeded(model):
 
 
 def test_text_content_parts_are_joined(model):
-    parts = [{"role": "user", "content": [{"type": "text", "text": "Name three "}, {"type": "text", "text": "colours."}]}]
+    text_parts = [{"type": "text", "text": "Name three "}, {"type": "text", "text": "colours."}]
+    parts = [{"role": "user", "content": text_parts}]
     a = model.create_chat_completion(parts, max_tokens=6, temperature=0)
     b = model.create_chat_completion(MESSAGES, max_tokens=6, temperature=0)
     assert a["choices"] == b["choices"] and a["usage"] == b["usage"]

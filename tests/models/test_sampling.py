@@ -107,7 +107,8 @@ def test_greedy_is_argmax_after_bias(rng):
     assert biased(logits, [])[0] == second
 
 
-@pytest.mark.parametrize("case", [dict(temperature=0.9), dict(temperature=1.0, top_k=4), dict(temperature=1.0, top_p=0.6)])
+@pytest.mark.parametrize("case", [dict(temperature=0.9), dict(temperature=1.0, top_k=4),
+                                  dict(temperature=1.0, top_p=0.6)])
 def test_draw_frequencies_follow_the_distribution(rng, case):
     # 600 tokens: the whole-vocabulary draw crosses its 256-token blocks.
     logits = (rng.standard_normal(600) * 1.5).astype(np.float32)
