@@ -15,10 +15,13 @@ import numpy as np
 from ._native import require_core
 from .batch_engine import BatchEngine, Request
 from .model_weights import native_weights
-from .errors import FileFormatError, RangeError, ShapeError, UnsupportedError
+from .errors import ArgumentTypeError, FileFormatError, RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
 from .ops import check_activations
 from .tensor import Tensor
+from .chat_template import template_for
+from .generation_options import check_messages, check_prompt, parse_generation_options
+from .sampling import request_sampler
 
 DEFAULT_CONTEXT = 2048
 
@@ -255,78 +258,86 @@ class LanguageModel:
 
     # -- text -------------------------------------------------------------------------------------
 
-    def render_chat(self, messages: Messages, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Messages, add_generation_prompt: bool = True, **template_vars: Any) -> str:
         """The prompt text of ``messages`` ([{"role": ..., "content": ...}]) under the model's own
-        chat template (tokenizer.chat_template), rendered with jinja2."""
-        if not self.chat_template:
-            raise UnsupportedError("this model has no chat template (tokenizer.chat_template); pass a plain string")
-        try:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415 - optional dependency
-        except ImportError as exc:
-            raise UnsupportedError("chat messages need jinja2 to render the chat template: pip install jinja2") from exc
-
-        def raise_exception(message):
-            raise ValueError(f"chat template: {message}")
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        tok = self.tokenizer
-        return env.from_string(self.chat_template).render(
-            messages=list(messages), add_generation_prompt=add_generation_prompt,
-            bos_token=tok.tokens[tok.bos_id] if tok.bos_id is not None else "",
-            eos_token=tok.tokens[tok.eos_id] if tok.eos_id is not None else "")
+        chat template (tokenizer.chat_template) in transformers' jinja environment
+        (pyrt.chat_template); ``template_vars``: tools, documents, ..."""
+        return template_for(self).render(check_messages(messages), add_generation_prompt, **template_vars)
 
     def encode_prompt(self, prompt: str | Messages) -> list[int]:
-        text = prompt if isinstance(prompt, str) else self.render_chat(prompt)
-        return self.tokenizer.encode(text)
+        """Token ids of a raw text prompt (control tokens in it parsed), or of chat messages under
+        the chat template (message text encoded as plain text: it cannot inject control tokens)."""
+        prompt = check_prompt(prompt)
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt)
+        return template_for(self).encode(self.tokenizer, prompt)
+
+    def create_completion(self, prompt: str | Sequence[int], /, **kwargs: Any):
+        """OpenAI-shaped /v1/completions result (or chunk iterator with ``stream=True``); see
+        :func:`pyrt.openai_api.create_completion`."""
+        from .openai_api import create_completion  # noqa: PLC0415 - the API layer builds on this module
+
+        return create_completion(self, prompt, **kwargs)
+
+    def create_chat_completion(self, messages: Messages, /, tools: Sequence[Mapping[str, Any]] | None = None,
+                               **kwargs: Any):
+        """OpenAI-shaped /v1/chat/completions result (or chunk iterator with ``stream=True``); see
+        :func:`pyrt.openai_api.create_chat_completion`."""
+        from .openai_api import create_chat_completion  # noqa: PLC0415 - the API layer builds on this module
+
+        return create_chat_completion(self, messages, tools=tools, **kwargs)
 
     def stream(self, prompt: str | Messages, max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
-               top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None) -> Iterator[str]:
+               top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None,
+               **options: Any) -> Iterator[str]:
         """Yields the generated text piece by piece (whole UTF-8 characters; never past a stop
         string). ``prompt``: raw text, or chat messages rendered with the model's template.
         Ends at an end-of-generation token, a stop string, max_new_tokens or a full context.
-        Closing the iterator early cancels the request."""
-        request = self._submit(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+        Closing the iterator early cancels the request. ``options``: min_p, repetition_penalty,
+        frequency_penalty, presence_penalty, logit_bias, response_format, grammar
+        (pyrt.generation_options; docs/llm.md)."""
+        request, stops = self._submit(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed, stop=stop, **options)
         with request:
-            yield from self._text_pieces(request, _stop_strings(stop))
+            yield from self._text_pieces(request, stops)
 
     def generate(self, prompt: str | Messages, max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None) -> str:
+                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None,
+                 **options: Any) -> str:
         """The generated text (see :meth:`stream` for the arguments)."""
-        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop))
+        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, **options))
 
     def generate_batch(self, prompts: Sequence[str | Messages], max_new_tokens: int = 128, temperature: float = 0.0,
                        top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-                       stop: str | Sequence[str] | None = None) -> list[str]:
+                       stop: str | Sequence[str] | None = None, **options: Any) -> list[str]:
         """The generated text of every prompt, in order: the same as ``[generate(p, ...) for p in
         prompts]`` (a seed seeds each prompt's sampling alike), but the prompts decode together on
         :attr:`engine` (up to its max_batch at once)."""
         if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
-            raise TypeError("generate_batch takes a list of prompts (use generate for one)")
-        stops = _stop_strings(stop)
-        requests: list[Request] = []
+            raise ArgumentTypeError("generate_batch takes a list of prompts (use generate for one)")
+        submitted: list[tuple[Request, list[str]]] = []
         try:
             for prompt in prompts:
-                requests.append(self._submit(prompt, max_new_tokens, temperature, top_k, top_p, seed))
-            return ["".join(self._text_pieces(r, stops)) for r in requests]
+                submitted.append(self._submit(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                                              top_k=top_k, top_p=top_p, seed=seed, stop=stop, **options))
+            return ["".join(self._text_pieces(r, stops)) for r, stops in submitted]
         finally:
-            for r in requests:
+            for r, _ in submitted:
                 r.cancel()
 
-    def _submit(self, prompt: str | Messages, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-                seed: int | None) -> Request:
-        """Validates the arguments, encodes the prompt and submits it to the engine; the generation
-        stops at max_new_tokens or when the context is full."""
-        if max_new_tokens < 0:
-            raise RangeError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        sampler = _TokenSampler(temperature, top_k, top_p, seed)
+    def _submit(self, prompt: str | Messages, **options: Any) -> tuple[Request, list[str]]:
+        """Validates the options (pyrt.generation_options), encodes the prompt and submits it to the
+        engine with its sampler; the generation stops at max_new_tokens or when the context is full.
+        Returns the request and its stop strings."""
+        opts = parse_generation_options(self.tokenizer.vocab_size, **options)
         ids = self.encode_prompt(prompt)
         if not ids:
             raise ShapeError("the prompt is empty")
         if len(ids) > self.context_length:
             raise RangeError(f"the prompt has {len(ids)} tokens, the context holds {self.context_length}")
-        budget = min(max_new_tokens, self.context_length - len(ids))
-        return self.engine.submit(ids, sampler, budget, self.tokenizer.end_of_generation)
+        sampler = request_sampler(self, ids, opts)
+        budget = min(opts.max_new_tokens, self.context_length - len(ids))
+        return self.engine.submit(ids, sampler, budget, self.tokenizer.end_of_generation), list(opts.stop)
 
     def _text_pieces(self, request: Request, stops: Sequence[str]) -> Iterator[str]:
         """The request's text in whole UTF-8 characters, held back while it may grow into a stop
@@ -349,9 +360,6 @@ class LanguageModel:
         if len(text) > sent:
             yield text[sent:]
 
-
-def _stop_strings(stop: str | Sequence[str] | None) -> list[str]:
-    return [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
 
 
 def _stop_prefix_overlap(text: str, stops: Sequence[str]) -> int:

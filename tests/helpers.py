@@ -175,3 +175,19 @@ def set_entry_field(data: bytearray, entry: dict, field: str, value: int) -> Non
     offsets = {"kind": 4, "format": 5, "ndim": 6, "block": 8, "offset": 16, "size": 24, "crc": 32}
     fmt = {"kind": "<B", "format": "<B", "ndim": "<B", "block": "<I", "offset": "<Q", "size": "<Q", "crc": "<I"}
     struct.pack_into(fmt[field], data, entry["pos"] + offsets[field], value)
+
+
+def smollm2_first_layers(n_layers: int, context_length: int):
+    """SmolLM2 cut to its first ``n_layers`` (q4/32): the real vocabulary and chat template in a fast
+    model for API tests. Skips when the GGUF is not under <models_dir()>/smollm2."""
+    import pytest  # noqa: PLC0415 - helpers is imported by non-pytest tools too
+
+    from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf  # noqa: PLC0415
+
+    found = sorted((models_dir() / "smollm2").glob("*.gguf"))
+    if not found:
+        pytest.skip("SmolLM2 GGUF not found (tools/fetch_models.py or PYRT_MODELS)")
+    arrays, md = read_gguf(found[0])
+    keep = {k: v for k, v in arrays.items() if not k.startswith("blk.") or int(k.split(".")[1]) < n_layers}
+    return pyrt.LanguageModel.from_parts(quantize_weights(keep, "q4", 32), {**md, "llama.block_count": n_layers}, md,
+                                         context_length=context_length)
