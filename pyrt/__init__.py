@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._version import __version__
 
 from .errors import (
-    ChecksumError, DeviceError, DtypeError, FileFormatError, FileIOError, InternalError, PyrtError,
+    ArgumentError, ArgumentTypeError, TemplateError, ChecksumError, DeviceError, DtypeError, FileFormatError, FileIOError, InternalError, PyrtError,
     RangeError, ShapeError, TruncatedFileError, UnsupportedError, VersionError,
 )
 from .formats import FORMATS, BLOCK_SIZES
@@ -23,4 +23,5 @@ __all__ = [
     "get_num_threads", "set_num_threads", "get_cpu_isa", "set_cpu_isa", "available_cpu_isas",
     "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError", "TruncatedFileError",
     "ChecksumError", "VersionError", "FileIOError", "DeviceError", "UnsupportedError", "InternalError",
+    "ArgumentError", "ArgumentTypeError", "TemplateError",
 ]

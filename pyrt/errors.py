@@ -38,6 +38,18 @@ class VersionError(FileFormatError):
     """The file was written by a newer, incompatible version of the format."""
 
 
+class ArgumentError(PyrtError, ValueError):
+    """An argument pyrt cannot use: an unknown option, a malformed chat message, a bad value."""
+
+
+class ArgumentTypeError(PyrtError, TypeError):
+    """An argument of the wrong type (None where text is needed, a float where an int is)."""
+
+
+class TemplateError(PyrtError, ValueError):
+    """A chat template failed to parse or render, or raised an error itself (raise_exception)."""
+
+
 class FileIOError(PyrtError, OSError):
     """The operating system refused to open, map or write a file."""
 
@@ -56,6 +68,7 @@ class InternalError(PyrtError, RuntimeError):
 
 __all__ = [
     "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError",
-    "TruncatedFileError", "ChecksumError", "VersionError", "FileIOError", "DeviceError",
+    "TruncatedFileError", "ChecksumError", "VersionError", "ArgumentError", "ArgumentTypeError",
+    "TemplateError", "FileIOError", "DeviceError",
     "UnsupportedError", "InternalError",
 ]

@@ -16,6 +16,10 @@ from .errors import FileFormatError, RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
 from .ops import check_activations
 from .tensor import Tensor
+from .chat_template import template_for
+from .generation_options import check_messages, check_prompt, parse_generation_options
+from .sampling import Sampler
+from .structured import constraint_for
 
 DEFAULT_CONTEXT = 2048
 
@@ -206,50 +210,60 @@ class LanguageModel:
 
     # -- text -------------------------------------------------------------------------------------
 
-    def render_chat(self, messages: Messages, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages: Messages, add_generation_prompt: bool = True, **template_vars: Any) -> str:
         """The prompt text of ``messages`` ([{"role": ..., "content": ...}]) under the model's own
-        chat template (tokenizer.chat_template), rendered with jinja2."""
-        if not self.chat_template:
-            raise UnsupportedError("this model has no chat template (tokenizer.chat_template); pass a plain string")
-        try:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415 - optional dependency
-        except ImportError as exc:
-            raise UnsupportedError("chat messages need jinja2 to render the chat template: pip install jinja2") from exc
-
-        def raise_exception(message):
-            raise ValueError(f"chat template: {message}")
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        tok = self.tokenizer
-        return env.from_string(self.chat_template).render(
-            messages=list(messages), add_generation_prompt=add_generation_prompt,
-            bos_token=tok.tokens[tok.bos_id] if tok.bos_id is not None else "",
-            eos_token=tok.tokens[tok.eos_id] if tok.eos_id is not None else "")
+        chat template (tokenizer.chat_template) in transformers' jinja environment
+        (pyrt.chat_template); ``template_vars``: tools, documents, ..."""
+        return template_for(self).render(check_messages(messages), add_generation_prompt, **template_vars)
 
     def encode_prompt(self, prompt: str | Messages) -> list[int]:
-        text = prompt if isinstance(prompt, str) else self.render_chat(prompt)
-        return self.tokenizer.encode(text)
+        """Token ids of a raw text prompt (control tokens in it parsed), or of chat messages under
+        the chat template (message text encoded as plain text: it cannot inject control tokens)."""
+        prompt = check_prompt(prompt)
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt)
+        return template_for(self).encode(self.tokenizer, prompt)
+
+    def create_completion(self, prompt: str | Sequence[int], **kwargs: Any):
+        """OpenAI-shaped /v1/completions result (or chunk iterator with ``stream=True``); see
+        :func:`pyrt.openai_api.create_completion`."""
+        from .openai_api import create_completion  # noqa: PLC0415 - the API layer builds on this module
+
+        return create_completion(self, prompt, **kwargs)
+
+    def create_chat_completion(self, messages: Messages, tools: Sequence[Mapping[str, Any]] | None = None,
+                               **kwargs: Any):
+        """OpenAI-shaped /v1/chat/completions result (or chunk iterator with ``stream=True``); see
+        :func:`pyrt.openai_api.create_chat_completion`."""
+        from .openai_api import create_chat_completion  # noqa: PLC0415 - the API layer builds on this module
+
+        return create_chat_completion(self, messages, tools, **kwargs)
 
     def stream(self, prompt: str | Messages, max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
-               top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None) -> Iterator[str]:
+               top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None,
+               **options: Any) -> Iterator[str]:
         """Yields the generated text piece by piece (whole UTF-8 characters; never past a stop
         string). ``prompt``: raw text, or chat messages rendered with the model's template.
-        Ends at an end-of-generation token, a stop string, max_new_tokens or a full context."""
-        if max_new_tokens < 0:
-            raise RangeError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        stops = [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
-        rng = np.random.default_rng(seed)
-        sample_token(np.zeros(1, np.float32), rng, temperature, top_k, top_p)  # validates the arguments early
-        rng = np.random.default_rng(seed)
+        Ends at an end-of-generation token, a stop string, max_new_tokens or a full context.
+        ``options``: min_p, repetition_penalty, frequency_penalty, presence_penalty, logit_bias,
+        response_format, grammar (pyrt.generation_options; docs/llm.md)."""
+        opts = parse_generation_options(self.tokenizer.vocab_size, max_new_tokens=max_new_tokens,
+                                        temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop,
+                                        **options)
+        stops = list(opts.stop)
         ids = self.encode_prompt(prompt)
+        sampler = Sampler(opts, self.tokenizer.vocab_size, ids, constraint_for(self.tokenizer, opts))
+        generated: list[int] = []
+        if opts.max_new_tokens == 0:
+            return
         logits = self.prefill(ids)
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, sent = "", 0
         for step in range(max_new_tokens):
-            token = sample_token(logits, rng, temperature, top_k, top_p)
+            token, _ = sampler(logits, generated)
             if token in self.tokenizer.end_of_generation:
                 break
+            generated.append(token)
             text += utf8.decode(self.tokenizer.token_bytes(token))
             cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
             if cut >= 0:
@@ -268,9 +282,10 @@ class LanguageModel:
             yield text[sent:]
 
     def generate(self, prompt: str | Messages, max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None) -> str:
+                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None,
+                 **options: Any) -> str:
         """The generated text (see :meth:`stream` for the arguments)."""
-        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop))
+        return "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, **options))
 
 
 def _stop_prefix_overlap(text: str, stops: Sequence[str]) -> int:
