@@ -41,17 +41,19 @@ def _limiter(request: Request) -> anyio.CapacityLimiter:
 async def _generate(request: Request, method: str) -> Response:
     body = await json_body(request)
     served = _registry(request).get(body.get("model"), LANGUAGE)
-    body["model"] = served.name
+    body.pop("model", None)  # the answer names the model as the request did (set below)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise APIError(400, f"'stream' must be a boolean, got {stream!r}", param="stream")
     call: Callable[[], Any] = lambda: getattr(served.model, method)(**body)  # noqa: E731
     limiter = _limiter(request)
     if not stream:
-        return JSONResponse(await anyio.to_thread.run_sync(call, limiter=limiter))
+        result = await anyio.to_thread.run_sync(call, limiter=limiter)
+        return JSONResponse({**result, "model": served.name})
     chunks = await anyio.to_thread.run_sync(call, limiter=limiter)
     first = await first_chunk(chunks, limiter)
-    return StreamingResponse(events(chunks, first, limiter), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(events(chunks, first, limiter, model=served.name), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
 
 
 async def chat_completions(request: Request) -> Response:

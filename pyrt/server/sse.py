@@ -44,13 +44,14 @@ async def close_quietly(chunks: Iterator[dict]) -> None:
             await anyio.to_thread.run_sync(close)
 
 
-async def events(chunks: Iterator[dict], first: Any, limiter: anyio.CapacityLimiter) -> AsyncIterator[bytes]:
-    """``data: {chunk}`` per chunk, then ``data: [DONE]``; an error after the start becomes one
-    ``data: {"error": ...}`` event (the status line is already sent)."""
+async def events(chunks: Iterator[dict], first: Any, limiter: anyio.CapacityLimiter,
+                 model: str) -> AsyncIterator[bytes]:
+    """``data: {chunk}`` per chunk (its "model" set to the served name), then ``data: [DONE]``; an
+    error after the start becomes one ``data: {"error": ...}`` event (the status line is sent)."""
     try:
         chunk = first
         while chunk is not _END:
-            yield event(chunk)
+            yield event({**chunk, "model": model})
             chunk = await anyio.to_thread.run_sync(_next, chunks, limiter=limiter)
         yield DONE
     except PyrtError as exc:
