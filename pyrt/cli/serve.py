@@ -9,7 +9,7 @@ from typing import Any
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, command
 from .options import at_least, subcommand_parser
 
-EXIT_CODES = "0 stopped cleanly (Ctrl-C), 1 unreadable model, missing package or failure, 2 usage (also a port in use)"
+EXIT_CODES = "130 stopped by Ctrl-C (after a clean shutdown), 0 stopped otherwise, 1 unreadable model, missing package or failure, 2 usage (also a port in use)"
 
 
 def register(subparsers: Any) -> None:
