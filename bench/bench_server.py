@@ -89,7 +89,7 @@ def main() -> int:
         args.model = str(sorted((models_dir() / "smollm2").glob("*.gguf"))[0])
     import openai
 
-    print("\n".join(machine_info.markdown_lines(machine_info.describe())))
+    machine = machine_info.describe()
     model = pyrt.LanguageModel(args.model, context_length=512)
     server, thread, port = start_server(model)
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
@@ -101,6 +101,12 @@ def main() -> int:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+    machine["load_average_end"] = machine_info.load_average()
+    print("\n".join(machine_info.markdown_lines(machine)))
+    busy = (machine["load_average"] or (0,))[0] > 0.5 * machine["cores_usable"]
+    if busy:
+        print("- measured on a busy machine: other processes share the cores, and more client threads also "
+              "win this process a larger share of them, which inflates the concurrent figure")
     engine = "batch engine" if hasattr(model, "engine") else "serial stand-in (no batch engine in this build)"
     print(f"\nengine: {engine}; {args.tokens} tokens per client, greedy")
     print(f"| measure | value | target |\n|---|---|---|")

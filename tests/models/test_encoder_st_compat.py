@@ -30,15 +30,11 @@ PEER_ATOL = 2e-5  # pyrt f32 against PyTorch f32 on unit-length vectors (both ~1
 
 
 @pytest.fixture(scope="module")
-def folder():
-    path = models_dir() / MODEL_FOLDER
-    if not (path / "model.safetensors").is_file():
-        pytest.skip(f"{path} is absent: run python tools/fetch_models.py --only minilm (or set PYRT_MODELS)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def parts(folder):
+def parts():
+    """(f32 tensors, HF config, carried files) of the real checkpoint, read without pyrt's converter."""
+    folder = models_dir() / MODEL_FOLDER
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip(f"{folder} is absent: run python tools/fetch_models.py --only minilm (or set PYRT_MODELS)")
     weights = safetensors_numpy.load_file(str(folder / "model.safetensors"))
     tensors = {k: pyrt.quantize(v, "f32") for k, v in weights.items() if v.dtype == np.float32}
     config = json.loads((folder / "config.json").read_text())
@@ -57,9 +53,9 @@ def full(encoder):
 
 
 @pytest.fixture(scope="module")
-def peer(folder):
+def peer(parts):
     st = pytest.importorskip("sentence_transformers", reason="sentence-transformers (PyTorch) is not installed")
-    return st.SentenceTransformer(str(folder), device="cpu")
+    return st.SentenceTransformer(str(models_dir() / MODEL_FOLDER), device="cpu")
 
 
 def st_quantize(*args, **kwargs):
