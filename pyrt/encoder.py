@@ -305,6 +305,21 @@ class SentenceEncoder:
             out = quantize_embeddings(out, precision)
         return self._convert(out, single, convert_to_numpy, convert_to_tensor)
 
+    def encode_query(self, sentences: Union[str, Iterable[str]], batch_size: int = 32, **kwargs: Any) -> Any:
+        """:meth:`encode` with the model's "query" prompt unless ``prompt``/``prompt_name`` is given
+        (sentence-transformers' encode_query)."""
+        return self._encode_as("query", sentences, batch_size, kwargs)
+
+    def encode_document(self, sentences: Union[str, Iterable[str]], batch_size: int = 32, **kwargs: Any) -> Any:
+        """:meth:`encode` with the model's "document" prompt unless ``prompt``/``prompt_name`` is
+        given (sentence-transformers' encode_document)."""
+        return self._encode_as("document", sentences, batch_size, kwargs)
+
+    def _encode_as(self, role: str, sentences: Any, batch_size: int, kwargs: dict) -> Any:
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and role in self.settings.prompts:
+            kwargs = {**kwargs, "prompt_name": role}
+        return self.encode(sentences, batch_size, **kwargs)
+
     def _embed(self, texts: list[str], batch_size: Any, normalize: bool, progress: Any = None) -> np.ndarray:
         """float32 [n, dimension] for checked texts; ``normalize``: L2 after pooling (the Normalize module)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

@@ -164,6 +164,10 @@ def test_prompts_from_argument_and_from_the_model_config(encoder, parts, full):
                                encoder.encode(["passage: " + s for s in SENTENCES[:4]]), rtol=0, atol=1e-6)
     np.testing.assert_allclose(prompted.encode(SENTENCES[:4], prompt=""), full[:4], rtol=0, atol=1e-6)
     np.testing.assert_allclose(encoder.encode(SENTENCES[:4], prompt_name="query"), full[:4], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(prompted.encode_query(SENTENCES[:4]), with_prompt, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(prompted.encode_document(SENTENCES[:4]), full[:4], rtol=0, atol=1e-6)  # "" prompt
+    np.testing.assert_allclose(prompted.encode_query(SENTENCES[:4], prompt_name="passage"),
+                               encoder.encode(["passage: " + s for s in SENTENCES[:4]]), rtol=0, atol=1e-6)
     with pytest.raises(pyrt.RangeError, match="nope"):
         encoder.encode(SENTENCES[:2], prompt_name="nope")
     bad = {**files, "config_sentence_transformers.json": json.dumps({"prompts": {"a": 3}})}
@@ -185,6 +189,7 @@ def test_output_containers_and_single_strings(encoder, full):
     assert isinstance(rows, list) and len(rows) == 3 and rows[2].shape == (384,)
     np.testing.assert_allclose(np.stack(rows), full[:3], rtol=0, atol=1e-6)
     assert encoder.encode(SENTENCES[:2], show_progress_bar=False, device="cpu").shape == (2, 384)
+    np.testing.assert_allclose(encoder.encode(SENTENCES[:3], show_progress_bar=True), full[:3], rtol=0, atol=1e-6)
 
 
 def test_deprecated_normalize_keyword_keeps_its_meaning(encoder, full):
@@ -269,6 +274,10 @@ def test_keywords_match_sentence_transformers(encoder, peer):
         got = encoder.encode(SENTENCES, **kwargs)
         assert got.shape == want.shape and got.dtype == want.dtype, kwargs
         np.testing.assert_allclose(got, want, rtol=0, atol=PEER_ATOL, err_msg=str(kwargs))
+    for method in ("encode_query", "encode_document"):
+        np.testing.assert_allclose(getattr(encoder, method)(SENTENCES[:4], prompt="search: "),
+                                   getattr(peer, method)(SENTENCES[:4], prompt="search: "),
+                                   rtol=0, atol=PEER_ATOL, err_msg=method)
     one = peer.encode(SENTENCES[0])
     np.testing.assert_allclose(encoder.encode(SENTENCES[0]), one, rtol=0, atol=PEER_ATOL)
 
