@@ -38,8 +38,10 @@ def _limiter(request: Request) -> anyio.CapacityLimiter:
     return request.app.state.limiter
 
 
-async def _generate(request: Request, method: str) -> Response:
+async def _generate(request: Request, method: str, required: str) -> Response:
     body = await json_body(request)
+    if required not in body:
+        raise APIError(400, f"'{required}' is required", param=required)
     served = _registry(request).get(body.get("model"), LANGUAGE)
     body.pop("model", None)  # the answer names the model as the request did (set below)
     stream = body.get("stream", False)
@@ -57,11 +59,11 @@ async def _generate(request: Request, method: str) -> Response:
 
 
 async def chat_completions(request: Request) -> Response:
-    return await _generate(request, "create_chat_completion")
+    return await _generate(request, "create_chat_completion", "messages")
 
 
 async def completions(request: Request) -> Response:
-    return await _generate(request, "create_completion")
+    return await _generate(request, "create_completion", "prompt")
 
 
 async def embeddings(request: Request) -> Response:

@@ -112,6 +112,9 @@ def test_errors_have_openai_shape_and_status(client, base_url):
         client.chat.completions.create(model="mini", messages=QUESTION)
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="mini", input=[])
+    for route, field in (("/v1/chat/completions", "messages"), ("/v1/completions", "prompt"), ("/v1/embeddings", "input")):
+        missing = httpx.post(base_url + route, json={"model": "smol" if field != "input" else "mini"}, timeout=60)
+        assert missing.status_code == 400 and missing.json()["error"]["param"] == field
     no_model = httpx.post(base_url + "/v1/embeddings", json={"input": "x"}, timeout=60)  # the only encoder
     assert no_model.status_code == 200 and no_model.json()["model"] == "mini"
     bad_stream = httpx.post(base_url + "/v1/completions", json={"model": "smol", "prompt": "x", "stream": "yes"})
