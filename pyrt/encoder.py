@@ -9,14 +9,19 @@ from 1_Pooling/config.json, and normalisation when modules.json lists a Normaliz
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from ._native import require_core
 from .model_weights import native_weights
-from .errors import DtypeError, FileFormatError, ShapeError, UnsupportedError
+from .embeddings import (check_embedding_input, check_precision, check_similarity_function, embedding_response,
+                         l2_normalize, quantize_embeddings, similarity_matrix)
+from .errors import DeviceError, DtypeError, FileFormatError, RangeError, ShapeError, UnsupportedError
 from .ops import check_activations
 from .tensor import Tensor
 
@@ -112,12 +117,14 @@ class _SentenceTransformersSettings:
                 elif short == "Normalize":
                     self.normalize = True
         self.pooling = "mean"  # sentence-transformers' default for a bare transformer
+        self.include_prompt = True
         if pooling_path is not None:
             name = f"{pooling_path}/config.json" if pooling_path else "config.json"
             pooling_config = _json_file(files, name)
             if pooling_config is None:
                 raise FileFormatError(f"modules.json names a Pooling module but {name!r} is not in the model")
             self.pooling = self._pooling_mode(pooling_config)
+            self.include_prompt = bool(pooling_config.get("include_prompt", True))
 
         sbert = _json_file(files, "sentence_bert_config.json") or {}
         max_positions = int(config.get("max_position_embeddings", 512))
@@ -126,6 +133,20 @@ class _SentenceTransformersSettings:
         length = sbert.get("max_seq_length")
         self.max_seq_length = min(int(length), max_positions) if length else default_len
         self.do_lower_case = bool(sbert.get("do_lower_case", False))
+        self._read_model_config(_json_file(files, "config_sentence_transformers.json") or {})
+
+    def _read_model_config(self, st_config: Mapping[str, Any]) -> None:
+        """Prompts and the similarity function from config_sentence_transformers.json."""
+        prompts = st_config.get("prompts") or {}
+        if not isinstance(prompts, Mapping) or not all(isinstance(v, str) for v in prompts.values()):
+            raise FileFormatError("config_sentence_transformers.json: 'prompts' must map names to strings")
+        # sentence-transformers gives every model empty "query" and "document" prompts.
+        self.prompts: dict[str, str] = {"query": "", "document": "", **prompts}
+        self.default_prompt_name: Optional[str] = st_config.get("default_prompt_name") or None
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise FileFormatError(f"config_sentence_transformers.json: default_prompt_name "
+                                  f"{self.default_prompt_name!r} is not among its prompts")
+        self.similarity_fn_name = check_similarity_function(st_config.get("similarity_fn_name") or "cosine")
 
     @staticmethod
     def _pooling_mode(cfg: Mapping[str, Any]) -> str:
@@ -191,6 +212,8 @@ class SentenceEncoder:
                 raise DtypeError(f"SentenceEncoder takes a path or a pyrt.Model, got {type(model).__name__}")
         self._setup(model.tensors, model.config, model.files)
         self.model = model
+        if isinstance(path_or_model, (str, os.PathLike)):
+            self.name = Path(path_or_model).stem
 
     @classmethod
     def from_parts(cls, tensors: Mapping[str, Tensor], config: Mapping[str, Any],
@@ -213,6 +236,7 @@ class SentenceEncoder:
         self._tokenizer = _make_tokenizer(files, self.settings.max_seq_length)
         self._native = require_core().BertEncoder(_native_config(config), _bert_tensors(tensors), self.activations)
         self.tensors: dict[str, Tensor] = dict(tensors)
+        self.name = "pyrt-encoder"  # what create_embedding reports as the model (the file stem when loaded from one)
         self.formats = sorted({(t.dtype, t.block) for t in self.tensors.values() if t.ndim == 2})
 
     @property
@@ -233,20 +257,73 @@ class SentenceEncoder:
         """Token ids per sentence exactly as :meth:`encode` feeds them to the model."""
         return [e.ids for e in self._encodings(self._check_sentences(sentences))]
 
-    def encode(self, sentences: Union[str, Iterable[str]], batch_size: int = 32,
-               normalize: Optional[bool] = None) -> np.ndarray:
-        """Embeds ``sentences``: float32 array [n, dimension] (or [dimension] for a single string).
+    def encode(self, sentences: Union[str, Iterable[str]], batch_size: int = 32, *,
+               show_progress_bar: Optional[bool] = None, convert_to_numpy: bool = True,
+               convert_to_tensor: bool = False, normalize_embeddings: bool = False,
+               prompt: Optional[str] = None, prompt_name: Optional[str] = None, precision: str = "float32",
+               truncate_dim: Optional[int] = None, output_value: Optional[str] = "sentence_embedding",
+               device: Optional[str] = None, normalize: Optional[bool] = None) -> Any:
+        """Embeds ``sentences``, with sentence-transformers' ``encode`` keywords and meanings: a
+        float32 array [n, dimension] (or [dimension] for a single string) by default.
 
-        ``normalize``: L2-normalise each embedding; None (the default) does what the model's
-        modules.json says (True for all-MiniLM-L6-v2, which ends in a Normalize module).
+        The model's own modules run as they are (for all-MiniLM-L6-v2 that includes its Normalize
+        module); ``normalize_embeddings=True`` L2-normalises the result once more, after
+        ``truncate_dim`` keeps the first dimensions. ``prompt`` is prepended to every sentence;
+        ``prompt_name`` picks one of the model's prompts (config_sentence_transformers.json), whose
+        ``default_prompt_name`` applies when neither is given. ``precision`` "int8", "uint8",
+        "binary" or "ubinary" quantizes the embeddings as sentence-transformers' quantize_embeddings
+        does (int8 ranges from this call's embeddings: pyrt.embeddings.quantize_embeddings takes
+        ``ranges`` or calibration embeddings). ``convert_to_tensor`` returns a torch tensor (needs
+        torch); ``convert_to_numpy=False`` a list of 1-D arrays. ``show_progress_bar`` (tqdm, when
+        installed) defaults to on when the "pyrt" logger is at INFO or DEBUG. ``device``: None or
+        "cpu"; ``output_value``: "sentence_embedding" only.
+
+        ``normalize`` is deprecated (DeprecationWarning): ``normalize=False`` drops the model's
+        Normalize module (raw pooled vectors), ``True`` adds one; use ``normalize_embeddings``.
         Sentences are sorted by token count into batches of ``batch_size`` to limit padding; the
         result is in the input order. The GIL is released while a batch runs.
         """
+        if normalize is not None:
+            warnings.warn("SentenceEncoder.encode(normalize=...) is deprecated; use normalize_embeddings "
+                          "(sentence-transformers' meaning: the model's Normalize module always runs)",
+                          DeprecationWarning, stacklevel=2)
+        if output_value != "sentence_embedding":
+            raise UnsupportedError(f"output_value {output_value!r} is not supported (only 'sentence_embedding')")
+        if device not in (None, "cpu"):
+            raise DeviceError(f"SentenceEncoder runs on the CPU; device {device!r} is not supported")
+        check_precision(precision)
         single = isinstance(sentences, str)
         texts = self._check_sentences([sentences] if single else sentences)
+        texts = self._with_prompt(texts, prompt, prompt_name)
+        model_normalize = self.settings.normalize if normalize is None else bool(normalize)
+        out = self._embed(texts, batch_size, model_normalize, self._progress(show_progress_bar, len(texts)))
+        if truncate_dim is not None:
+            out = out[:, :self._check_truncate_dim(truncate_dim)]
+        if normalize_embeddings:
+            out = l2_normalize(out)
+        if precision != "float32":
+            out = quantize_embeddings(out, precision)
+        return self._convert(out, single, convert_to_numpy, convert_to_tensor)
+
+    def encode_query(self, sentences: Union[str, Iterable[str]], batch_size: int = 32, **kwargs: Any) -> Any:
+        """:meth:`encode` with the model's "query" prompt unless ``prompt``/``prompt_name`` is given
+        (sentence-transformers' encode_query)."""
+        return self._encode_as("query", sentences, batch_size, kwargs)
+
+    def encode_document(self, sentences: Union[str, Iterable[str]], batch_size: int = 32, **kwargs: Any) -> Any:
+        """:meth:`encode` with the model's "document" prompt unless ``prompt``/``prompt_name`` is
+        given (sentence-transformers' encode_document)."""
+        return self._encode_as("document", sentences, batch_size, kwargs)
+
+    def _encode_as(self, role: str, sentences: Any, batch_size: int, kwargs: dict) -> Any:
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and role in self.settings.prompts:
+            kwargs = {**kwargs, "prompt_name": role}
+        return self.encode(sentences, batch_size, **kwargs)
+
+    def _embed(self, texts: list[str], batch_size: Any, normalize: bool, progress: Any = None) -> np.ndarray:
+        """float32 [n, dimension] for checked texts; ``normalize``: L2 after pooling (the Normalize module)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ShapeError(f"batch_size must be a positive integer, got {batch_size!r}")
-        normalize = self.settings.normalize if normalize is None else bool(normalize)
         encodings = self._encodings(texts)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
@@ -264,16 +341,108 @@ class SentenceEncoder:
                 type_ids[row, :n] = e.type_ids
                 mask[row, :n] = 1
             out[index] = self._native.encode(ids, type_ids, mask, self.settings.pooling, normalize)
-        return out[0] if single else out
+            if progress is not None:
+                progress.update(len(index))
+        if progress is not None:
+            progress.close()
+        return out
+
+    def _with_prompt(self, texts: list[str], prompt: Optional[str], prompt_name: Optional[str]) -> list[str]:
+        if prompt is None:
+            name = prompt_name if prompt_name is not None else self.settings.default_prompt_name
+            if name is not None:
+                if name not in self.settings.prompts:
+                    raise RangeError(f"prompt_name {name!r} is not one of the model's prompts "
+                                     f"{sorted(self.settings.prompts)} (config_sentence_transformers.json)")
+                prompt = self.settings.prompts[name]
+        if prompt is None or prompt == "":
+            return texts
+        if not isinstance(prompt, str):
+            raise DtypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        self._check_sentences([prompt])
+        if not self.settings.include_prompt:
+            raise UnsupportedError("this model's Pooling excludes prompt tokens (include_prompt: false), "
+                                   "which SentenceEncoder does not implement")
+        return [prompt + t for t in texts]
+
+    def _check_truncate_dim(self, truncate_dim: Any) -> int:
+        if isinstance(truncate_dim, bool) or not isinstance(truncate_dim, (int, np.integer)) \
+                or not 1 <= truncate_dim <= self.dimension:
+            raise ShapeError(f"truncate_dim must be an integer in [1, {self.dimension}], got {truncate_dim!r}")
+        return int(truncate_dim)
+
+    @staticmethod
+    def _progress(show: Optional[bool], total: int) -> Any:
+        if show is None:
+            show = logging.getLogger("pyrt").getEffectiveLevel() <= logging.INFO
+        if not show:
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # the bar is a convenience: without tqdm, encode runs without one
+            return None
+        return tqdm(total=total, desc="Batches", unit="sentence")
+
+    @staticmethod
+    def _convert(out: np.ndarray, single: bool, convert_to_numpy: bool, convert_to_tensor: bool) -> Any:
+        if convert_to_tensor:
+            try:
+                import torch
+            except ImportError as exc:
+                raise UnsupportedError("convert_to_tensor=True needs torch (pip install torch)") from exc
+            tensor = torch.from_numpy(np.ascontiguousarray(out))
+            return tensor[0] if single else tensor
+        if single:
+            return out[0]
+        return out if convert_to_numpy else list(out)
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """The model's similarity function (config_sentence_transformers.json; "cosine" by default)."""
+        return self.settings.similarity_fn_name
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 [n, m]: the model's similarity function (cosine unless its config names "dot",
+        "euclidean" or "manhattan"; distances negated) between every pair of rows; 1-D inputs are
+        one row."""
+        return similarity_matrix(embeddings1, embeddings2, self.similarity_fn_name)
+
+    def create_embedding(self, input: Union[str, Sequence[str]], model: Optional[str] = None,
+                         encoding_format: str = "float", dimensions: Optional[int] = None) -> dict:
+        """OpenAI's embeddings call: ``{"object": "list", "data": [{"object": "embedding", "index",
+        "embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}``. ``input``: a string
+        or a list of strings. ``encoding_format`` "float" (lists of floats) or "base64" (little-endian
+        float32 bytes); ``dimensions`` keeps the first dimensions and, for a normalising model,
+        normalises again (as OpenAI's shortened embeddings are unit length). ``model`` is echoed
+        (default: the model file's stem)."""
+        texts, _ = check_embedding_input(input)
+        texts = self._check_sentences(texts)
+        if encoding_format not in ("float", "base64"):
+            raise DtypeError(f"encoding_format must be 'float' or 'base64', got {encoding_format!r}")
+        if model is not None and not isinstance(model, str):
+            raise DtypeError(f"model must be a str, got {type(model).__name__}")
+        out = self._embed(texts, 32, self.settings.normalize)
+        if dimensions is not None:
+            out = out[:, :self._check_truncate_dim(dimensions)]
+            if self.settings.normalize:
+                out = l2_normalize(out)
+        prompt_tokens = sum(len(e.ids) for e in self._encodings(texts))
+        return embedding_response(out, model or self.name, prompt_tokens, encoding_format)
 
     @staticmethod
     def _check_sentences(sentences: Iterable[str]) -> list[str]:
         if isinstance(sentences, (bytes, bytearray)):
             raise DtypeError("sentences must be str (decode bytes first)")
+        if sentences is None or not isinstance(sentences, Iterable):
+            raise DtypeError(f"sentences must be a str or a list of str, got {type(sentences).__name__}")
         texts = list(sentences)
         for i, s in enumerate(texts):
             if not isinstance(s, str):
                 raise DtypeError(f"sentence {i} is a {type(s).__name__}, expected str")
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate: not text the tokenizer can take
+                raise DtypeError(f"sentence {i} is not valid Unicode text: {exc.reason} at {exc.start}") from exc
         return texts
 
     def _encodings(self, texts: list[str]) -> list[Any]:

@@ -40,8 +40,11 @@ def embed(args: argparse.Namespace) -> int:
     if not texts:
         raise CommandError("no sentences given (arguments or standard input)", EXIT_USAGE)
     encoder = SentenceEncoder(args.file)
-    embeddings = encoder.encode(texts, batch_size=args.batch_size, normalize=args.normalize)
     normalized = encoder.settings.normalize if args.normalize is None else args.normalize
+    if args.normalize is None:
+        embeddings = encoder.encode(texts, batch_size=args.batch_size)
+    else:  # --[no-]normalize: with or without the Normalize module (encode's deprecated `normalize`)
+        embeddings = encoder._embed(encoder._check_sentences(texts), args.batch_size, normalized)
     if args.output is not None:
         try:
             np.save(args.output, embeddings)

@@ -273,7 +273,8 @@ def test_cls_and_max_pooling_against_reference(checkpoint, encoders, token_ids):
 
 def test_normalize_flag_and_single_string(encoders, embeddings):
     enc, full = encoders("q8"), embeddings("q8")
-    raw = enc.encode(SENTENCES[4:7], normalize=False)
+    with pytest.warns(DeprecationWarning, match="normalize_embeddings"):  # the old keyword, deprecated
+        raw = enc.encode(SENTENCES[4:7], normalize=False)
     norms = np.linalg.norm(raw, axis=1)
     assert np.all(np.abs(norms - 1.0) > 1e-2)  # mean-pooled BERT states are far from unit length
     np.testing.assert_allclose(raw / norms[:, None], full[4:7], rtol=0, atol=2e-6)
