@@ -73,7 +73,7 @@ EVAL_SENTENCES = [
      "    return out + a[i:] + b[j:]\n") * 2,
     ("随着城市人口不断增加，交通拥堵和空气污染成为许多大城市面临的共同问题，政府正在通过发展公共交通、"
      "鼓励骑行以及推广新能源汽车来改善居民的出行环境。") * 3,
-    "The quick brown fox.", "Yes, absolutely.",
+    "The quick brown fox.", "Yes, absolutely.", "Is the museum open on public holidays?",
 ]
 assert len(EVAL_SENTENCES) == 64
 

@@ -7,8 +7,9 @@ round-to-nearest (RTN) scale first, then reference / t for the grids below, each
 weighted least-squares refit for its codes (q4a: two alternating refits of scale and minimum).
 Ties keep the earlier candidate, so the result is never worse than RTN under that error.
 
-Identity with C++ rests on: float64 arithmetic in the same operation order, sums in index order
-starting from the first term (``np.cumsum``), no FMA on the C++ side, exact binary-fraction grids.
+Identity with C++ rests on: float64 arithmetic in the same operation order, sums in one fixed order
+(four interleaved lanes, ``_ordered_sum``), codes as x * (1/d) rounded half to even after clipping,
+no FMA on the C++ side, exact binary-fraction grids.
 """
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ Q4A_REFITS = 2
 
 
 def _ordered_sum(v: np.ndarray) -> np.ndarray:
-    """Row sums in index order from the first term, as the C++ loops add."""
-    return np.cumsum(v, axis=1)[:, -1]
+    """Row sums in the C++ order: four lanes (lane j: terms j, j+4, ... in index order from its
+    first term, as cumsum adds), then (lane0 + lane1) + (lane2 + lane3)."""
+    n, b = v.shape
+    lanes = np.cumsum(v.reshape(n, b // 4, 4), axis=1)[:, -1, :]
+    return (lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])
 
 
 def block_weights(blocks: np.ndarray, importance: Optional[np.ndarray]) -> np.ndarray:
@@ -67,10 +71,22 @@ class _Best:
         self.headers = [np.where(better, new, old) for old, new in zip(self.headers, headers)]
 
 
+def _reciprocal(d):
+    """1 / d, and 0 for d == 0 (all codes then land on level 0)."""
+    with np.errstate(divide="ignore"):
+        return np.where(d == 0, 0.0, 1.0 / np.where(d == 0, 1.0, d))[:, None]
+
+
+def _nearest_level(v, lo, hi):
+    # clip then round: the same value as round then clip for integer bounds (C++ rounds that way).
+    # (+0.0 turns rint's -0.0 into the +0.0 the C++ rounding trick gives)
+    return np.rint(np.clip(v, lo, hi)) + 0.0
+
+
 def _symmetric_codes(x, w, d, qmin, qmax):
     dd = d[:, None]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = np.where(dd == 0, 0.0, np.clip(np.rint(x / dd), qmin, qmax))
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = _nearest_level(x * _reciprocal(d), qmin, qmax)
     r = x - q * dd
     return q, _ordered_sum(w * r * r)
 
@@ -108,8 +124,8 @@ def search_q4(blocks, w, rtn_scale, vmax):
 
 def _asymmetric_codes(x, w, d, m):
     dd, mm = d[:, None], m[:, None]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = np.where(dd == 0, 0.0, np.clip(np.rint((x - mm) / dd), 0, 15))
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = _nearest_level((x - mm) * _reciprocal(d), 0, 15)
     r = x - (q * dd + mm)
     return q, _ordered_sum(w * r * r)
 

@@ -1,8 +1,12 @@
 // quantize / dequantize over raw byte buffers; pyrt/tensor.py wraps them in pyrt.Tensor.
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <string>
+
 #include "bindings/bindings.h"
 #include "pyrt/formats.h"
+#include "pyrt/runtime.h"
 
 namespace pyrt::bindings {
 namespace {
@@ -34,16 +38,30 @@ py::array_t<uint8_t> quantize(const py::array& x, const std::string& format, int
   const float* src = static_cast<const float*>(x.data());
   uint8_t* dst = out.mutable_data();
   const auto fn = method == "rtn" ? rtn_quantize_row(f) : format_traits(f).quantize_row;
+  // Rows are independent: split them over the threads (the search costs ~50 block evaluations per
+  // block). The error reported is the first failing row's, as a serial loop would report.
+  int64_t bad_row = rows;
+  ErrorKind bad_kind = ErrorKind::Internal;
+  std::string bad_message;
   {
     py::gil_scoped_release release;
+    const int threads = rows * K >= (int64_t(1) << 16) ? std::max(1, num_threads()) : 1;
+#ifdef PYRT_WITH_OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8) if (threads > 1)
+#endif
     for (int64_t r = 0; r < rows; ++r) {
       try {
         fn(src + r * K, dst + r * rb, K, B, imp);
       } catch (const Error& e) {
-        throw Error(e.kind(), "row " + std::to_string(r) + ": " + e.what());
+#ifdef PYRT_WITH_OPENMP
+#pragma omp critical(pyrt_quantize_error)
+#endif
+        if (r < bad_row) bad_row = r, bad_kind = e.kind(), bad_message = e.what();
       }
     }
+    (void)threads;
   }
+  if (bad_row < rows) throw Error(bad_kind, "row " + std::to_string(bad_row) + ": " + bad_message);
   return out;
 }
 

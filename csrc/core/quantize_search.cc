@@ -28,12 +28,29 @@ bool to_half(double s, uint16_t* h, double* v) {
   return true;
 }
 
-// Index-order sum starting from the first term, as numpy's cumsum.
+// The nearest level to v within [lo, hi] (integers), ties to even: the value of
+// clamp(nearbyint(v), lo, hi) (numpy's clip(rint(v))), by clamping first and then rounding with the
+// 2^52 + 2^51 trick, which is exact for |v| < 2^51 and much cheaper than a nearbyint call.
+inline double nearest_level(double v, double lo, double hi) {
+  constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52
+  const double c = std::min(std::max(v, lo), hi);
+  return (c + kRound) - kRound;
+}
+
+// The one summation order of both implementations (B a multiple of 4): four lanes, lane j adding
+// terms j, j + 4, j + 8, ... in index order from its first term, then (lane0 + lane1) + (lane2 +
+// lane3). Four independent chains run about four times faster than one; numpy computes the same
+// lanes with cumsum over a [blocks, B/4, 4] view.
 template <class Term>
 double ordered_sum(int B, Term term) {
-  double s = term(0);
-  for (int i = 1; i < B; ++i) s += term(i);
-  return s;
+  double s0 = term(0), s1 = term(1), s2 = term(2), s3 = term(3);
+  for (int i = 4; i < B; i += 4) {
+    s0 += term(i);
+    s1 += term(i + 1);
+    s2 += term(i + 2);
+    s3 += term(i + 3);
+  }
+  return (s0 + s1) + (s2 + s3);
 }
 
 // ---- symmetric (q8, q4) ---------------------------------------------------------------------------
@@ -42,10 +59,11 @@ struct Symmetric {
   const double* w;
   int B, qmin, qmax;
 
-  // Nearest levels for the stored scale d, and the weighted error they leave.
+  // Nearest levels for the stored scale d, and the weighted error they leave. x * (1 / d) may differ
+  // from x / d only next to an exact half-way point, where both neighbouring levels err alike.
   double codes_and_error(double d, double* q) const {
-    for (int i = 0; i < B; ++i)
-      q[i] = d == 0.0 ? 0.0 : std::clamp(std::nearbyint(x[i] / d), double(qmin), double(qmax));
+    const double inv = d == 0.0 ? 0.0 : 1.0 / d;
+    for (int i = 0; i < B; ++i) q[i] = nearest_level(x[i] * inv, double(qmin), double(qmax));
     return ordered_sum(B, [&](int i) {
       const double r = x[i] - q[i] * d;
       return w[i] * r * r;
@@ -132,8 +150,8 @@ struct Asymmetric {
   int B;
 
   double codes_and_error(double d, double m, double* q) const {
-    for (int i = 0; i < B; ++i)
-      q[i] = d == 0.0 ? 0.0 : std::clamp(std::nearbyint((x[i] - m) / d), 0.0, double(kCodeCount - 1));
+    const double inv = d == 0.0 ? 0.0 : 1.0 / d;
+    for (int i = 0; i < B; ++i) q[i] = nearest_level((x[i] - m) * inv, 0.0, double(kCodeCount - 1));
     return ordered_sum(B, [&](int i) {
       const double r = x[i] - (q[i] * d + m);
       return w[i] * r * r;

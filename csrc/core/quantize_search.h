@@ -7,8 +7,8 @@
 // refit of the scale (and minimum) for its codes is tried too (q4a: twice, alternating).
 //
 // pyrt/quantize_search.py is a byte-identical numpy mirror. To make that possible all arithmetic
-// here is float64 (inputs widened from float32), sums run in index order starting from element 0
-// (numpy's cumsum order), this file is compiled without FMA contraction (CMakeLists.txt), and
+// here is float64 (inputs widened from float32), sums run in one fixed order (four interleaved
+// lanes, see ordered_sum), this file is compiled without FMA contraction (CMakeLists.txt), and
 // ties keep the earlier candidate. The candidate grids are documented in quantize_search.cc.
 #pragma once
 #include <cstdint>
