@@ -116,11 +116,8 @@ void widen(const float* x, int B, double* out) {
 }  // namespace
 
 void block_weights(const float* x, const float* importance, int B, double* w) {
-  const double sigma2 = ordered_sum(B, [&](int i) { return double(x[i]) * double(x[i]); }) / double(B);
-  for (int i = 0; i < B; ++i) {
-    const double base = sigma2 + double(x[i]) * double(x[i]);
-    w[i] = importance ? double(importance[i]) * std::sqrt(base) : base;
-  }
+  (void)x;
+  for (int i = 0; i < B; ++i) w[i] = importance ? double(importance[i]) : 1.0;
 }
 
 uint16_t search_q8_block(const float* x, const double* w, int B, float rtn_scale, float amax, int8_t* codes) {
