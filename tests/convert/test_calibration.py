@@ -143,12 +143,19 @@ def _llama_matmul_inputs(arrays, md, ids):
     return out
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_llama_statistics_equal_float64_forward_and_count_each_product_once(threads):
+@pytest.fixture(scope="module")
+def smollm2_arrays():
     pytest.importorskip("gguf", reason="reading the GGUF model needs the 'gguf' package")
-    from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf
+    from pyrt.convert.readers.gguf_file import read_gguf
 
-    arrays, md = read_gguf(_gguf_path())
+    return read_gguf(_gguf_path())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_llama_statistics_equal_float64_forward_and_count_each_product_once(threads, smollm2_arrays):
+    from pyrt.convert.readers.gguf_file import quantize_weights
+
+    arrays, md = smollm2_arrays
     model = pyrt.LanguageModel.from_parts(quantize_weights(arrays, "f32"), md, md, context_length=64, kv_cache="f32")
     text = "Calibration counts every product once: 7 apples, 3 pears."
     ids = model.tokenizer.encode(text)
@@ -191,8 +198,14 @@ def _convert(tmp_path, name, **kw):
     return pyrt.load(out), report
 
 
-def test_converter_calibrates_by_default_and_records_the_text(tmp_path, minilm_reference):
+def test_converter_calibrates_by_default_and_records_the_text(tmp_path, minilm_f32, minilm_reference):
     model, report = _convert(tmp_path, "calibrated")
+    # the stored bytes are the search weighted by the model's own statistics on the default text
+    arrays, f32_model, _ = minilm_f32
+    stats = collect_activation_stats(f32_model, default_calibration_texts())
+    for name in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.4.output.dense.weight"):
+        expected = pyrt.quantize(arrays[name], "q4a", 32, importance=stats[name].astype(np.float32))
+        np.testing.assert_array_equal(model.tensors[name].numpy(), expected.numpy())
     record = model.metadata["conversion"]["calibration"]
     digest = hashlib.sha256(DEFAULT_CALIBRATION.read_text(encoding="utf-8").encode()).hexdigest()
     assert record["used"] and record["name"] == "pyrt default" and record["sha256"] == digest
