@@ -27,11 +27,14 @@ LLM_CALIBRATION_TOKENS = 2048
 LLM_CONTEXT = 512
 
 
-def _float_tensors(source: Source) -> dict[str, Tensor]:
+def _float_tensors(source: Source, loaded: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    """The source's float tensors as f32; their values also go into ``loaded`` so that the
+    conversion does not read (GGUF: dequantize) them a second time."""
     out = {}
     for st in source.tensors:
         if st.is_float:
-            out[st.name] = quantize(np.ascontiguousarray(st.load(), dtype=np.float32), "f32")
+            x = loaded.setdefault(st.name, np.ascontiguousarray(st.load(), dtype=np.float32))
+            out[st.name] = quantize(x, "f32")
     return out
 
 
@@ -53,7 +56,7 @@ def _bounded_passages(model: Any, passages: list[str], tokens: int) -> list[str]
     return kept
 
 
-def _runnable_model(source: Source) -> tuple[Optional[Any], str]:
+def _runnable_model(source: Source, loaded: dict[str, np.ndarray]) -> tuple[Optional[Any], str]:
     """(a model built from the source's float32 weights, "") or (None, why not)."""
     model_type = str(source.config.get("model_type", ""))
     try:
@@ -62,22 +65,25 @@ def _runnable_model(source: Source) -> tuple[Optional[Any], str]:
 
             keys = _gguf_keys(source)
             context = min(LLM_CONTEXT, int(keys.get("llama.context_length", LLM_CONTEXT)))
-            return LanguageModel.from_parts(_float_tensors(source), keys, keys, context_length=context), ""
+            return LanguageModel.from_parts(_float_tensors(source, loaded), keys, keys, context_length=context), ""
         if model_type == "bert":
             from ..encoder import SentenceEncoder  # noqa: PLC0415
 
-            return SentenceEncoder.from_parts(_float_tensors(source), source.config, source.files), ""
+            return SentenceEncoder.from_parts(_float_tensors(source, loaded), source.config, source.files), ""
     except (PyrtError, ImportError, KeyError, ValueError, TypeError) as exc:
         return None, f"the model could not be built for calibration ({type(exc).__name__}: {exc})"
     return None, f"pyrt cannot run model type {model_type or source.kind!r}"
 
 
-def calibration_importance(source: Source, calibration: CalibrationChoice) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def calibration_importance(source: Source, calibration: CalibrationChoice,
+                           loaded: Optional[dict[str, np.ndarray]] = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """({tensor name: float32 [K] importance}, the record for the conversion metadata).
 
     ``calibration``: "default" (the text shipped with pyrt), a path to a UTF-8 text (passages
     separated by blank lines), or None (no calibration). A source pyrt cannot run is converted
-    without calibration, and the record says why."""
+    without calibration, and the record says why. ``loaded`` receives the float32 values read
+    from the source (by name), for the caller to reuse."""
+    loaded = {} if loaded is None else loaded
     if calibration is None:
         return {}, {"used": False, "reason": "disabled (--no-calibration)"}
     start = time.perf_counter()
@@ -85,7 +91,7 @@ def calibration_importance(source: Source, calibration: CalibrationChoice) -> tu
     text = read_calibration_text(path)
     name = "pyrt default" if calibration == DEFAULT else Path(calibration).name
     identity = calibration_identity(name, text)
-    model, why_not = _runnable_model(source)
+    model, why_not = _runnable_model(source, loaded)
     if model is None:
         return {}, {"used": False, "reason": why_not, **identity}
     passages = split_calibration_text(text)

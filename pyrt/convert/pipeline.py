@@ -87,10 +87,11 @@ def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str, i
                 raise RangeError(f"tensor {name!r}: {exc}") from exc
 
 
-def _load_values(st: SourceTensor) -> np.ndarray:
-    """The tensor's values as float32; a reader library's own exception becomes a pyrt error."""
+def _load_values(st: SourceTensor, loaded: dict[str, np.ndarray]) -> np.ndarray:
+    """The tensor's values as float32 (taken from ``loaded`` when calibration read them already); a
+    reader library's own exception becomes a pyrt error."""
     try:
-        values = st.load()
+        values = loaded.pop(st.name) if st.name in loaded else st.load()
     except PyrtError:
         raise
     except (ValueError, TypeError, OSError, KeyError, IndexError, EOFError) as exc:
@@ -129,13 +130,13 @@ def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, b
 
 
 def _calibration(source: Source, dtype: str, block: int, rules: tuple[Rule, ...], calibration: CalibrationChoice,
-                 method: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                 method: str, loaded: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Importance for the q-format tensors from a calibration run, and its record (or why none)."""
     if method != "search":
         return {}, {"used": False, "reason": "round to nearest (--quant-method rtn) takes no calibration"}
     if not any(choose(st.name, st.shape, dtype, block, rules).dtype in Q_FORMATS for st in source.tensors if st.is_float):
         return {}, {"used": False, "reason": "no q-format tensors"}
-    return calibration_importance(source, calibration)
+    return calibration_importance(source, calibration, loaded)
 
 
 def _calibration_line(record: dict[str, Any]) -> str:
@@ -186,7 +187,9 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     with open_source(src) as source:
         _refuse_overwriting_source(source, out)
         provenance = _provenance(source)
-        importance, conversion["calibration"] = _calibration(source, dtype, block, rules, calibration, quant_method)
+        loaded: dict[str, np.ndarray] = {}  # values calibration read, reused once below
+        importance, conversion["calibration"] = _calibration(source, dtype, block, rules, calibration, quant_method,
+                                                             loaded)
         try:
             writer = ModelWriter(out)
         except FileIOError as exc:
@@ -197,7 +200,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 if not st.is_float:
                     skipped.append({"name": st.name, "reason": f"{st.source_dtype} buffer, not a weight"})
                     continue
-                x = _load_values(st)
+                x = _load_values(st, loaded)
                 finite = bool(np.isfinite(x).all())
                 if not finite:
                     nonfinite.append(f"{st.name} ({int((~np.isfinite(x)).sum())} values)")
