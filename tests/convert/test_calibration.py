@@ -236,3 +236,19 @@ def test_converter_takes_a_user_calibration_file(tmp_path):
     assert record["sha256"] == hashlib.sha256(text.read_bytes()).hexdigest()
     with pytest.raises(pyrt.FileIOError):
         _convert(tmp_path, "missing", calibration=tmp_path / "absent.txt")
+
+
+def test_cli_calibration_options(tmp_path):
+    from pyrt.cli.convert import main
+
+    text = tmp_path / "cal.txt"
+    text.write_text("Ein kurzer Text.\n\nA short text.\n", encoding="utf-8")
+    out = tmp_path / "cli.pyrt"
+    assert main([str(_minilm_dir()), "-o", str(out), "--dtype", "q4", "--calibration", str(text), "-q"]) == 0
+    assert pyrt.load(out).metadata["conversion"]["calibration"]["name"] == "cal.txt"
+    assert main([str(_minilm_dir()), "-o", str(out), "--dtype", "q4", "--no-calibration", "--quant-method", "rtn",
+                 "-q"]) == 0
+    conversion = pyrt.load(out).metadata["conversion"]
+    assert conversion["quant_method"] == "rtn" and conversion["calibration"]["used"] is False
+    with pytest.raises(SystemExit):  # the two options exclude each other
+        main([str(_minilm_dir()), "-o", str(out), "--calibration", str(text), "--no-calibration"])
