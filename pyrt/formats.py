@@ -14,18 +14,24 @@ q8     fp16 d; int8 q[B]        x = q*d           8.5 / 8.25 / 8.125
 q4     fp16 d; u8 q[B/2]        x = (n-8)*d       4.5 / 4.25 / 4.125
 q4a    fp16 d, m; u8 q[B/2]     x = n*d + m       5.0 / 4.5 / 4.25
 =====  ========================================  ====================================
+
+The q-formats' scales (and q4a's minimum) are searched by default (pyrt/quantize_search.py,
+weighted by an optional per-column ``importance``); ``method="rtn"`` keeps round to nearest.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
+from . import quantize_search as _search
 from .errors import DtypeError, RangeError, ShapeError
 
 FP16_MAX = 65504.0
 BLOCK_SIZES = (32, 64, 128)
 DEFAULT_BLOCK = 32
+QUANT_METHODS = ("search", "rtn")  # searched scales (default) or round to nearest
 
 
 @dataclass(frozen=True)
@@ -147,13 +153,35 @@ def _pack_nibbles(levels: np.ndarray, block: int) -> np.ndarray:
     return (levels[:, :half] | (levels[:, half:] << 4)).astype(np.uint8)
 
 
-def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> np.ndarray:
-    """Quantize ``x`` (float32) along its last axis; returns the raw bytes as a 1-D uint8 array."""
+def check_importance(importance, k: int, method: str) -> Optional[np.ndarray]:
+    """``importance`` as a float32 [k] array (or None), validated as the C++ binding does."""
+    if method not in QUANT_METHODS:
+        raise DtypeError(f"quantization method must be 'search' or 'rtn', got {method!r}")
+    if importance is None:
+        return None
+    if method != "search":
+        raise DtypeError("importance weights the scale search; method 'rtn' takes none")
+    imp = np.ascontiguousarray(importance, dtype=np.float32)
+    if imp.shape != (k,):
+        raise ShapeError(f"importance must have shape [{k}] (one value per column), got {list(imp.shape)}")
+    if not (np.isfinite(imp).all() and (imp >= 0).all()):
+        raise RangeError("importance must be finite and >= 0")
+    return imp
+
+
+def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK, importance: Optional[np.ndarray] = None,
+                       method: str = "search") -> np.ndarray:
+    """Quantize ``x`` (float32) along its last axis; returns the raw bytes as a 1-D uint8 array.
+
+    ``importance``: optional float32 [K] weights (>= 0) of the q-formats' scale search, one per
+    column, e.g. the mean squared input activation of that column; ``method``: "search" (default)
+    or "rtn" (round to nearest: absmax / min-max scales)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     b = effective_block(name, block)
     k = x.shape[-1] if x.ndim else 1
     row_bytes(name, b, k)  # validates divisibility
     _check_finite(x)
+    importance = check_importance(importance, k, method)
     if name == "f32":
         return x.reshape(-1).view(np.uint8).copy()
     if name == "f16":
@@ -177,6 +205,11 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
     def put_fp16(offset: int, v16: np.ndarray) -> None:
         out[:, offset:offset + 2] = v16.view(np.uint8).reshape(-1, 2)
 
+    search = method == "search"
+    if search:
+        imp = None if importance is None else np.broadcast_to(importance, x.shape).reshape(-1, b)
+        w = _search.block_weights(blocks, imp)
+
     if name == "q8":
         amax = np.abs(blocks).max(axis=1)
         d16 = _fp16_checked(amax / np.float32(127.0), "scale")
@@ -184,6 +217,8 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.clip(np.rint(blocks / d), -127, 127)
         q = np.where(d == 0, 0, q).astype(np.int8)
+        if search:
+            d16, q = _search.search_q8(blocks, w, amax / np.float32(127.0), amax)
         put_fp16(layout.scale_offset, d16)
         codes[:] = q.view(np.uint8)
     elif name == "q4":
@@ -194,6 +229,8 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.clip(np.rint(blocks / d), -8, 7) + 8
         levels = np.where(d == 0, 8, q).astype(np.uint8)
+        if search:
+            d16, levels = _search.search_q4(blocks, w, vmax / np.float32(-8.0), vmax)
         put_fp16(layout.scale_offset, d16)
         codes[:] = _pack_nibbles(levels, b)
     elif name == "q4a":
@@ -207,6 +244,8 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.clip(np.rint((blocks - m) / d), 0, 15)
         levels = np.where(d == 0, 0, q).astype(np.uint8)
+        if search:
+            d16, m16, levels = _search.search_q4a(blocks, w, (hi - lo) / np.float32(15.0), lo, hi)
         put_fp16(layout.scale_offset, d16)
         put_fp16(layout.min_offset, m16)
         codes[:] = _pack_nibbles(levels, b)

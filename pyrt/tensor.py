@@ -144,8 +144,14 @@ class Tensor:
         return f"pyrt.Tensor(shape={self._shape}, dtype={self._dtype!r}{block}, nbytes={self.nbytes}{device})"
 
 
-def quantize(array: np.ndarray, dtype: str = "q4", block: int = _formats.DEFAULT_BLOCK) -> Tensor:
+def quantize(array: np.ndarray, dtype: str = "q4", block: int = _formats.DEFAULT_BLOCK,
+             importance: Optional[np.ndarray] = None, method: str = "search") -> Tensor:
     """Store ``array`` in ``dtype`` (f32, f16, bf16, q8, q4, q4a), blocked along the last axis.
+
+    q-formats search each block's scale (and q4a's minimum) for the lowest weighted squared error
+    (docs/quantization.md); ``importance`` (float [K], >= 0, one value per column: e.g. the mean
+    squared input activation from pyrt.calibration) weights that error, ``method="rtn"`` keeps
+    plain round to nearest instead. Plain formats ignore both.
 
     ``array`` is converted to float32 first. Raises :class:`pyrt.RangeError` for NaN/Inf and for
     values the format cannot hold (|x| > 65504 in f16, or a q-format block scale beyond FP16),
@@ -158,8 +164,9 @@ def quantize(array: np.ndarray, dtype: str = "q4", block: int = _formats.DEFAULT
     if not x.flags.c_contiguous:  # (np.ascontiguousarray would also turn a 0-d array into 1-d)
         x = x.copy(order="C")
     block = _formats.effective_block(dtype, block)
+    importance = _formats.check_importance(importance, x.shape[-1] if x.ndim else 1, method)
     if core is not None:
-        data = require_core().quantize(x, dtype, block)
+        data = require_core().quantize(x, dtype, block, importance, method)
     else:
-        data = _formats.quantize_reference(x, dtype, block)
+        data = _formats.quantize_reference(x, dtype, block, importance, method)
     return Tensor(data, dtype, x.shape, block)

@@ -20,6 +20,7 @@ void register_llama(py::module_& m);
 void register_ops(py::module_& m);
 void register_runtime(py::module_& m);
 void register_vector_math(py::module_& m);
+void register_calibration(py::module_& m);
 
 inline bool is_c_contiguous(const py::array& a) {
   return (a.flags() & py::array::c_style) != 0;

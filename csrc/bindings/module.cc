@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   pyrt::bindings::register_models(m);
   pyrt::bindings::register_llama(m);
   pyrt::bindings::register_vector_math(m);
+  pyrt::bindings::register_calibration(m);
 }

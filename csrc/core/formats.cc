@@ -1,11 +1,14 @@
 // The traits table and the scalar (reference) quantizers. They must stay byte-identical with
 // pyrt/formats.py: every division and rounding below is the same IEEE FP32 operation numpy does.
+// The q-formats' default quantizers search their scales (core/quantize_search.h, mirrored by
+// pyrt/quantize_search.py); the round-to-nearest codecs below give the first candidate.
 #include "pyrt/formats.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/quantize_search.h"
 #include "pyrt/errors.h"
 #include "pyrt/format_dispatch.h"
 #include "pyrt/half.h"
@@ -26,13 +29,13 @@ uint16_t to_fp16_checked(float v, const char* what) {
 }
 
 // ---- f32 / f16 / bf16 -------------------------------------------------------------------------
-void quantize_f32(const float* src, void* dst, int64_t n, int) {
+void quantize_f32(const float* src, void* dst, int64_t n, int, const float*) {
   check_finite(src, n);
   std::memcpy(dst, src, size_t(n) * 4);
 }
 void dequantize_f32(const void* src, float* dst, int64_t n, int) { std::memcpy(dst, src, size_t(n) * 4); }
 
-void quantize_f16(const float* src, void* dst, int64_t n, int) {
+void quantize_f16(const float* src, void* dst, int64_t n, int, const float*) {
   check_finite(src, n);
   auto* out = static_cast<uint16_t*>(dst);
   for (int64_t i = 0; i < n; ++i) {
@@ -46,7 +49,7 @@ void dequantize_f16(const void* src, float* dst, int64_t n, int) {
   for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(in[i]);
 }
 
-void quantize_bf16(const float* src, void* dst, int64_t n, int) {
+void quantize_bf16(const float* src, void* dst, int64_t n, int, const float*) {
   check_finite(src, n);
   auto* out = static_cast<uint16_t*>(dst);
   for (int64_t i = 0; i < n; ++i) {
@@ -70,13 +73,23 @@ struct CodecQ8 {
   template <int B>
   using Block = BlockQ8<B>;
   template <int B>
-  static void quantize(const float* src, BlockQ8<B>& blk) {
+  static float absmax(const float* src) {
     float amax = 0.0f;
     for (int i = 0; i < B; ++i) amax = std::max(amax, std::fabs(src[i]));
-    blk.d = to_fp16_checked(amax / 127.0f, "scale");
+    return amax;
+  }
+  template <int B>
+  static void quantize(const float* src, BlockQ8<B>& blk) {
+    blk.d = to_fp16_checked(absmax<B>(src) / 127.0f, "scale");
     const float d = fp16_to_fp32(blk.d);
     for (int i = 0; i < B; ++i)
       blk.q[i] = d == 0.0f ? 0 : int8_t(std::clamp(std::nearbyint(src[i] / d), -127.0f, 127.0f));
+  }
+  template <int B>
+  static void search(const float* src, const double* w, BlockQ8<B>& blk) {
+    const float amax = absmax<B>(src), rtn = amax / 127.0f;
+    to_fp16_checked(rtn, "scale");
+    blk.d = quant_search::search_q8_block(src, w, B, rtn, amax, blk.q);
   }
   template <int B>
   static void dequantize(const BlockQ8<B>& blk, float* dst) {
@@ -96,18 +109,30 @@ void pack_nibbles(const uint8_t (&levels)[B], uint8_t (&q)[B / 2]) {
 struct CodecQ4 {
   template <int B>
   using Block = BlockQ4<B>;
+  // First element of largest magnitude (ties keep the earliest), exactly like numpy's argmax.
   template <int B>
-  static void quantize(const float* src, BlockQ4<B>& blk) {
-    // The value of largest magnitude maps exactly to level -8, which uses all 16 levels.
-    // First element of largest magnitude (ties keep the earliest), exactly like numpy's argmax.
+  static float extreme(const float* src) {
     float vmax = src[0], amax = std::fabs(src[0]);
     for (int i = 1; i < B; ++i)
       if (std::fabs(src[i]) > amax) amax = std::fabs(src[i]), vmax = src[i];
-    blk.d = to_fp16_checked(vmax / -8.0f, "scale");
+    return vmax;
+  }
+  template <int B>
+  static void quantize(const float* src, BlockQ4<B>& blk) {
+    // The value of largest magnitude maps exactly to level -8, which uses all 16 levels.
+    blk.d = to_fp16_checked(extreme<B>(src) / -8.0f, "scale");
     const float d = fp16_to_fp32(blk.d);
     uint8_t levels[B];
     for (int i = 0; i < B; ++i)
       levels[i] = d == 0.0f ? 8 : uint8_t(std::clamp(std::nearbyint(src[i] / d), -8.0f, 7.0f) + 8.0f);
+    pack_nibbles<B>(levels, blk.q);
+  }
+  template <int B>
+  static void search(const float* src, const double* w, BlockQ4<B>& blk) {
+    const float vmax = extreme<B>(src), rtn = vmax / -8.0f;
+    to_fp16_checked(rtn, "scale");
+    uint8_t levels[B];
+    blk.d = quant_search::search_q4_block(src, w, B, rtn, vmax, levels);
     pack_nibbles<B>(levels, blk.q);
   }
   template <int B>
@@ -125,18 +150,34 @@ struct CodecQ4A {
   template <int B>
   using Block = BlockQ4A<B>;
   template <int B>
-  static void quantize(const float* src, BlockQ4A<B>& blk) {
+  static void range(const float* src, float* lo_out, float* hi_out) {
     float lo = src[0], hi = src[0];
     for (int i = 1; i < B; ++i) lo = std::min(lo, src[i]), hi = std::max(hi, src[i]);
     // min/max of {-0, +0} is either; adding +0 makes both +0 so the bytes never depend on it.
-    lo += 0.0f;
-    hi += 0.0f;
+    *lo_out = lo + 0.0f;
+    *hi_out = hi + 0.0f;
+  }
+  template <int B>
+  static void quantize(const float* src, BlockQ4A<B>& blk) {
+    float lo, hi;
+    range<B>(src, &lo, &hi);
     blk.d = to_fp16_checked((hi - lo) / 15.0f, "scale");
     blk.m = to_fp16_checked(lo, "minimum");
     const float d = fp16_to_fp32(blk.d), m = fp16_to_fp32(blk.m);
     uint8_t levels[B];
     for (int i = 0; i < B; ++i)
       levels[i] = d == 0.0f ? 0 : uint8_t(std::clamp(std::nearbyint((src[i] - m) / d), 0.0f, 15.0f));
+    pack_nibbles<B>(levels, blk.q);
+  }
+  template <int B>
+  static void search(const float* src, const double* w, BlockQ4A<B>& blk) {
+    float lo, hi;
+    range<B>(src, &lo, &hi);
+    const float rtn = (hi - lo) / 15.0f;
+    to_fp16_checked(rtn, "scale");
+    to_fp16_checked(lo, "minimum");
+    uint8_t levels[B];
+    quant_search::search_q4a_block(src, w, B, rtn, lo, hi, &blk.d, &blk.m, levels);
     pack_nibbles<B>(levels, blk.q);
   }
   template <int B>
@@ -149,10 +190,17 @@ struct CodecQ4A {
   }
 };
 
+void check_importance(const float* importance, int64_t n) {
+  if (!importance) return;
+  for (int64_t i = 0; i < n; ++i)
+    PYRT_CHECK(std::isfinite(importance[i]) && importance[i] >= 0.0f, Range, "importance must be finite and >= 0, got ",
+               importance[i], " at flat index ", i);
+}
+
 // The row functions of the traits table: n / B blocks, each through the codec at the runtime
-// block size (validated by the caller).
+// block size (validated by the caller). Round to nearest:
 template <class Codec>
-void quantize_blocks(const float* src, void* dst, int64_t n, int block) {
+void quantize_blocks(const float* src, void* dst, int64_t n, int block, const float*) {
   check_finite(src, n);
   visit_block(block, [&](auto b) {
     constexpr int B = b.value;
@@ -160,6 +208,23 @@ void quantize_blocks(const float* src, void* dst, int64_t n, int block) {
     auto* out = static_cast<uint8_t*>(dst);
     for (int64_t i = 0; i < n / B; ++i) {
       Codec::quantize(src + i * B, blk);
+      std::memcpy(out + i * int64_t(sizeof blk), &blk, sizeof blk);
+    }
+  });
+}
+// Searched scales, weighted by `importance` (or the default weighting).
+template <class Codec>
+void search_blocks(const float* src, void* dst, int64_t n, int block, const float* importance) {
+  check_finite(src, n);
+  check_importance(importance, n);
+  visit_block(block, [&](auto b) {
+    constexpr int B = b.value;
+    typename Codec::template Block<B> blk;
+    double w[B];
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int64_t i = 0; i < n / B; ++i) {
+      quant_search::block_weights(src + i * B, importance ? importance + i * B : nullptr, B, w);
+      Codec::search(src + i * B, w, blk);
       std::memcpy(out + i * int64_t(sizeof blk), &blk, sizeof blk);
     }
   });
@@ -185,12 +250,21 @@ const FormatTraits kTraits[kNumFormats] = {
     {Format::f32, "f32", false, 0, 32, quantize_f32, dequantize_f32},
     {Format::f16, "f16", false, 0, 16, quantize_f16, dequantize_f16},
     {Format::bf16, "bf16", false, 0, 16, quantize_bf16, dequantize_bf16},
-    {Format::q8, "q8", true, kHeaderBytes<Format::q8>, 8, quantize_blocks<CodecQ8>, dequantize_blocks<CodecQ8>},
-    {Format::q4, "q4", true, kHeaderBytes<Format::q4>, 4, quantize_blocks<CodecQ4>, dequantize_blocks<CodecQ4>},
-    {Format::q4a, "q4a", true, kHeaderBytes<Format::q4a>, 4, quantize_blocks<CodecQ4A>, dequantize_blocks<CodecQ4A>},
+    {Format::q8, "q8", true, kHeaderBytes<Format::q8>, 8, search_blocks<CodecQ8>, dequantize_blocks<CodecQ8>},
+    {Format::q4, "q4", true, kHeaderBytes<Format::q4>, 4, search_blocks<CodecQ4>, dequantize_blocks<CodecQ4>},
+    {Format::q4a, "q4a", true, kHeaderBytes<Format::q4a>, 4, search_blocks<CodecQ4A>, dequantize_blocks<CodecQ4A>},
 };
 
 }  // namespace
+
+QuantizeRowFn rtn_quantize_row(Format f) {
+  switch (f) {
+    case Format::q8: return quantize_blocks<CodecQ8>;
+    case Format::q4: return quantize_blocks<CodecQ4>;
+    case Format::q4a: return quantize_blocks<CodecQ4A>;
+    default: return format_traits(f).quantize_row;
+  }
+}
 
 const FormatTraits& format_traits(Format f) {
   const int i = static_cast<int>(f);

@@ -29,6 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-nonfinite", action="store_true", help="keep tensors with NaN/Inf (as f32) instead of refusing")
     p.add_argument("--fp16-overflow", choices=("bf16", "stop"), default="bf16",
                    help="tensors beyond the FP16 range: fall back to bf16 (default) or stop")
+    calibration = p.add_mutually_exclusive_group()
+    calibration.add_argument("--calibration", metavar="FILE", default="default",
+                             help="UTF-8 text whose activations weight the q-format scale search (passages separated "
+                                  "by blank lines; default: the text shipped with pyrt; used when pyrt runs the model)")
+    calibration.add_argument("--no-calibration", dest="calibration", action="store_const", const=None,
+                             help="search the q-format scales without activation statistics")
+    p.add_argument("--quant-method", choices=("search", "rtn"), default="search",
+                   help="q-format scales: weighted least-squares search (default) or round to nearest")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no report table")
     p.set_defaults(func=run)
 
@@ -43,7 +51,8 @@ def convert(args: argparse.Namespace) -> int:
     try:
         convert_checkpoint(args.src, args.output, dtype=args.dtype, block=args.block, rules=args.rule,
                            report=args.report, quiet=args.quiet, allow_nonfinite=args.allow_nonfinite,
-                           fp16_overflow=args.fp16_overflow)
+                           fp16_overflow=args.fp16_overflow, calibration=args.calibration,
+                           quant_method=args.quant_method)
     except KeyboardInterrupt:
         raise CommandError("interrupted; nothing was written", EXIT_INTERRUPTED) from None
     except FileIOError as exc:  # the writer marks its own failures; any other is the source's

@@ -17,8 +17,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
-from ..formats import FP16_MAX, effective_block
+from ..formats import FP16_MAX, QUANT_METHODS, effective_block
 from ..tensor import Tensor, quantize
+from .calibrate import DEFAULT as DEFAULT_CALIBRATION, CalibrationChoice, calibration_importance
 from .readers import Source, SourceTensor, open_source
 from .report import format_table, roundtrip_error, totals, write_report
 from .rules import Q_FORMATS, Choice, Rule, choose, parse_rule
@@ -62,8 +63,10 @@ def _overflow(name: str, what: str, policy: str, fallback: str) -> str:
     return f"{what}: {fallback}"
 
 
-def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str) -> tuple[Tensor, str, str]:
-    """(stored tensor, format actually used, note). Falls back instead of ever writing inf."""
+def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str, importance: np.ndarray | None = None,
+                 method: str = "search") -> tuple[Tensor, str, str]:
+    """(stored tensor, format actually used, note). Falls back instead of ever writing inf.
+    ``importance``/``method``: the q-formats' scale search (pyrt.quantize)."""
     dtype, block, notes = choice.dtype, choice.block, [choice.reason]
     if dtype == "f16" and x.size:
         amax = float(np.abs(x).max())
@@ -72,7 +75,7 @@ def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str) -
             dtype, block = "bf16", 1
     while True:
         try:
-            return quantize(x, dtype, block), dtype, "; ".join(notes)
+            return quantize(x, dtype, block, importance, method), dtype, "; ".join(notes)
         except RangeError as exc:
             if dtype in Q_FORMATS:  # a block's FP16 scale or minimum overflows
                 notes.append(_overflow(name, f"{dtype} block scale exceeds FP16 ({exc})", fp16_overflow, "bf16"))
@@ -84,10 +87,11 @@ def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str) -
                 raise RangeError(f"tensor {name!r}: {exc}") from exc
 
 
-def _load_values(st: SourceTensor) -> np.ndarray:
-    """The tensor's values as float32; a reader library's own exception becomes a pyrt error."""
+def _load_values(st: SourceTensor, loaded: dict[str, np.ndarray]) -> np.ndarray:
+    """The tensor's values as float32 (taken from ``loaded`` when calibration read them already); a
+    reader library's own exception becomes a pyrt error."""
     try:
-        values = st.load()
+        values = loaded.pop(st.name) if st.name in loaded else st.load()
     except PyrtError:
         raise
     except (ValueError, TypeError, OSError, KeyError, IndexError, EOFError) as exc:
@@ -108,10 +112,12 @@ def _refuse_overwriting_source(source: Source, out: Path) -> None:
 
 
 def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, block: int, rules: tuple[Rule, ...],
-                    fp16_overflow: str) -> tuple[Tensor, dict[str, Any]]:
+                    fp16_overflow: str, importance: np.ndarray | None = None,
+                    method: str = "search") -> tuple[Tensor, dict[str, Any]]:
     """One tensor: its stored form and its report row."""
     if finite:
-        stored, used, note = store_tensor(st.name, x, choose(st.name, st.shape, dtype, block, rules), fp16_overflow)
+        stored, used, note = store_tensor(st.name, x, choose(st.name, st.shape, dtype, block, rules), fp16_overflow,
+                                          importance if x.ndim == 2 else None, method)
         rel, max_abs = roundtrip_error(x, stored)
     else:  # allowed non-finite values: kept bit for bit, as f32 can hold NaN/Inf
         stored = Tensor(x.reshape(-1).view(np.uint8), "f32", x.shape, 1)
@@ -121,6 +127,23 @@ def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, b
            "elements": int(np.prod(st.shape)) if st.shape else 1, "rel_error": rel, "max_abs_error": max_abs,
            "note": note}
     return stored, row
+
+
+def _calibration(source: Source, dtype: str, block: int, rules: tuple[Rule, ...], calibration: CalibrationChoice,
+                 method: str, loaded: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Importance for the q-format tensors from a calibration run, and its record (or why none)."""
+    if method != "search":
+        return {}, {"used": False, "reason": "round to nearest (--quant-method rtn) takes no calibration"}
+    if not any(choose(st.name, st.shape, dtype, block, rules).dtype in Q_FORMATS for st in source.tensors if st.is_float):
+        return {}, {"used": False, "reason": "no q-format tensors"}
+    return calibration_importance(source, calibration, loaded)
+
+
+def _calibration_line(record: dict[str, Any]) -> str:
+    if record.get("used"):
+        return (f"calibration: {record['name']} (sha256 {record['sha256'][:12]}..., {record['passages_run']} passages, "
+                f"{record['seconds']:.1f} s)")
+    return f"calibration: none ({record['reason']})"
 
 
 def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, Any],
@@ -136,13 +159,17 @@ def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, 
 def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: str = "q8", block: int = 32,
                        rules: Iterable[str | Rule] = (), report: str | os.PathLike | None = None,
                        quiet: bool = True, allow_nonfinite: bool = False,
-                       fp16_overflow: str = "bf16") -> dict[str, Any]:
+                       fp16_overflow: str = "bf16", calibration: CalibrationChoice = DEFAULT_CALIBRATION,
+                       quant_method: str = "search") -> dict[str, Any]:
     """Converts ``src`` (HF folder, .safetensors, .npz, .bin/.pt with torch, .gguf) into ``out``.
 
     ``dtype``/``block``: format of the matmul weights (see pyrt.convert.rules for the defaults of
     the other tensors); ``rules``: 'REGEX=DTYPE[:BLOCK]' overrides, first match wins; ``report``:
     also write the report to this .md or .json file; ``fp16_overflow``: 'bf16' (fall back) or
-    'stop' (raise RangeError). Returns the report dict (also stored in the file). Raises pyrt
+    'stop' (raise RangeError); ``quant_method``: "search" (searched q-format scales, the default) or
+    "rtn" (round to nearest); ``calibration``: "default" (the text shipped with pyrt), a text file, or
+    None: when the model is one pyrt runs, the search is weighted by its activations on that text
+    (pyrt.convert.calibrate). Returns the report dict (also stored in the file). Raises pyrt
     errors; on any failure ``out`` is left as it was and no temporary file remains.
     """
     start = time.perf_counter()
@@ -152,12 +179,17 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         raise DtypeError(f"fp16_overflow must be one of {OVERFLOW_POLICIES}, got {fp16_overflow!r}")
     if report is not None and Path(report).suffix.lower() not in (".md", ".markdown", ".json"):
         raise DtypeError(f"report file {report} must end in .md or .json")
+    if quant_method not in QUANT_METHODS:
+        raise DtypeError(f"quant_method must be one of {QUANT_METHODS}, got {quant_method!r}")
     conversion = {"dtype": dtype, "block": block, "rules": [r.text for r in rules],
-                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow}
+                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow, "quant_method": quant_method}
     out = Path(out)
     with open_source(src) as source:
         _refuse_overwriting_source(source, out)
         provenance = _provenance(source)
+        loaded: dict[str, np.ndarray] = {}  # values calibration read, reused once below
+        importance, conversion["calibration"] = _calibration(source, dtype, block, rules, calibration, quant_method,
+                                                             loaded)
         try:
             writer = ModelWriter(out)
         except FileIOError as exc:
@@ -168,13 +200,14 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 if not st.is_float:
                     skipped.append({"name": st.name, "reason": f"{st.source_dtype} buffer, not a weight"})
                     continue
-                x = _load_values(st)
+                x = _load_values(st, loaded)
                 finite = bool(np.isfinite(x).all())
                 if not finite:
                     nonfinite.append(f"{st.name} ({int((~np.isfinite(x)).sum())} values)")
                 if nonfinite and not allow_nonfinite:
                     continue  # keep scanning so that the error names every bad tensor
-                stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow)
+                stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow,
+                                              importance.get(st.name), quant_method)
                 try:
                     writer.add_tensor(st.name, stored)
                 except FileIOError as exc:
@@ -183,7 +216,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
             if nonfinite and not allow_nonfinite:
                 raise RangeError("NaN/Inf in the source, conversion refused (use --allow-nonfinite to keep "
                                  "such tensors as f32): " + ", ".join(nonfinite))
-            result = {"tensors": rows, "totals": totals(rows, skipped)}
+            result = {"tensors": rows, "totals": totals(rows, skipped), "calibration": conversion["calibration"]}
             try:
                 for name, data in source.files.items():
                     writer.add_file(name, data)
@@ -195,5 +228,6 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         write_report(result, report)
     if not quiet:
         print(format_table(result))
+        print(_calibration_line(result["calibration"]))
         print(f"wrote {out} in {result['seconds']:.2f} s")
     return result

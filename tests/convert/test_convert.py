@@ -467,7 +467,9 @@ needs_smollm2 = pytest.mark.skipif(not any(SMOLLM2.glob("*.gguf")) if SMOLLM2.is
 @pytest.fixture(scope="module")
 def minilm_q8(tmp_path_factory):
     out = tmp_path_factory.mktemp("minilm") / "minilm-q8.pyrt"
-    report = convert_checkpoint(MINILM, out, dtype="q8")
+    # without calibration, so that the bytes are pyrt.quantize's defaults (calibrated conversions:
+    # tests/convert/test_calibration.py)
+    report = convert_checkpoint(MINILM, out, dtype="q8", calibration=None)
     return out, report
 
 
@@ -513,7 +515,9 @@ def test_minilm_every_format(tmp_path, dtype, bpw):
 def smollm2_q4(tmp_path_factory):
     src = next(SMOLLM2.glob("*.gguf"))
     out = tmp_path_factory.mktemp("smollm2") / "smollm2-q4.pyrt"
-    return src, out, convert_checkpoint(src, out, dtype="q4", block=32)
+    # without calibration, so that the bytes are pyrt.quantize's defaults (calibrated conversions:
+    # tests/convert/test_calibration.py)
+    return src, out, convert_checkpoint(src, out, dtype="q4", block=32, calibration=None)
 
 
 @needs_smollm2

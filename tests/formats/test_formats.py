@@ -59,10 +59,16 @@ def test_byte_identity_on_arbitrary_values(fmt_block, data):
     np.testing.assert_array_equal(pyrt.quantize(data, fmt, block).numpy(), quantize_reference(data, fmt, block))
 
 
+# Round to nearest keeps every weight within the bound; the searched scales trade the largest error
+# of a block (they may clip its extreme) for a lower total error: measured up to ~2x the bound.
+SEARCH_BOUND_FACTOR = {"rtn": 1.0, "search": 2.5}
+
+
 @pytest.mark.parametrize("fmt,block", ALL)
-def test_round_trip_error_within_format_bound(rng, fmt, block):
+@pytest.mark.parametrize("method", ["rtn", "search"])
+def test_round_trip_error_within_format_bound(rng, fmt, block, method):
     x = sample(rng, "outliers", (9, 256))
-    t = pyrt.quantize(x, fmt, block)
+    t = pyrt.quantize(x, fmt, block, method=method)
     back = t.dequantize()
     assert back.dtype == np.float32 and back.shape == x.shape
     np.testing.assert_array_equal(back, dequantize_reference(t.numpy(), fmt, block, x.shape).astype(np.float32))
@@ -73,7 +79,7 @@ def test_round_trip_error_within_format_bound(rng, fmt, block):
         scale = np.abs(x)
     # FP16 subnormals (|x| < 2^-14) have an absolute step of 2^-24.
     floor = 2.0**-25 if fmt == "f16" else 1e-30
-    assert np.all(err <= MAX_REL_STEP[fmt] * scale + floor)
+    assert np.all(err <= SEARCH_BOUND_FACTOR[method] * MAX_REL_STEP[fmt] * scale + floor)
     if fmt != "f32":  # a lossy format must actually change something on random data
         assert err.max() > 0
 
@@ -129,7 +135,7 @@ def test_bf16_rounds_to_nearest_even():
 def test_q4_uses_all_sixteen_levels_and_maps_the_extreme_exactly(rng):
     x = rng.standard_normal((1, 32)).astype(np.float32)
     x[0, 5] = -4.0  # largest magnitude
-    t = pyrt.quantize(x, "q4", 32)
+    t = pyrt.quantize(x, "q4", 32, method="rtn")  # round to nearest's property (the search may clip it)
     back = t.dequantize()
     assert back[0, 5] == pytest.approx(-4.0, rel=1e-3)
     levels = np.concatenate([t.numpy()[2:] & 15, t.numpy()[2:] >> 4])

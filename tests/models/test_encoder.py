@@ -392,7 +392,8 @@ def test_other_1d_formats_and_prefixed_names(checkpoint, embeddings):
 def converted_q8(folder, tmp_path_factory):
     convert = pytest.importorskip("pyrt.convert", reason="pyrt.convert (convert_checkpoint) is not available")
     out = tmp_path_factory.mktemp("minilm") / "minilm-q8.pyrt"
-    convert.convert_checkpoint(str(folder), str(out), dtype="q8", block=32)
+    # without calibration: the same quantizer as the from_parts models (pyrt.quantize's defaults)
+    convert.convert_checkpoint(str(folder), str(out), dtype="q8", block=32, calibration=None)
     return out
 
 

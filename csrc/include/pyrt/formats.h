@@ -3,9 +3,10 @@
 // mirrors this table and carries the numpy reference quantizer; tests check both give the same bytes.
 //
 // Layout of a quantized tensor [rows, K]: each row is K/B consecutive blocks, blocks along K.
-//   q8 : { fp16 d; int8  q[B]   }          x = q * d,            d = absmax / 127
-//   q4 : { fp16 d; uint8 q[B/2] }          x = (nibble - 8) * d, d = v / -8 (v: the value of largest |x|)
-//   q4a: { fp16 d; fp16 m; uint8 q[B/2] }  x = nibble * d + m,   d = (max - min) / 15, m = min
+//   q8 : { fp16 d; int8  q[B]   }          x = q * d,            RTN: d = absmax / 127
+//   q4 : { fp16 d; uint8 q[B/2] }          x = (nibble - 8) * d, RTN: d = v / -8 (v: the value of largest |x|)
+//   q4a: { fp16 d; fp16 m; uint8 q[B/2] }  x = nibble * d + m,   RTN: d = (max - min) / 15, m = min
+// The default quantizers search d (and m) instead (csrc/core/quantize_search.h); RTN stays available.
 // Nibbles: byte j holds element j in its low half and element j + B/2 in its high half, so one
 // 16-byte load yields 32 consecutive weights after a mask and a shift.
 #pragma once
@@ -110,7 +111,9 @@ static_assert(BlockOf<Format::q4a, 32>::min_offset == 2 && BlockOf<Format::q4, 3
 
 // Quantize `n` floats (n a multiple of the block for q-formats) into `dst`; throws pyrt::Error
 // (Range) on NaN/Inf or values the format cannot represent. Dequantize is the exact inverse map.
-using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n, int block);
+// `importance`: n per-element weights >= 0 of the q-formats' scale search (e.g. the input column's
+// mean squared activation), or nullptr for the default weighting (csrc/core/quantize_search.h).
+using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n, int block, const float* importance);
 using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n, int block);
 
 struct FormatTraits {
@@ -124,6 +127,9 @@ struct FormatTraits {
 };
 
 const FormatTraits& format_traits(Format f);
+// The round-to-nearest quantizer of f (absmax / min-max scales, importance ignored): the format's
+// behaviour before the searched scales, kept for comparison. Plain formats: their only quantizer.
+QuantizeRowFn rtn_quantize_row(Format f);
 Format format_from_name(const std::string& name);  // throws Dtype on unknown names
 int effective_block(Format f, int block);          // 1 for plain formats; validated block otherwise
 

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Quantization methods side by side: round to nearest (RTN), searched scales, searched scales
+weighted by calibration activations (pyrt.calibration), on the real models, as a markdown table.
+
+Encoder: all-MiniLM-L6-v2, only the Linear weights quantized (embeddings and norms stay f32), the
+cosine of each of 64 evaluation sentences' embeddings to the FP32 model's (mean and min). The
+sentences are our own (very short, multilingual, code, numbers, some over 128 tokens) and share
+nothing with the calibration text (pyrt/data/calibration/default.txt).
+Decoder: SmolLM2-135M-Instruct from its Q4_1 GGUF (the only source): perplexity of an evaluation
+text for the dequantized source weights and for q4/32 requantized by RTN and by the calibrated
+search (token embedding q8 in both, as llama.cpp does); how much of the gap to the source closes.
+Conversion: wall time of pyrt.convert.convert_checkpoint with calibration (the default).
+
+Usage: python bench/bench_quant_methods.py [--models DIR] [--skip-llm] [--out FILE.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pyrt  # noqa: E402
+from pyrt.calibration import collect_activation_stats, default_calibration_texts  # noqa: E402
+
+EVAL_SENTENCES = [
+    "hi", "no", "Thanks!", "Why?", "ok then", "42", "¡Hola!", "Danke schön.", "Merci beaucoup.", "谢谢", "ありがとう",
+    "The train leaves at 6:45 from platform nine.", "My laptop battery dies after an hour.",
+    "Can you recommend a good book about the history of mathematics?", "Turn left after the second traffic light.",
+    "The soup needs more salt and a little lemon.", "We adopted a three-legged dog from the shelter last spring.",
+    "Die Sitzung wurde wegen eines Stromausfalls abgebrochen.", "Wo finde ich den nächsten Geldautomaten?",
+    "Mein Bruder repariert alte Fahrräder in seiner Garage.", "Les enfants construisent un château de sable sur la plage.",
+    "Je cherche un appartement avec un balcon près du centre.", "La conférence commence demain à neuf heures précises.",
+    "El perro del vecino ladra toda la noche.", "¿Dónde puedo comprar sellos para enviar una carta a Chile?",
+    "Mañana lloverá en el norte y hará sol en el sur.", "Il treno per Milano è in ritardo di venti minuti.",
+    "O museu fecha às segundas-feiras.", "Het regent al drie dagen in Amsterdam.", "Я люблю читать по вечерам.",
+    "这个周末我想去海边看日出。", "他每天早上六点起床跑步。", "请把窗户关上，外面太吵了。",
+    "私は毎朝コーヒーを二杯飲みます。", "来週の月曜日に歯医者の予約があります。", "この道をまっすぐ行くと駅に着きます。",
+    "오늘 날씨가 정말 좋네요.", "x = [i ** 2 for i in range(100) if i % 3 == 0]",
+    "while (queue.length) { const node = queue.shift(); visit(node); }", "SELECT name, price FROM products ORDER BY price DESC LIMIT 5;",
+    "ERROR 502: bad gateway, upstream server did not respond within 60 s", "pip install --upgrade numpy==1.26.4",
+    "1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89", "Total: 1,284.50 EUR (VAT 21% included)", "GDP grew 2.3% in Q3 2023.",
+    "Version 4.0.2 released on 2024-11-03.", "- eggs\n- butter\n- 500 g flour\n- sugar",
+    "Q: What is the boiling point of water at sea level? A: 100 degrees Celsius.",
+    "The defendant denied all charges and his lawyer requested a postponement of the trial.",
+    "Photosynthesis in desert plants often happens at night to save water.",
+    "A small earthquake shook the coastal town but caused no damage.",
+    "The researchers trained the network on satellite images to count trees in tropical forests.",
+    "Please attach the signed contract and a copy of your identity card to the email.",
+    "I can't believe the concert sold out in four minutes!",
+    "He painted the fence blue, then changed his mind and painted it white.",
+    "Maintenance of the elevator is scheduled for Thursday morning; please use the stairs.",
+    ("In the early twentieth century, the expansion of railway networks transformed rural economies, allowing "
+     "farmers to sell perishable goods in distant cities, while at the same time drawing young workers away from "
+     "villages toward factories, a shift that historians still debate in terms of its social costs and benefits. ") * 2,
+    ("Die Energiewende verlangt nicht nur neue Windräder und Solaranlagen, sondern auch Speicher, Leitungen und "
+     "flexible Verbraucher, die ihren Strombedarf an das schwankende Angebot anpassen können, was Netzbetreiber, "
+     "Industrie und Haushalte gleichermaßen vor große Aufgaben stellt. ") * 2,
+    ("La biodiversité des océans est menacée par la surpêche, le réchauffement de l'eau et la pollution plastique, "
+     "et de nombreux scientifiques demandent la création de vastes zones protégées où toute activité industrielle "
+     "serait interdite pendant plusieurs décennies. ") * 2,
+    ("def merge(a, b):\n    out, i, j = [], 0, 0\n    while i < len(a) and j < len(b):\n        if a[i] <= b[j]:\n"
+     "            out.append(a[i]); i += 1\n        else:\n            out.append(b[j]); j += 1\n"
+     "    return out + a[i:] + b[j:]\n") * 2,
+    ("随着城市人口不断增加，交通拥堵和空气污染成为许多大城市面临的共同问题，政府正在通过发展公共交通、"
+     "鼓励骑行以及推广新能源汽车来改善居民的出行环境。") * 3,
+    "The quick brown fox.", "Yes, absolutely.", "Is the museum open on public holidays?",
+]
+assert len(EVAL_SENTENCES) == 64
+
+# The perplexity text: our own, not in the calibration text.
+LLM_EVAL_TEXT = (
+    "The harbour was quiet in the early morning. Fishing boats came back one after another, and the gulls followed "
+    "them, screaming for scraps. On the pier, an old man mended a net with quick, patient hands. He had done this "
+    "work for fifty years and said he could do it with his eyes closed. A girl asked him whether the sea had changed "
+    "since he was young. He thought for a while and answered that the sea was the same, but there were fewer fish "
+    "and more plastic. Then he went back to his net, and the girl walked on toward the market, where the first "
+    "stalls were opening and the smell of fresh bread mixed with the smell of salt."
+)
+
+SCHEMES = [  # (label, format, method, calibrated)
+    ("q4 RTN", "q4", "rtn", False), ("q4 searched", "q4", "search", False), ("q4 searched + calibration", "q4", "search", True),
+    ("q4a RTN", "q4a", "rtn", False), ("q4a searched", "q4a", "search", False),
+    ("q4a searched + calibration", "q4a", "search", True),
+    ("q8 RTN", "q8", "rtn", False), ("q8 searched", "q8", "search", False), ("q8 searched + calibration", "q8", "search", True),
+]
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    return f"{model}, {os.cpu_count()} logical CPUs, pyrt ISA {pyrt.get_cpu_isa()}, {pyrt.get_num_threads()} threads"
+
+
+def minilm(models: Path, rows: list[str]) -> None:
+    from safetensors.numpy import load_file
+
+    path = models / "all-MiniLM-L6-v2"
+    arrays = {k: v.astype(np.float32) for k, v in load_file(str(path / "model.safetensors")).items() if v.dtype.kind == "f"}
+    files = {n: (path / n).read_text(encoding="utf-8")
+             for n in ("tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")}
+    config = json.loads((path / "config.json").read_text())
+    f32 = {k: pyrt.quantize(v, "f32") for k, v in arrays.items()}
+    ref_model = pyrt.SentenceEncoder.from_parts(f32, config, files)
+    ref = ref_model.encode(EVAL_SENTENCES)
+    stats = collect_activation_stats(ref_model, default_calibration_texts())
+    linear = [k for k, v in arrays.items() if k.startswith("encoder.") and v.ndim == 2]
+    rows += ["", "### all-MiniLM-L6-v2, 64 evaluation sentences, Linear weights only, block 32", "",
+             "| scheme | bits/weight | cos mean | cos min | quantize s |", "|---|---|---|---|---|"]
+    for label, fmt, method, calibrated in SCHEMES:
+        tensors = dict(f32)
+        start = time.perf_counter()
+        for k in linear:
+            imp = stats[k].astype(np.float32) if calibrated else None
+            tensors[k] = pyrt.quantize(arrays[k], fmt, 32, importance=imp, method=method)
+        seconds = time.perf_counter() - start
+        emb = pyrt.SentenceEncoder.from_parts(tensors, config, files).encode(EVAL_SENTENCES)
+        cos = (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
+        bits = pyrt.FORMATS[fmt].bits_per_weight(32)
+        rows.append(f"| {label} | {bits:.1f} | {cos.mean():.4f} | {cos.min():.4f} | {seconds:.2f} |")
+        print(rows[-1], flush=True)
+    tmp = Path(tempfile.mkdtemp())
+    from pyrt.convert import convert_checkpoint
+
+    start = time.perf_counter()
+    report = convert_checkpoint(path, tmp / "m.pyrt", dtype="q4a", block=32)
+    rows.append(f"\nConversion all-MiniLM-L6-v2 -> q4a/32 with the default calibration: "
+                f"{time.perf_counter() - start:.1f} s (calibration {report['calibration']['seconds']:.1f} s)")
+    print(rows[-1], flush=True)
+
+
+def smollm2(models: Path, rows: list[str]) -> None:
+    from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf
+
+    gguf = sorted((models / "smollm2").glob("*.gguf"))[0]
+    arrays, md = read_gguf(gguf)
+
+    def ppl(tensors) -> float:
+        return pyrt.LanguageModel.from_parts(tensors, md, md, context_length=512).perplexity(LLM_EVAL_TEXT)
+
+    source = ppl(quantize_weights(arrays, "f32"))
+    rtn = {k: pyrt.quantize(v, "f32") if v.ndim == 1 else
+           pyrt.quantize(v, "q8" if k in ("token_embd.weight", "output.weight") else "q4", 32, method="rtn")
+           for k, v in arrays.items()}
+    ppl_rtn = ppl(rtn)
+    tmp = Path(tempfile.mkdtemp())
+    from pyrt.convert import convert_checkpoint
+
+    start = time.perf_counter()
+    report = convert_checkpoint(gguf, tmp / "s.pyrt", dtype="q4", block=32)
+    seconds = time.perf_counter() - start
+    model = pyrt.load(tmp / "s.pyrt")
+    ppl_cal = ppl(dict(model.tensors))
+    searched = quantize_weights(arrays, "q4", 32, "q8")
+    ppl_search = ppl(searched)
+    gap = ppl_rtn - source
+    rows += ["", f"### SmolLM2-135M-Instruct (source: {gguf.name}), perplexity of a {len(LLM_EVAL_TEXT)}-character text",
+             "", "| weights | perplexity | gap to source closed |", "|---|---|---|",
+             f"| source (Q4_1, dequantized) | {source:.3f} | |", f"| q4/32 RTN | {ppl_rtn:.3f} | 0 % |",
+             f"| q4/32 searched | {ppl_search:.3f} | {100 * (ppl_rtn - ppl_search) / gap:.0f} % |",
+             f"| q4/32 searched + calibration (pyrt convert) | {ppl_cal:.3f} | {100 * (ppl_rtn - ppl_cal) / gap:.0f} % |",
+             "", f"Conversion SmolLM2 -> q4/32 with the default calibration: {seconds:.1f} s "
+             f"(calibration {report['calibration']['seconds']:.1f} s)"]
+    print("\n".join(rows[-9:]), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=os.environ.get("PYRT_MODELS", str(Path.home() / ".cache/pyrt/models")))
+    ap.add_argument("--skip-llm", action="store_true")
+    ap.add_argument("--skip-encoder", action="store_true")
+    ap.add_argument("--out", help="also write the markdown here")
+    args = ap.parse_args()
+    rows = [f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}"]
+    print(rows[0], flush=True)
+    if not args.skip_encoder:
+        minilm(Path(args.models), rows)
+    if not args.skip_llm:
+        smollm2(Path(args.models), rows)
+    if args.out:
+        Path(args.out).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

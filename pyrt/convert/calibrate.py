@@ -1,0 +1,103 @@
+"""Activation-aware quantization in the converter: when the source is a model pyrt can run (a BERT
+sentence encoder, a Llama GGUF), build it in memory from the source's float32 weights (GGUF:
+dequantized), run it on the calibration text and return each weight's per-column mean squared
+activation (pyrt.calibration), which then weights the q-formats' scale search.
+
+Calibration is on by default for q-formats: the text shipped with pyrt unless the user gives one;
+the conversion metadata records which (name and sha256 of the text) or why none was used."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, collect_activation_stats, read_calibration_text,
+                           split_calibration_text)
+from ..errors import PyrtError
+from ..tensor import Tensor, quantize
+from .readers import Source
+
+CalibrationChoice = Union[str, os.PathLike, None]
+DEFAULT = "default"  # the calibration text shipped with pyrt
+# A decoder's calibration is bounded in tokens so that a conversion stays quick on 2 cores.
+LLM_CALIBRATION_TOKENS = 2048
+LLM_CONTEXT = 512
+
+
+def _float_tensors(source: Source, loaded: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    """The source's float tensors as f32; their values also go into ``loaded`` so that the
+    conversion does not read (GGUF: dequantize) them a second time."""
+    out = {}
+    for st in source.tensors:
+        if st.is_float:
+            x = loaded.setdefault(st.name, np.ascontiguousarray(st.load(), dtype=np.float32))
+            out[st.name] = quantize(x, "f32")
+    return out
+
+
+def _gguf_keys(source: Source) -> dict[str, Any]:
+    """The llama.cpp-named keys LanguageModel.from_parts reads, from a GGUF source's metadata."""
+    keys: dict[str, Any] = dict(source.metadata.get("gguf", {}))
+    for name, value in source.metadata.get("tokenizer", {}).items():
+        keys["tokenizer.chat_template" if name == "chat_template" else f"tokenizer.ggml.{name}"] = value
+    return keys
+
+
+def _bounded_passages(model: Any, passages: list[str], tokens: int) -> list[str]:
+    kept, total = [], 0
+    for p in passages:
+        if total >= tokens:
+            break
+        kept.append(p)
+        total += len(model.tokenizer.encode(p))
+    return kept
+
+
+def _runnable_model(source: Source, loaded: dict[str, np.ndarray]) -> tuple[Optional[Any], str]:
+    """(a model built from the source's float32 weights, "") or (None, why not)."""
+    model_type = str(source.config.get("model_type", ""))
+    try:
+        if source.kind == "gguf" and model_type == "llama":
+            from ..llm import LanguageModel  # noqa: PLC0415 - needs the llm extra
+
+            keys = _gguf_keys(source)
+            context = min(LLM_CONTEXT, int(keys.get("llama.context_length", LLM_CONTEXT)))
+            return LanguageModel.from_parts(_float_tensors(source, loaded), keys, keys, context_length=context), ""
+        if model_type == "bert":
+            from ..encoder import SentenceEncoder  # noqa: PLC0415
+
+            return SentenceEncoder.from_parts(_float_tensors(source, loaded), source.config, source.files), ""
+    except (PyrtError, ImportError, KeyError, ValueError, TypeError) as exc:
+        return None, f"the model could not be built for calibration ({type(exc).__name__}: {exc})"
+    return None, f"pyrt cannot run model type {model_type or source.kind!r}"
+
+
+def calibration_importance(source: Source, calibration: CalibrationChoice,
+                           loaded: Optional[dict[str, np.ndarray]] = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """({tensor name: float32 [K] importance}, the record for the conversion metadata).
+
+    ``calibration``: "default" (the text shipped with pyrt), a path to a UTF-8 text (passages
+    separated by blank lines), or None (no calibration). A source pyrt cannot run is converted
+    without calibration, and the record says why. ``loaded`` receives the float32 values read
+    from the source (by name), for the caller to reuse."""
+    loaded = {} if loaded is None else loaded
+    if calibration is None:
+        return {}, {"used": False, "reason": "disabled (--no-calibration)"}
+    start = time.perf_counter()
+    path = DEFAULT_CALIBRATION if calibration == DEFAULT else Path(calibration)
+    text = read_calibration_text(path)
+    name = "pyrt default" if calibration == DEFAULT else Path(calibration).name
+    identity = calibration_identity(name, text)
+    model, why_not = _runnable_model(source, loaded)
+    if model is None:
+        return {}, {"used": False, "reason": why_not, **identity}
+    passages = split_calibration_text(text)
+    if hasattr(model, "tokenizer") and hasattr(model, "forward"):
+        passages = _bounded_passages(model, passages, LLM_CALIBRATION_TOKENS)
+    stats = collect_activation_stats(model, passages)
+    importance = {n: s.astype(np.float32) for n, s in stats.items()}
+    return importance, {"used": True, **identity, "passages_run": len(passages), "tensors": len(importance),
+                        "seconds": round(time.perf_counter() - start, 2)}
