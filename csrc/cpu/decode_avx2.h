@@ -156,6 +156,44 @@ struct DecodeNibbles {
   }
 };
 
+// q4n (x = kQ4nLevels[nib] * d): the same nibble walk; pshufb looks the 16 nibbles of a pair up in
+// the int8 level table, then they widen like q8's codes. Symmetric: no offset, no x sums.
+template <int B>
+struct DecodeQ4N {
+  using L = BlockOf<Format::q4n, B>;
+  static constexpr int kGroup = B;
+  static constexpr int kPairs = B / 16;
+  static constexpr bool kScaledBlocks = true;
+  static constexpr int kGroupBytes = L::bytes;
+  struct Group { const uint8_t* q; __m256 d; };
+  static Group group(const uint8_t* row, int64_t g, const float* table) {
+    const uint8_t* blk = row + g * kGroupBytes;
+    return {blk + L::quants_offset, broadcast_fp16(table, blk + L::scale_offset)};
+  }
+  static constexpr int off0(int p) { return 8 * p; }
+  static constexpr int off1(int p) { return B / 2 + 8 * p; }
+  // The levels of pair p: bytes 0-7 elements off0(p).., bytes 8-15 elements off1(p)..
+  static __m128i levels(const Group& s, int p) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s.q + 8 * p));
+    const __m128i idx = _mm_and_si128(_mm_unpacklo_epi64(bytes, _mm_srli_epi16(bytes, 4)), _mm_set1_epi8(0x0f));
+    return _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels)), idx);
+  }
+  static void raw_pair(const Group& s, int p, __m256& l0, __m256& l1) {
+    const __m128i lv = levels(s, p);
+    l0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lv));
+    l1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lv, lv)));
+  }
+  static void pair(const Group& s, int p, __m256& w0, __m256& w1) {
+    raw_pair(s, p, w0, w1);
+    w0 = _mm256_mul_ps(w0, s.d);
+    w1 = _mm256_mul_ps(w1, s.d);
+  }
+  // The block's dot product is d * sum(x * level), as q8's.
+  static constexpr bool kUsesXsum = false;
+  static __m256 dot_seed(__m256) { return _mm256_setzero_ps(); }
+  static __m256 apply_block(const Group& s, __m256 dot, __m256, __m256 acc) { return _mm256_fmadd_ps(dot, s.d, acc); }
+};
+
 // The decoder of each format, for the kernels' <Format, block> visit (pyrt/format_dispatch.h).
 template <Format F, int B>
 struct DecoderOf { using type = DecodePlain<F>; };
@@ -165,6 +203,8 @@ template <int B>
 struct DecoderOf<Format::q4, B> { using type = DecodeNibbles<Format::q4, B>; };
 template <int B>
 struct DecoderOf<Format::q4a, B> { using type = DecodeNibbles<Format::q4a, B>; };
+template <int B>
+struct DecoderOf<Format::q4n, B> { using type = DecodeQ4N<B>; };
 template <Format F, int B>
 using Decoder = typename DecoderOf<F, B>::type;
 
