@@ -20,20 +20,26 @@ constexpr int kZeroLevel = 8;  // nibble of a block whose scale is 0 (level 1, t
 // Midpoints between neighbouring levels; the nearest level of v is the number of midpoints < v
 // (a tie goes to the lower level), found from floor(v) with one comparison.
 struct NearestLevel {
-  float mid[15];
+  float mid[16];       // mid[15]: a sentinel above every clamped v
+  float level[16];     // kQ4nLevels as floats
   uint8_t below[245];  // below[f + 128]: midpoints < f, for f in [-128, 116]
   NearestLevel() {
     for (int i = 0; i < 15; ++i) mid[i] = 0.5f * float(kQ4nLevels[i] + kQ4nLevels[i + 1]);
+    mid[15] = 1000.0f;
+    for (int i = 0; i < 16; ++i) level[i] = float(kQ4nLevels[i]);
     for (int f = -128; f <= 116; ++f) {
       int c = 0;
       while (c < 15 && mid[c] < float(f)) ++c;
       below[f + 128] = uint8_t(c);
     }
   }
+  // int(v + 128) is floor(v) + 128, or one more when the add rounds v just below an integer up to
+  // it; no midpoint lies in between, so the count comes out the same (and no libm floor call).
+  // Branch-free: which side of a midpoint a weight falls is a coin toss to a branch predictor.
   int operator()(float v) const {
-    v = std::fmin(std::fmax(v, -128.0f), 116.0f);
-    const int i = below[int(std::floor(v)) + 128];
-    return i < 15 && v > mid[i] ? i + 1 : i;
+    v = v < -128.0f ? -128.0f : (v > 116.0f ? 116.0f : v);
+    const int i = below[int(v + 128.0f)];
+    return i + int(v > mid[i]);
   }
 };
 
@@ -77,7 +83,7 @@ void quantize_block(const float* x, const float* importance, BlockQ4N<B>& blk) {
         const float inv = float(kQ4nLevels[end] + t) * sign;
         float lx = 0.0f, ll = 0.0f;
         for (int i = 0; i < B; ++i) {
-          const float l = float(kQ4nLevels[nearest(y[i] * inv)]);
+          const float l = nearest.level[nearest(y[i] * inv)];
           const float wl = w[i] * l;
           const float wly = wl * y[i];
           const float wll = wl * l;
