@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 import pyrt  # noqa: E402
 from machine_info import cpu_flags, cpu_model, last_level_cache_bytes  # noqa: E402
 

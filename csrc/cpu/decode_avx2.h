@@ -156,8 +156,10 @@ struct DecodeNibbles {
   }
 };
 
-// q4n (x = kQ4nLevels[nib] * d): the same nibble walk; pshufb looks the 16 nibbles of a pair up in
-// the int8 level table, then they widen like q8's codes. Symmetric: no offset, no x sums.
+// q4n (x = kQ4nLevels[nib] * d): group() looks the block's nibbles up in the int8 level table
+// (pshufb, 32 levels per shuffle pair) into a small buffer in element order; the pairs then widen
+// from memory like q8's codes (vpmovsxbd with a memory operand: no extra shuffle for the upper
+// 8 bytes). Symmetric: no offset, no x sums.
 template <int B>
 struct DecodeQ4N {
   using L = BlockOf<Format::q4n, B>;
@@ -165,28 +167,33 @@ struct DecodeQ4N {
   static constexpr int kPairs = B / 16;
   static constexpr bool kScaledBlocks = true;
   static constexpr int kGroupBytes = L::bytes;
-  struct Group { const uint8_t* q; __m256 d; };
+  struct Group { alignas(16) int8_t levels[B]; __m256 d; };
   static Group group(const uint8_t* row, int64_t g, const float* table) {
     const uint8_t* blk = row + g * kGroupBytes;
-    return {blk + L::quants_offset, broadcast_fp16(table, blk + L::scale_offset)};
+    Group s;
+    s.d = broadcast_fp16(table, blk + L::scale_offset);
+    const __m128i lut = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels));
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    for (int c = 0; c < B / 2; c += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + L::quants_offset + c));
+      _mm_store_si128(reinterpret_cast<__m128i*>(s.levels + c), _mm_shuffle_epi8(lut, _mm_and_si128(v, low4)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(s.levels + B / 2 + c),
+                      _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(v, 4), low4)));
+    }
+    return s;
   }
   static constexpr int off0(int p) { return 8 * p; }
   static constexpr int off1(int p) { return B / 2 + 8 * p; }
-  // The levels of pair p: bytes 0-7 elements off0(p).., bytes 8-15 elements off1(p)..
-  static __m128i levels(const Group& s, int p) {
-    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s.q + 8 * p));
-    const __m128i idx = _mm_and_si128(_mm_unpacklo_epi64(bytes, _mm_srli_epi16(bytes, 4)), _mm_set1_epi8(0x0f));
-    return _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels)), idx);
+  static __m256 widen(const int8_t* q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
   }
   static void raw_pair(const Group& s, int p, __m256& l0, __m256& l1) {
-    const __m128i lv = levels(s, p);
-    l0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lv));
-    l1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lv, lv)));
+    l0 = widen(s.levels + off0(p));
+    l1 = widen(s.levels + off1(p));
   }
   static void pair(const Group& s, int p, __m256& w0, __m256& w1) {
-    raw_pair(s, p, w0, w1);
-    w0 = _mm256_mul_ps(w0, s.d);
-    w1 = _mm256_mul_ps(w1, s.d);
+    w0 = _mm256_mul_ps(widen(s.levels + off0(p)), s.d);
+    w1 = _mm256_mul_ps(widen(s.levels + off1(p)), s.d);
   }
   // The block's dot product is d * sum(x * level), as q8's.
   static constexpr bool kUsesXsum = false;
