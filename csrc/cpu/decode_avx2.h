@@ -157,15 +157,13 @@ struct DecodeNibbles {
 };
 
 // q4n (x = kQ4nLevels[nib] * d): group() looks the block's nibbles up in the int8 level table
-// (pshufb, 32 levels per shuffle pair) into a small buffer in element order; the pairs then widen
-// from memory like q8's codes (vpmovsxbd with a memory operand: no extra shuffle for the upper
-// 8 bytes). Symmetric: no offset, no x sums.
+// (pshufb, 32 levels per shuffle pair) into a small buffer in element order; from there the levels
+// are q8 codes (vpmovsxbd with a memory operand: no extra shuffle for the upper 8 bytes), so the
+// rest is q8's: the group size, the widening, the scale once per block, no x sums.
 template <int B>
-struct DecodeQ4N {
+struct DecodeQ4N : DecodeQ8<B> {
+  using Q8 = DecodeQ8<B>;
   using L = BlockOf<Format::q4n, B>;
-  static constexpr int kGroup = B;
-  static constexpr int kPairs = B / 16;
-  static constexpr bool kScaledBlocks = true;
   static constexpr int kGroupBytes = L::bytes;
   struct Group { alignas(16) int8_t levels[B]; __m256 d; };
   static Group group(const uint8_t* row, int64_t g, const float* table) {
@@ -182,22 +180,14 @@ struct DecodeQ4N {
     }
     return s;
   }
-  static constexpr int off0(int p) { return 8 * p; }
-  static constexpr int off1(int p) { return B / 2 + 8 * p; }
-  static __m256 widen(const int8_t* q) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
-  }
   static void raw_pair(const Group& s, int p, __m256& l0, __m256& l1) {
-    l0 = widen(s.levels + off0(p));
-    l1 = widen(s.levels + off1(p));
+    l0 = Q8::raw(s.levels + Q8::off0(p));
+    l1 = Q8::raw(s.levels + Q8::off1(p));
   }
   static void pair(const Group& s, int p, __m256& w0, __m256& w1) {
-    w0 = _mm256_mul_ps(widen(s.levels + off0(p)), s.d);
-    w1 = _mm256_mul_ps(widen(s.levels + off1(p)), s.d);
+    w0 = Q8::widen(s.levels + Q8::off0(p), s.d);
+    w1 = Q8::widen(s.levels + Q8::off1(p), s.d);
   }
-  // The block's dot product is d * sum(x * level), as q8's.
-  static constexpr bool kUsesXsum = false;
-  static __m256 dot_seed(__m256) { return _mm256_setzero_ps(); }
   static __m256 apply_block(const Group& s, __m256 dot, __m256, __m256 acc) { return _mm256_fmadd_ps(dot, s.d, acc); }
 };
 
