@@ -18,7 +18,7 @@ from .device import (DeviceArray, device_array, device_count, is_available, pars
 from .tensor import Tensor
 
 # Weight formats the CUDA kernels read; f32 and bf16 would need their own kernels.
-DEVICE_FORMATS = ("f16", "q8", "q4", "q4a")
+DEVICE_FORMATS = ("f16", "q8", "q4", "q4a", "q4n")
 
 
 def split_planes(data: np.ndarray, dtype: str, block: int, rows: int, cols: int):

@@ -13,6 +13,7 @@ bf16   bfloat16, round to nearest even            16
 q8     fp16 d; int8 q[B]        x = q*d           8.5 / 8.25 / 8.125
 q4     fp16 d; u8 q[B/2]        x = (n-8)*d       4.5 / 4.25 / 4.125
 q4a    fp16 d, m; u8 q[B/2]     x = n*d + m       5.0 / 4.5 / 4.25
+q4n    fp16 d; u8 q[B/2]        x = LEVELS[n]*d   4.5 / 4.25 / 4.125
 =====  ========================================  ====================================
 
 The q-formats' scales (and q4a's minimum) are searched by default (pyrt/quantize_search.py,
@@ -88,6 +89,7 @@ FORMATS: dict[str, FormatInfo] = {
         FormatInfo("q8", 3, True, ("d",), 8),
         FormatInfo("q4", 4, True, ("d",), 4),
         FormatInfo("q4a", 5, True, ("d", "m"), 4),
+        FormatInfo("q4n", 6, True, ("d",), 4),
     )
 }
 
@@ -151,6 +153,69 @@ def _check_finite(x: np.ndarray) -> None:
 def _pack_nibbles(levels: np.ndarray, block: int) -> np.ndarray:
     half = block // 2
     return (levels[:, :half] | (levels[:, half:] << 4)).astype(np.uint8)
+
+
+# ---- q4n: non-uniform levels, searched scale (csrc/core/quantize_q4n.cc) ---------------------------
+# The int8 levels a q4n nibble stands for (ggml's IQ4_NL table; x = level * d).
+Q4N_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int8)
+_Q4N_LEVELS_F32 = Q4N_LEVELS.astype(np.float32)
+_Q4N_MIDPOINTS = (np.float32(0.5) * (_Q4N_LEVELS_F32[:-1] + _Q4N_LEVELS_F32[1:])).astype(np.float32)
+_Q4N_STEPS = 7
+_Q4N_ZERO_NIBBLE = 8
+
+
+def _q4n_nearest(v: np.ndarray) -> np.ndarray:
+    """Nibble of the level nearest v (ties to the lower level), as the C++ NearestLevel."""
+    return np.searchsorted(_Q4N_MIDPOINTS, v, side="left")
+
+
+def _sum_in_order(a: np.ndarray) -> np.ndarray:
+    """Row sums of a float32 [n, B] array, added in column order like the C++ loops (numpy's own
+    sum is pairwise, which rounds differently)."""
+    total = np.zeros(a.shape[0], dtype=np.float32)
+    for i in range(a.shape[1]):
+        total = total + a[:, i]
+    return total
+
+
+def _quantize_q4n(blocks: np.ndarray, importance: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """fp16 scales and nibbles (unpacked) of q4n blocks: among candidate scales mapping the value of
+    largest magnitude to an end level (+-7), the one whose least-squares fit removes the most
+    weighted error, w = importance * (mean(y^2) + y^2) on y = x / amax."""
+    f32 = np.float32
+    rows = np.arange(blocks.shape[0])
+    absb = np.abs(blocks)
+    idx = absb.argmax(axis=1)
+    vmax, amax = blocks[rows, idx], absb[rows, idx]
+    zero = amax == 0
+    y = blocks / np.where(zero, f32(1), amax)[:, None]
+    sign = np.where(vmax < 0, f32(-1), f32(1)).astype(f32)
+    sigma2 = _sum_in_order(y * y) / f32(blocks.shape[1])
+    w = sigma2[:, None] + y * y
+    if importance is not None:
+        w = w * importance
+    best_lx = np.zeros_like(sigma2)
+    best_ll = np.zeros_like(sigma2)
+    best_score = np.zeros_like(sigma2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for end in (0, 15):
+            for t in range(-_Q4N_STEPS, _Q4N_STEPS + 1):
+                inv = f32(int(Q4N_LEVELS[end]) + t) * sign
+                lv = _Q4N_LEVELS_F32[_q4n_nearest(y * inv[:, None])]
+                wl = w * lv
+                lx, ll = _sum_in_order(wl * y), _sum_in_order(wl * lv)
+                score = (lx / ll) * lx
+                better = (ll > 0) & (score > best_score)
+                best_lx = np.where(better, lx, best_lx)
+                best_ll = np.where(better, ll, best_ll)
+                best_score = np.where(better, score, best_score)
+        scored = best_score > 0
+        d = np.where(scored, (best_lx / best_ll) * amax, vmax / f32(Q4N_LEVELS[0])).astype(f32)
+        d = np.where(zero, f32(0), d)
+        d16 = _fp16_checked(d, "scale")
+        d32 = d16.astype(f32)[:, None]
+        nib = np.where(d32 == 0, _Q4N_ZERO_NIBBLE, _q4n_nearest(blocks / d32))
+    return d16, nib.astype(np.uint8)
 
 
 def check_importance(importance, k: int, method: str) -> Optional[np.ndarray]:
@@ -249,6 +314,13 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK, imp
         put_fp16(layout.scale_offset, d16)
         put_fp16(layout.min_offset, m16)
         codes[:] = _pack_nibbles(levels, b)
+    elif name == "q4n":
+        imp = None
+        if importance is not None:
+            imp = np.broadcast_to(np.asarray(importance, dtype=np.float32), x.shape).reshape(-1, b)
+        d16, nib = _quantize_q4n(blocks, imp)
+        put_fp16(layout.scale_offset, d16)
+        codes[:] = _pack_nibbles(nib, b)
     else:  # pragma: no cover - format_info already rejected it
         raise DtypeError(name)
     return out.reshape(-1)
@@ -279,4 +351,7 @@ def dequantize_reference(data: np.ndarray, name: str, block: int, shape: tuple[i
     levels = np.concatenate([codes & 0x0F, codes >> 4], axis=1).astype(np.float64)
     if name == "q4":
         return ((levels - 8) * d).reshape(shape)
+    if name == "q4n":
+        nibbles = np.concatenate([codes & 0x0F, codes >> 4], axis=1)
+        return (Q4N_LEVELS[nibbles].astype(np.float64) * d).reshape(shape)
     return (levels * d + get_fp16(layout.min_offset)).reshape(shape)

@@ -20,7 +20,7 @@ def _rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 class Tensor:
-    """An immutable tensor stored as raw bytes in ``dtype`` (f32, f16, bf16, q8, q4, q4a).
+    """An immutable tensor stored as raw bytes in ``dtype`` (f32, f16, bf16, q8, q4, q4a, q4n).
 
     Quantized formats are blocked along the last axis. On the CPU (``device == "cpu"``) the bytes
     live in a numpy array or in a read-only memory map (model files); pyrt never copies them to run
@@ -66,7 +66,7 @@ class Tensor:
 
     @property
     def dtype(self) -> str:
-        """Storage format name: 'f32', 'f16', 'bf16', 'q8', 'q4' or 'q4a'."""
+        """Storage format name: 'f32', 'f16', 'bf16', 'q8', 'q4', 'q4a' or 'q4n'."""
         return self._dtype
 
     @property
@@ -108,7 +108,7 @@ class Tensor:
 
     def to(self, device: str = "cpu") -> Tensor:
         """This tensor on ``device`` ('cpu', 'cuda' or 'cuda:N'): itself when it is there already,
-        else a copy. A GPU copy holds f16, q8, q4 or q4a weights in the CUDA plane layout (built in
+        else a copy. A GPU copy holds f16, q8, q4, q4a or q4n weights in the CUDA plane layout (built in
         C++ from the format definition); ``to("cpu")`` brings back the original bytes. Raises
         :class:`pyrt.UnsupportedError` for other formats and :class:`pyrt.DeviceError` without a
         CUDA build or GPU (see ``pyrt.cuda.unavailable_reason()``)."""
@@ -146,7 +146,7 @@ class Tensor:
 
 def quantize(array: np.ndarray, dtype: str = "q4", block: int = _formats.DEFAULT_BLOCK,
              importance: Optional[np.ndarray] = None, method: str = "search") -> Tensor:
-    """Store ``array`` in ``dtype`` (f32, f16, bf16, q8, q4, q4a), blocked along the last axis.
+    """Store ``array`` in ``dtype`` (f32, f16, bf16, q8, q4, q4a, q4n), blocked along the last axis.
 
     q-formats search each block's scale (and q4a's minimum) for the lowest weighted squared error
     (docs/quantization.md); ``importance`` (float [K], >= 0, one value per column: e.g. the mean

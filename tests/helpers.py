@@ -14,7 +14,7 @@ import numpy as np
 
 import pyrt
 from pyrt.convert.writer import ENTRY, HEADER, HEADER_BYTES, pack_header
-from pyrt.formats import format_info
+from pyrt.formats import Q4N_LEVELS, format_info
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,9 +28,9 @@ BACKENDS = tuple(f"cpu-{isa}" for isa in CPU_ISAS) + ("cuda",)
 # rather than round them: K * 2^-23 ~ 3e-5 at K = 264). Quantized weights: the tensor-core path
 # rounds each dequantized weight to FP16 (relative 2^-11) before the product; the GEMV path
 # dequantizes in FP32.
-CUDA_TOL = {"f16": 1e-4, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3}
+CUDA_TOL = {"f16": 1e-4, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3, "q4n": 1.5e-3}
 
-QUANT = ["q8", "q4", "q4a"]  # block formats: d (and q4a's min) per block of B weights
+QUANT = ["q8", "q4", "q4a", "q4n"]  # block formats: d (and q4a's min) per block of B weights
 PLAIN = ["f32", "f16", "bf16"]  # one value per element, no blocks
 
 # ---- outputs, processes and model files -----------------------------------------------------------
@@ -87,6 +87,8 @@ def weight_parts(t: pyrt.Tensor, fmt: str, block: int):
         c = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).astype(np.float64)
         if fmt == "q4":
             c -= 8
+        elif fmt == "q4n":
+            c = Q4N_LEVELS[c.astype(np.int64)].astype(np.float64)
         else:
             m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
     return c, d, m

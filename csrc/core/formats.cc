@@ -253,6 +253,7 @@ const FormatTraits kTraits[kNumFormats] = {
     {Format::q8, "q8", true, kHeaderBytes<Format::q8>, 8, search_blocks<CodecQ8>, dequantize_blocks<CodecQ8>},
     {Format::q4, "q4", true, kHeaderBytes<Format::q4>, 4, search_blocks<CodecQ4>, dequantize_blocks<CodecQ4>},
     {Format::q4a, "q4a", true, kHeaderBytes<Format::q4a>, 4, search_blocks<CodecQ4A>, dequantize_blocks<CodecQ4A>},
+    {Format::q4n, "q4n", true, kHeaderBytes<Format::q4n>, 4, quantize_row_q4n_weighted, dequantize_row_q4n},
 };
 
 }  // namespace
@@ -275,7 +276,7 @@ const FormatTraits& format_traits(Format f) {
 Format format_from_name(const std::string& name) {
   for (const auto& t : kTraits)
     if (name == t.name) return t.format;
-  PYRT_THROW(Dtype, "unknown weight format '", name, "' (expected one of f32, f16, bf16, q8, q4, q4a)");
+  PYRT_THROW(Dtype, "unknown weight format '", name, "' (expected one of f32, f16, bf16, q8, q4, q4a, q4n)");
 }
 
 int effective_block(Format f, int block) {

@@ -11,9 +11,10 @@
 namespace pyrt::gpu {
 
 void require_cuda_format(Format f) {
-  const bool has_kernels = f == Format::f16 || f == Format::q8 || f == Format::q4 || f == Format::q4a;
+  const bool has_kernels = f == Format::f16 || f == Format::q8 || f == Format::q4 || f == Format::q4a ||
+                           f == Format::q4n;
   PYRT_CHECK(has_kernels, Unsupported, format_traits(f).name,
-             " weights are not supported by the CUDA backend; store them as one of f16, q8, q4, q4a "
+             " weights are not supported by the CUDA backend; store them as one of f16, q8, q4, q4a, q4n "
              "(e.g. pyrt.quantize(w, 'f16'))");
 }
 

@@ -156,6 +156,41 @@ struct DecodeNibbles {
   }
 };
 
+// q4n (x = kQ4nLevels[nib] * d): group() looks the block's nibbles up in the int8 level table
+// (pshufb, 32 levels per shuffle pair) into a small buffer in element order; from there the levels
+// are q8 codes (vpmovsxbd with a memory operand: no extra shuffle for the upper 8 bytes), so the
+// rest is q8's: the group size, the widening, the scale once per block, no x sums.
+template <int B>
+struct DecodeQ4N : DecodeQ8<B> {
+  using Q8 = DecodeQ8<B>;
+  using L = BlockOf<Format::q4n, B>;
+  static constexpr int kGroupBytes = L::bytes;
+  struct Group { alignas(16) int8_t levels[B]; __m256 d; };
+  static Group group(const uint8_t* row, int64_t g, const float* table) {
+    const uint8_t* blk = row + g * kGroupBytes;
+    Group s;
+    s.d = broadcast_fp16(table, blk + L::scale_offset);
+    const __m128i lut = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels));
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    for (int c = 0; c < B / 2; c += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + L::quants_offset + c));
+      _mm_store_si128(reinterpret_cast<__m128i*>(s.levels + c), _mm_shuffle_epi8(lut, _mm_and_si128(v, low4)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(s.levels + B / 2 + c),
+                      _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(v, 4), low4)));
+    }
+    return s;
+  }
+  static void raw_pair(const Group& s, int p, __m256& l0, __m256& l1) {
+    l0 = Q8::raw(s.levels + Q8::off0(p));
+    l1 = Q8::raw(s.levels + Q8::off1(p));
+  }
+  static void pair(const Group& s, int p, __m256& w0, __m256& w1) {
+    w0 = Q8::widen(s.levels + Q8::off0(p), s.d);
+    w1 = Q8::widen(s.levels + Q8::off1(p), s.d);
+  }
+  static __m256 apply_block(const Group& s, __m256 dot, __m256, __m256 acc) { return _mm256_fmadd_ps(dot, s.d, acc); }
+};
+
 // The decoder of each format, for the kernels' <Format, block> visit (pyrt/format_dispatch.h).
 template <Format F, int B>
 struct DecoderOf { using type = DecodePlain<F>; };
@@ -165,6 +200,8 @@ template <int B>
 struct DecoderOf<Format::q4, B> { using type = DecodeNibbles<Format::q4, B>; };
 template <int B>
 struct DecoderOf<Format::q4a, B> { using type = DecodeNibbles<Format::q4a, B>; };
+template <int B>
+struct DecoderOf<Format::q4n, B> { using type = DecodeQ4N<B>; };
 template <Format F, int B>
 using Decoder = typename DecoderOf<F, B>::type;
 

@@ -20,12 +20,21 @@ inline float load_fp16(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// Table entries i - 8 (q4) and i (q4a).
+// Table entries i - 8 (q4), i (q4a) and kQ4nLevels[i] (q4n).
 inline __m512 q4_level_table() {
   return _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
 }
 inline __m512 q4a_level_table() {
   return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+inline __m512 q4n_level_table() {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels))));
+}
+template <Format F>
+inline __m512 level_table() {
+  if constexpr (F == Format::q4) return q4_level_table();
+  else if constexpr (F == Format::q4a) return q4a_level_table();
+  else return q4n_level_table();
 }
 
 // 16 bytes of packed nibbles -> the 16 dword indices (low nibble in bits 0-3, high in bits 4-7).
@@ -67,14 +76,14 @@ inline __m512 load_plain16_masked(const uint8_t* row, int64_t k, __mmask16 mask)
 
 inline __mmask16 tail_mask(int64_t n) { return __mmask16((1u << n) - 1u); }
 
-// The 16 values a q4 / q4a block's nibbles stand for (levels times d, plus m for q4a), so one
+// The 16 values a q4 / q4a / q4n block's nibbles stand for (levels times d, plus m for q4a), so one
 // permute per 16 weights decodes them; *nibbles is set to the block's packed nibbles.
 template <Format F, int B>
 inline __m512 nibble_value_table(const uint8_t* blk, const uint8_t** nibbles) {
   using L = BlockOf<F, B>;
   *nibbles = blk + L::quants_offset;
-  if constexpr (F == Format::q4)
-    return _mm512_mul_ps(q4_level_table(), _mm512_set1_ps(load_fp16(blk + L::scale_offset)));
+  if constexpr (F == Format::q4 || F == Format::q4n)
+    return _mm512_mul_ps(level_table<F>(), _mm512_set1_ps(load_fp16(blk + L::scale_offset)));
   else
     return _mm512_fmadd_ps(q4a_level_table(), _mm512_set1_ps(load_fp16(blk + L::scale_offset)),
                            _mm512_set1_ps(load_fp16(blk + L::min_offset)));

@@ -195,7 +195,7 @@ void gemv_4bit_single_row(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
 
 template <Format F, int B>
 void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  if constexpr ((F == Format::q4 || F == Format::q4a) && B == kGroupBlock) {
+  if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && B == kGroupBlock) {
     if (a.M == 1 && a.K >= kGroupWeights) return gemv_4bit_single_row<F>(a, n_begin, n_end);
   }
   int64_t n = n_begin;

@@ -42,7 +42,20 @@ constexpr int split_chunk_position(int j) {
   return half * 32 + block * 16 + j % 16;
 }
 
-// Codes of chunk c of a weight row (q8: q_w + 128; q4/q4a: the nibble), the per-lane d_w in *dw and
+// q4n's codes are its levels + 128 (unsigned, like q8's): nibbles -> codes by one in-lane byte
+// shuffle through the table; the other 4-bit formats' codes are the nibbles.
+template <Format F>
+inline __m512i nibble_codes(__m512i nibbles) {
+  if constexpr (F == Format::q4n) {
+    const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels));
+    const __m512i table = _mm512_broadcast_i32x4(_mm_xor_si128(levels, _mm_set1_epi8(char(0x80))));
+    return _mm512_shuffle_epi8(table, nibbles);
+  } else {
+    return nibbles;
+  }
+}
+
+// Codes of chunk c of a weight row (q8: q_w + 128; q4/q4a: the nibble; q4n: level + 128), the per-lane d_w in *dw and
 // (q4a) the per-lane m in *mw. With B = 32 and an odd number of blocks, the last chunk's second
 // half is zero codes / zero scales (never read past the row); kWhole promises the chunk is whole
 // (64 elements), which keeps the branch out of the hot loop.
@@ -93,8 +106,8 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
       const __m256i nn = _mm256_set_m128i(n1, n0);
       // [n0, n1, n0 >> 4, n1 >> 4] -> [n0, n0 >> 4, n1, n1 >> 4]: block 0's 32 codes, then block 1's.
       const __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(nn), _mm256_srli_epi16(nn, 4), 1);
-      if constexpr (kSplit) return _mm512_and_si512(z, low4);
-      return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), low4);
+      if constexpr (kSplit) return nibble_codes<F>(_mm512_and_si512(z, low4));
+      return nibble_codes<F>(_mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), low4));
     }
   } else {
     const uint8_t* blk = row + (c * 64 / B) * bb;
@@ -105,17 +118,19 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
       return _mm512_xor_si512(_mm512_loadu_si512(blk + hdr + half), sign);
     } else if constexpr (B == 64) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + hdr));
-      return _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4);
+      return nibble_codes<F>(_mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4));
     } else {  // B = 128: byte j holds elements j and j + 64, so chunk 0 is the low nibbles, 1 the high
       const __m512i v = _mm512_loadu_si512(blk + hdr);
-      return _mm512_and_si512((c & 1) ? _mm512_srli_epi16(v, 4) : v, low4);
+      return nibble_codes<F>(_mm512_and_si512((c & 1) ? _mm512_srli_epi16(v, 4) : v, low4));
     }
   }
 }
 
 // The coefficient of the activation block sum S in each format's block formula (docs/int8.md),
-// for q8 and q4 relative to d_w: q8 -128 d_w, q4 -8 d_w, q4a m (here 1: m is applied separately).
+// for q8, q4 and q4n relative to d_w: q8 and q4n -128 d_w, q4 -8 d_w, q4a m (here 1: m is applied
+// separately).
 template <Format F>
-constexpr float kSumCoefficient = F == Format::q8 ? -128.0f : (F == Format::q4 ? -8.0f : 1.0f);
+constexpr float kSumCoefficient =
+    F == Format::q8 || F == Format::q4n ? -128.0f : (F == Format::q4 ? -8.0f : 1.0f);
 
 }  // namespace pyrt::cpu::avx512

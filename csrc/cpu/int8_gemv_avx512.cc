@@ -6,7 +6,7 @@
 // shared by every activation row). The offsets come back out per block through the activation
 // block sum S = d_x * sum(q_x), which the quantizer already computed:
 //   q8: d_w d_x sum(q_x (q_w + 128)) - 128 d_w S     q4: d_w d_x sum(q_x n) - 8 d_w S
-//   q4a: d_w d_x sum(q_x n) + m S
+//   q4a: d_w d_x sum(q_x n) + m S                    q4n: d_w d_x sum(q_x (level + 128)) - 128 d_w S
 // A vector of 64 weights covers two blocks (B = 32), one (B = 64) or half of one (B = 128); the
 // per-lane scales d_x and the per-lane correction (S in one lane per block) are expanded once per
 // call into a small table, so each product costs dpbusd, cvt and two FMAs. For 4-bit weights with
@@ -214,8 +214,8 @@ void int8_group_rows(const Int8KernelArgs& a, const NibbleGroupLoader<F>& loader
     for (int r = 0; r < R; ++r) {
       __m512i scales;
       const __m512i nib = loader.load(w[r] + g * gb, &scales);
-      const __m512i lo = _mm512_and_si512(nib, low4);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4);
+      const __m512i lo = nibble_codes<F>(_mm512_and_si512(nib, low4));
+      const __m512i hi = nibble_codes<F>(_mm512_and_si512(_mm512_srli_epi16(nib, 4), low4));
       const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x_lo), hi, x_hi);
       const __m512 p = _mm512_cvtepi32_ps(dot);
       const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(scales));

@@ -1,10 +1,10 @@
 // AVX2 int8-activation kernel (docs/int8.md). Each weight row is unpacked once into one byte per
-// weight (q8: the signed code; q4/q4a: the nibble 0..15) plus its block scales, then dotted with
+// weight (q8: the signed code; q4/q4a: the nibble 0..15; q4n: its signed level) plus its block scales, then dotted with
 // every activation row while it sits in L1.
 // vpmaddubsw multiplies unsigned by signed bytes with a saturating 16-bit pair sum:
 //   q4/q4a: nibble (u8, <= 15) x q_x (s8): pair sums <= 2*15*127, never saturate;
 //   q8: both signed, so the sign trick: |q_w| (u8, <= 128) x sign(q_x, q_w) (s8) = q_w * q_x, pair
-//       sums <= 2*128*127 = 32512, never saturate.
+//       sums <= 2*128*127 = 32512, never saturate. q4n's levels (|level| <= 127) take the same path.
 // q4's "- 8" and q4a's "+ m" are applied per block in FP32 through the activation block sums.
 #include <immintrin.h>
 
@@ -44,6 +44,15 @@ void unpack_row(const uint8_t* row, int64_t nb, uint8_t* codes, float* dw, float
     if constexpr (F == Format::q8) {
       cw[b] = 0.0f;
       std::memcpy(c, q, B);
+    } else if constexpr (F == Format::q4n) {
+      cw[b] = 0.0f;
+      const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels));
+      for (int j = 0; j < B / 2; j += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(c + j), _mm_shuffle_epi8(table, _mm_and_si128(v, low4)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(c + B / 2 + j),
+                         _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(v, 4), low4)));
+      }
     } else {
       if constexpr (F == Format::q4)
         cw[b] = -8.0f * dw[b];
@@ -63,7 +72,7 @@ inline __m256i dot32(const uint8_t* codes, const int8_t* qx) {
   const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
   const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx));
   __m256i p16;
-  if constexpr (F == Format::q8)
+  if constexpr (F == Format::q8 || F == Format::q4n)
     p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c));
   else
     p16 = _mm256_maddubs_epi16(c, x);
@@ -80,7 +89,7 @@ float row_dot(const uint8_t* codes, const float* dw, const float* cw, const int8
     __m256i idot = dot32<F>(codes + b * B, qx + b * B);
     for (int j = 32; j < B; j += 32) idot = _mm256_add_epi32(idot, dot32<F>(codes + b * B + j, qx + b * B + j));
     acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(idot), _mm256_set1_ps(dw[b] * dx[b]), acc[b & 1]);
-    if constexpr (F != Format::q8) corr += cw[b] * sx[b];
+    if constexpr (F == Format::q4 || F == Format::q4a) corr += cw[b] * sx[b];
   }
   return hsum(_mm256_add_ps(acc[0], acc[1])) + corr;
 }

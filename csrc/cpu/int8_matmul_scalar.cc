@@ -3,6 +3,7 @@
 //   q8 : y += (d_w * d_x) * sum(q_x * q_w)
 //   q4 : y += (d_w * d_x) * sum(q_x * (nibble - 8))
 //   q4a: y += (d_w * d_x) * sum(q_x * nibble) + m * (d_x * sum(q_x))
+//   q4n: y += (d_w * d_x) * sum(q_x * kQ4nLevels[nibble])
 // The integer sums are exact (|sum| < 2^24); only the FP32 accumulation over blocks rounds.
 #include <cstring>
 
@@ -47,6 +48,9 @@ void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
           acc += (dw * dx) * float(dot);
         } else if (f == Format::q4) {
           for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * (nibble(q, j, B) - 8);
+          acc += (dw * dx) * float(dot);
+        } else if (f == Format::q4n) {
+          for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * kQ4nLevels[nibble(q, j, B)];
           acc += (dw * dx) * float(dot);
         } else {  // q4a
           for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * nibble(q, j, B);

@@ -13,7 +13,8 @@ namespace {
 int64_t gemm_min_rows(Format f) {
   switch (f) {
     case Format::q4:
-    case Format::q4a: return 10;
+    case Format::q4a:
+    case Format::q4n: return 10;
     case Format::q8: return 14;
     default: return 17;
   }

@@ -72,14 +72,14 @@ struct NibbleGroup {
 
   NibbleGroupLoader<F> loader;
   __m512i x_index[8];    // x element feeding nibble n of every dword (a gather index)
-  __m512 levels;         // q4: -8..7, q4a: 0..15
+  __m512 levels;         // q4: -8..7, q4a: 0..15, q4n: kQ4nLevels
 
   NibbleGroup() {
     alignas(64) int32_t xi[8][16];
     for (int n = 0; n < 8; ++n)
       for (int j = 0; j < 16; ++j) xi[n][j] = group_element(n, j);
     for (int n = 0; n < 8; ++n) x_index[n] = _mm512_load_si512(xi[n]);
-    levels = F == Format::q4 ? q4_level_table() : q4a_level_table();
+    levels = level_table<F>();
   }
 
   // x[0, groups * 128) -> xp in the group order (xp[g*128 + n*16 + j]); for q4a also the per-lane
@@ -98,9 +98,11 @@ struct NibbleGroup {
     }
   }
 
-  // Nibble n (bits 4n..4n+3, n = 1..3) of every dword as its level (q4: q - 8, q4a: q).
+  // Nibble n (bits 4n..4n+3, n = 1..3) of every dword as its level (q4: q - 8, q4a: q; q4n's
+  // levels are not linear in q: a shift and the table permute).
   template <int n>
-  static __m512 mantissa_level(__m512i nib) {
+  __m512 mantissa_level(__m512i nib) const {
+    if constexpr (F == Format::q4n) return _mm512_permutexvar_ps(_mm512_srli_epi32(nib, 4 * n), levels);
     constexpr float kMagic = float(1 << (23 - 4 * n));
     constexpr float kBias = kMagic + (F == Format::q4 ? 8.0f : 0.0f);
     const __m512i bits = _mm512_ternarylogic_epi32(nib, _mm512_set1_epi32(0xF << (4 * n)),

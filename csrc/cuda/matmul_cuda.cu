@@ -15,6 +15,7 @@ WeightKind weight_kind(Format f) {
     case Format::q8: return WeightKind::q8;
     case Format::q4: return WeightKind::q4;
     case Format::q4a: return WeightKind::q4a;
+    case Format::q4n: return WeightKind::q4n;
     default: return WeightKind::f16;
   }
 }

@@ -106,8 +106,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) gemv_kernel(const KernelA
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
         const uint32_t b = byte_of(wv, i);
-        lo[i] = float(b & 0xfu) - offset;
-        hi[i] = float(b >> 4) - offset;
+        if constexpr (W == WeightKind::q4n) {
+          lo[i] = q4n_level(b & 0xfu);
+          hi[i] = q4n_level(b >> 4);
+        } else {
+          lo[i] = float(b & 0xfu) - offset;
+          hi[i] = float(b >> 4) - offset;
+        }
       }
       float mn = 0.0f;
       if constexpr (W == WeightKind::q4a) mn = __half2float(a.mins[n * blocks_per_row + blk]);
@@ -167,6 +172,7 @@ void launch_gemv(WeightKind kind, const KernelArgs& a, cudaStream_t stream) {
     case WeightKind::q8: launch_for_kind<WeightKind::q8>(a, stream); break;
     case WeightKind::q4: launch_for_kind<WeightKind::q4>(a, stream); break;
     case WeightKind::q4a: launch_for_kind<WeightKind::q4a>(a, stream); break;
+    case WeightKind::q4n: launch_for_kind<WeightKind::q4n>(a, stream); break;
   }
   CUDA_CHECK(cudaGetLastError());
 }

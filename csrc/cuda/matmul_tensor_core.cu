@@ -71,6 +71,9 @@ __device__ __forceinline__ void stage_weights(const KernelArgs& a, int64_t n, in
         if constexpr (W == WeightKind::q4) {
 #pragma unroll
           for (int i = 0; i < 16; ++i) v[i] = (float((byte_of(q, i) >> shift) & 0xfu) - 8.0f) * d;
+        } else if constexpr (W == WeightKind::q4n) {
+#pragma unroll
+          for (int i = 0; i < 16; ++i) v[i] = q4n_level((byte_of(q, i) >> shift) & 0xfu) * d;
         } else {
           const float mn = __half2float(a.mins[scale_index]);
 #pragma unroll
@@ -152,6 +155,7 @@ void launch_tensor_core(WeightKind kind, const KernelArgs& a, cudaStream_t strea
     case WeightKind::q8: tensor_core_kernel<WeightKind::q8><<<grid, kThreads, 0, stream>>>(a); break;
     case WeightKind::q4: tensor_core_kernel<WeightKind::q4><<<grid, kThreads, 0, stream>>>(a); break;
     case WeightKind::q4a: tensor_core_kernel<WeightKind::q4a><<<grid, kThreads, 0, stream>>>(a); break;
+    case WeightKind::q4n: tensor_core_kernel<WeightKind::q4n><<<grid, kThreads, 0, stream>>>(a); break;
   }
   CUDA_CHECK(cudaGetLastError());
 }

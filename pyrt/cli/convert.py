@@ -1,4 +1,4 @@
-"""`pyrt convert SRC -o OUT.pyrt --dtype {f32,f16,bf16,q8,q4,q4a}` (also installed as `pyrt-convert`):
+"""`pyrt convert SRC -o OUT.pyrt --dtype {f32,f16,bf16,q8,q4,q4a,q4n}` (also installed as `pyrt-convert`):
 convert a checkpoint (Hugging Face folder, .safetensors, .npz, .bin/.pt with torch, .gguf) into a
 .pyrt model file, written atomically; prints what each tensor's format costs in accuracy and size."""
 from __future__ import annotations

@@ -27,7 +27,7 @@ from helpers import REPO_ROOT, models_dir
 
 
 # Relative Frobenius error bounds of a round trip of Gaussian weights, per stored format.
-REL_TOL = {"f32": 0.0, "f16": 1e-3, "bf16": 6e-3, "q8": 1.5e-2, "q4": 0.2, "q4a": 0.2}
+REL_TOL = {"f32": 0.0, "f16": 1e-3, "bf16": 6e-3, "q8": 1.5e-2, "q4": 0.2, "q4a": 0.2, "q4n": 0.2}
 
 SHAPES = {
     "embeddings.word_embeddings.weight": (50, 64),
@@ -48,7 +48,7 @@ def expected_format(name: str, shape, dtype: str, block: int) -> tuple[str, int]
     """The documented default rules, restated independently of pyrt.convert.rules."""
     if len(shape) < 2 or "LayerNorm" in name:
         return "f32", 1
-    fmt = "q8" if "embeddings" in name and dtype in ("q8", "q4", "q4a") else dtype
+    fmt = "q8" if "embeddings" in name and dtype in ("q8", "q4", "q4a", "q4n") else dtype
     if not FORMATS[fmt].blocked:
         return fmt, 1
     for b in (block, 64, 32):
@@ -501,7 +501,7 @@ def test_minilm_q8(minilm_q8):
 
 @needs_minilm
 @pytest.mark.parametrize("dtype,bpw", [("f32", (32, 32)), ("f16", (16, 16.1)), ("bf16", (16, 16.1)),
-                                       ("q4", (6.5, 6.7)), ("q4a", (6.8, 7.0))])
+                                       ("q4", (6.5, 6.7)), ("q4a", (6.8, 7.0)), ("q4n", (6.5, 6.7))])
 def test_minilm_every_format(tmp_path, dtype, bpw):
     report = convert_checkpoint(MINILM, tmp_path / "m.pyrt", dtype=dtype)
     assert bpw[0] <= report["totals"]["bits_per_weight"] <= bpw[1]

@@ -33,6 +33,8 @@ EXPECTED = {
     ("q4", 64): BlockLayout(64, 34, 0, -1, 2, 32),
     ("q4a", 32): BlockLayout(32, 20, 0, 2, 4, 16),
     ("q4a", 128): BlockLayout(128, 68, 0, 2, 4, 64),
+    ("q4n", 32): BlockLayout(32, 18, 0, -1, 2, 16),
+    ("q4n", 128): BlockLayout(128, 66, 0, -1, 2, 64),
 }
 
 
@@ -51,7 +53,7 @@ def test_layout_adds_up_to_the_row_bytes(name, block):
 
 
 @pytest.mark.parametrize("block", [0, 16, 96, 256])
-@pytest.mark.parametrize("name", ["q8", "q4", "q4a"])
+@pytest.mark.parametrize("name", ["q8", "q4", "q4a", "q4n"])
 def test_invalid_blocks_are_refused_by_both(name, block):
     with pytest.raises(DtypeError):
         _core.block_layout(name, block)
@@ -70,8 +72,12 @@ def test_quantizers_write_the_fields_where_the_layout_says(name, block, rng):
     for data in (np.asarray(_core.quantize(x, name, block, method="rtn")), quantize_reference(x, name, block, method="rtn")):
         blocks = data.reshape(3, layout.bytes)
         d = blocks[:, layout.scale_offset:layout.scale_offset + 2].copy().view(np.float16).ravel()
-        expected_d = {"q8": 2.0 / 127, "q4": 2.0 / 8, "q4a": (x.max(axis=1) + 2.0) / 15}[name]
-        np.testing.assert_allclose(d.astype(np.float64), expected_d, rtol=2.0**-10)
+        if name == "q4n":  # a searched scale: the -2.0 lands on (or near) an end level, -127 or 113
+            ends = d.astype(np.float64)[:, None] * np.array([-127.0, 113.0])
+            assert np.all(np.abs(ends + 2.0).min(axis=1) <= 0.06 * 2.0), d
+        else:
+            expected_d = {"q8": 2.0 / 127, "q4": 2.0 / 8, "q4a": (x.max(axis=1) + 2.0) / 15}[name]
+            np.testing.assert_allclose(d.astype(np.float64), expected_d, rtol=2.0**-10)
         if layout.min_offset >= 0:
             m = blocks[:, layout.min_offset:layout.min_offset + 2].copy().view(np.float16).ravel()
             np.testing.assert_array_equal(m, np.full(3, -2.0, np.float16))

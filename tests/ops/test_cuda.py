@@ -14,7 +14,7 @@ import pytest
 import pyrt
 from pyrt import cuda
 from pyrt._native import core
-from pyrt.formats import dequantize_reference
+from pyrt.formats import Q4N_LEVELS, dequantize_reference
 
 from helpers import CUDA_TOL
 
@@ -27,7 +27,7 @@ GPU_READY = cuda.is_available() and cupy is not None
 gpu = pytest.mark.skipif(not GPU_READY, reason="needs a CUDA build, a GPU and cupy")
 no_gpu = pytest.mark.skipif(cuda.is_available(), reason="checks the behaviour without a usable GPU")
 
-FORMAT_BLOCKS = [("f16", 1)] + [(f, b) for f in ("q8", "q4", "q4a") for b in (32, 64, 128)]
+FORMAT_BLOCKS = [("f16", 1)] + [(f, b) for f in ("q8", "q4", "q4a", "q4n") for b in (32, 64, 128)]
 
 
 class FakeDeviceArray:
@@ -62,6 +62,8 @@ def decode_planes(quants, scales, mins, dtype, block, rows, cols):
     nib = np.concatenate([q & 0xF, q >> 4], axis=1).astype(np.float64)  # elements j, then j + B/2
     if dtype == "q4":
         return ((nib - 8) * d).reshape(rows, cols)
+    if dtype == "q4n":
+        return (Q4N_LEVELS[nib.astype(np.int64)].astype(np.float64) * d).reshape(rows, cols)
     m = mins.view(np.float16).astype(np.float64).reshape(nb, 1)
     return (nib * d + m).reshape(rows, cols)
 
@@ -73,7 +75,7 @@ def test_planes_round_trip_and_decode_like_the_reference(rng, dtype, block):
     rows, cols = 5, 3 * max(block, 32)
     w = pyrt.quantize(rng.standard_normal((rows, cols)).astype(np.float32) * 3, dtype, block)
     quants, scales, mins = cuda.split_planes(w.numpy(), dtype, block, rows, cols)
-    row_bytes = cols * {"f16": 2, "q8": 1, "q4": 0.5, "q4a": 0.5}[dtype]
+    row_bytes = cols * {"f16": 2, "q8": 1, "q4": 0.5, "q4a": 0.5, "q4n": 0.5}[dtype]
     assert quants.nbytes == rows * row_bytes and row_bytes % 16 == 0  # 16-byte aligned device rows
     assert (scales is None) == (dtype == "f16") and (mins is None) == (dtype != "q4a")
     np.testing.assert_array_equal(cuda.join_planes(quants, scales, mins, dtype, block, rows, cols), w.numpy())

@@ -46,7 +46,7 @@ _CHILD = textwrap.dedent(
         sys.exit("mprotect failed")
     flush = pyrt.Tensor(view, fmt, (N, K), block)
     w64 = dequantize_reference(raw, fmt, block, (N, K))
-    modes = ["exact"] + (["int8", "int16"] if fmt in ("q8", "q4", "q4a") else [])
+    modes = ["exact"] + (["int8", "int16"] if fmt in ("q8", "q4", "q4a", "q4n") else [])
     bad = 0
     for isa in pyrt.available_cpu_isas():
         pyrt.set_cpu_isa(isa)
@@ -69,7 +69,7 @@ _CHILD = textwrap.dedent(
 
 
 _CASES = [(fmt, 32) for fmt in ("f32", "f16", "bf16")] + [
-    (fmt, block) for fmt in ("q8", "q4", "q4a") for block in (32, 64, 128)]
+    (fmt, block) for fmt in ("q8", "q4", "q4a", "q4n") for block in (32, 64, 128)]
 
 
 @pytest.mark.parametrize("fmt,block", _CASES)
@@ -94,7 +94,7 @@ def avx512():
     pyrt.set_cpu_isa(previous)
 
 
-@pytest.mark.parametrize("fmt", ["q4", "q4a"])
+@pytest.mark.parametrize("fmt", ["q4", "q4a", "q4n"])
 @pytest.mark.parametrize("block", [32, 64, 128])
 def test_single_row_groups_and_tail_blocks(avx512, rng, fmt, block):
     # K = whole groups of 128 plus 0 .. 128/B - 1 trailing blocks; N not a multiple of the 4 rows
@@ -127,7 +127,7 @@ def test_single_row_every_level_and_extreme_scales(avx512, rng):
     w = rng.uniform(-60000, 60000, (N, K)).astype(np.float32)
     w[3] = rng.uniform(1000, 60000, K)  # all positive: q4a's min far from zero
     x = rng.uniform(-100, 100, (1, K)).astype(np.float32)
-    for fmt in ("q4", "q4a"):
+    for fmt in ("q4", "q4a", "q4n"):
         for block in (32, 64, 128):
             t = pyrt.quantize(w, dtype=fmt, block=block)
             w64 = dequantize_reference(t.numpy(), fmt, block, (N, K))

@@ -63,7 +63,7 @@ class DeviceWeights {
 };
 
 // Copies host weights (pyrt's interleaved blocks) to `device`, split into planes by block_layout().
-// Throws Unsupported for formats without CUDA kernels (only f16, q8, q4, q4a have them), Device
+// Throws Unsupported for formats without CUDA kernels (only f16, q8, q4, q4a, q4n have them), Device
 // without a usable device.
 DeviceWeights upload_weights(const WeightView& host, int device);
 // The inverse: writes rows * row_bytes(format, block, cols) bytes of pyrt's layout to `host`.

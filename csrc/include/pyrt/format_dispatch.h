@@ -39,6 +39,7 @@ decltype(auto) visit_blocked_format(Format f, int block, Fn&& fn) {
     switch (f) {
       case Format::q8: return fn(FormatBlock<Format::q8, B>{});
       case Format::q4: return fn(FormatBlock<Format::q4, B>{});
+      case Format::q4n: return fn(FormatBlock<Format::q4n, B>{});
       default: return fn(FormatBlock<Format::q4a, B>{});
     }
   });

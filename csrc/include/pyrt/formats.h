@@ -6,9 +6,11 @@
 //   q8 : { fp16 d; int8  q[B]   }          x = q * d,            RTN: d = absmax / 127
 //   q4 : { fp16 d; uint8 q[B/2] }          x = (nibble - 8) * d, RTN: d = v / -8 (v: the value of largest |x|)
 //   q4a: { fp16 d; fp16 m; uint8 q[B/2] }  x = nibble * d + m,   RTN: d = (max - min) / 15, m = min
+//   q4n: { fp16 d; uint8 q[B/2] }          x = kQ4nLevels[nibble] * d (non-uniform; d always searched)
 // The default quantizers search d (and m) instead (csrc/core/quantize_search.h); RTN stays available.
 // Nibbles: byte j holds element j in its low half and element j + B/2 in its high half, so one
-// 16-byte load yields 32 consecutive weights after a mask and a shift.
+// 16-byte load yields 32 consecutive weights after a mask and a shift. q4n at B = 32 has the bytes
+// of ggml's IQ4_NL block (same level table, same nibble order).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -16,8 +18,8 @@
 
 namespace pyrt {
 
-enum class Format : int { f32 = 0, f16 = 1, bf16 = 2, q8 = 3, q4 = 4, q4a = 5 };
-constexpr int kNumFormats = 6;
+enum class Format : int { f32 = 0, f16 = 1, bf16 = 2, q8 = 3, q4 = 4, q4a = 5, q4n = 6 };
+constexpr int kNumFormats = 7;
 
 constexpr int kDefaultBlock = 32;
 inline bool is_valid_block(int block) { return block == 32 || block == 64 || block == 128; }
@@ -38,9 +40,18 @@ struct BlockQ4A {
   uint16_t m;
   uint8_t q[B / 2];
 };
+// q4n: the same bytes as q4, a nibble indexing this table of int8 levels (denser near zero, where
+// most weights are) instead of standing for nibble - 8.
+template <int B>
+struct BlockQ4N {
+  uint16_t d;
+  uint8_t q[B / 2];
+};
+constexpr int8_t kQ4nLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 static_assert(sizeof(BlockQ8<32>) == 34 && sizeof(BlockQ8<64>) == 66 && sizeof(BlockQ8<128>) == 130, "q8 block");
 static_assert(sizeof(BlockQ4<32>) == 18 && sizeof(BlockQ4<64>) == 34 && sizeof(BlockQ4<128>) == 66, "q4 block");
 static_assert(sizeof(BlockQ4A<32>) == 20 && sizeof(BlockQ4A<64>) == 36 && sizeof(BlockQ4A<128>) == 68, "q4a block");
+static_assert(sizeof(BlockQ4N<32>) == 18 && sizeof(BlockQ4N<64>) == 34 && sizeof(BlockQ4N<128>) == 66, "q4n block");
 
 // Byte layout of one block, derived from the structs above (offsetof/sizeof), so no kernel, the
 // CUDA plane builder or the file reader re-derives an offset by hand. Plain formats: block 1,
@@ -96,6 +107,7 @@ template <int B> struct BlockOf<Format::bf16, B> : PlainFields<uint16_t> {};
 template <int B> struct BlockOf<Format::q8, B> : QuantBlockFields<BlockQ8<B>> {};
 template <int B> struct BlockOf<Format::q4, B> : QuantBlockFields<BlockQ4<B>> {};
 template <int B> struct BlockOf<Format::q4a, B> : QuantBlockFields<BlockQ4A<B>> {};
+template <int B> struct BlockOf<Format::q4n, B> : QuantBlockFields<BlockQ4N<B>> {};
 
 // Whether F stores blocks with a scale (q-formats) or plain elements.
 template <Format F>
@@ -115,6 +127,14 @@ static_assert(BlockOf<Format::q4a, 32>::min_offset == 2 && BlockOf<Format::q4, 3
 // mean squared activation), or nullptr for the default weighting (csrc/core/quantize_search.h).
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n, int block, const float* importance);
 using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n, int block);
+
+// q4n's quantizer (csrc/core/quantize_q4n.cc): per block, the scale minimizing the error
+// sum_i w_i (x_i - d * level_i)^2 among searched candidates, w_i = importance_i * (mean(y^2) + y_i^2)
+// with y = x / absmax of the block; importance has n entries (importance[i] weights src[i]), null
+// means 1. quantize_row_q4n is the table's entry (importance null).
+void quantize_row_q4n_weighted(const float* src, void* dst, int64_t n, int block, const float* importance);
+void quantize_row_q4n(const float* src, void* dst, int64_t n, int block);
+void dequantize_row_q4n(const void* src, float* dst, int64_t n, int block);
 
 struct FormatTraits {
   Format format;
@@ -147,7 +167,7 @@ const char* device_name(Device d);
 // A read-only view of a 2-D weight matrix [rows, cols] stored in `format`, on `device`.
 //   cpu : `data` holds pyrt's interleaved blocks, one row every `row_stride` bytes.
 //   cuda: the device plane layout (docs/cuda.md): `data` is the code plane (fp16 [rows, cols] for
-//         f16; B code bytes per block for q8, B/2 for q4/q4a, rows of cols * bits / 8 bytes),
+//         f16; B code bytes per block for q8, B/2 for q4/q4a/q4n, rows of cols * bits / 8 bytes),
 //         `scales` and, for q4a, `mins` are fp16 [rows, cols / block]. `row_stride` is the code
 //         plane's row stride. Built from the cpu bytes by block_layout() (csrc/cuda/).
 struct WeightView {

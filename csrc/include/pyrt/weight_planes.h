@@ -9,7 +9,7 @@
 
 namespace pyrt::gpu {
 
-// Throws Unsupported unless the CUDA kernels read `f` (f16, q8, q4, q4a).
+// Throws Unsupported unless the CUDA kernels read `f` (f16, q8, q4, q4a, q4n).
 void require_cuda_format(Format f);
 
 // Bytes of each plane of a [rows, cols] matrix; 0 for a plane the format lacks. Validates the
