@@ -11,7 +11,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from .. import __version__
 from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
 from ..formats import FP16_MAX, effective_block
 from ..tensor import Tensor, quantize
+from .accuracy_report import QualityPass, accuracy_lines
 from .readers import Source, SourceTensor, open_source
 from .report import format_table, roundtrip_error, totals, write_report
 from .rules import Q_FORMATS, Choice, Rule, choose, parse_rule
@@ -120,6 +121,7 @@ def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, b
            "format": used, "block": stored.block, "bytes": stored.nbytes,
            "elements": int(np.prod(st.shape)) if st.shape else 1, "rel_error": rel, "max_abs_error": max_abs,
            "note": note}
+    row["bits_per_weight"] = 8.0 * stored.nbytes / row["elements"] if row["elements"] else 0.0
     return stored, row
 
 
@@ -136,7 +138,10 @@ def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, 
 def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: str = "q8", block: int = 32,
                        rules: Iterable[str | Rule] = (), report: str | os.PathLike | None = None,
                        quiet: bool = True, allow_nonfinite: bool = False,
-                       fp16_overflow: str = "bf16") -> dict[str, Any]:
+                       fp16_overflow: str = "bf16", target_bpw: float | None = None,
+                       target_quality: str | None = None, accuracy: bool = False,
+                       calibration_texts: Sequence[str] | None = None,
+                       evaluation_texts: Sequence[str] | None = None) -> dict[str, Any]:
     """Converts ``src`` (HF folder, .safetensors, .npz, .bin/.pt with torch, .gguf) into ``out``.
 
     ``dtype``/``block``: format of the matmul weights (see pyrt.convert.rules for the defaults of
@@ -144,6 +149,13 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     also write the report to this .md or .json file; ``fp16_overflow``: 'bf16' (fall back) or
     'stop' (raise RangeError). Returns the report dict (also stored in the file). Raises pyrt
     errors; on any failure ``out`` is left as it was and no temporary file remains.
+
+    ``target_bpw`` (bits per weight of the whole file) or ``target_quality`` ('cos=0.99',
+    'ppl=2%', ...: pyrt.quality.parse_quality_target): choose each tensor's format by the mixed-
+    precision planner (pyrt.convert.plan; ``rules`` still win). ``accuracy``: measure the converted
+    model against the source weights on ``evaluation_texts`` (default: pyrt's own) and store it as
+    report["accuracy"]; always done with a target. ``calibration_texts``: the planner's (default:
+    pyrt.calibration.default_calibration_texts()).
     """
     start = time.perf_counter()
     effective_block(dtype, block)
@@ -153,11 +165,17 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     if report is not None and Path(report).suffix.lower() not in (".md", ".markdown", ".json"):
         raise DtypeError(f"report file {report} must end in .md or .json")
     conversion = {"dtype": dtype, "block": block, "rules": [r.text for r in rules],
-                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow}
+                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow,
+                  "target_bpw": target_bpw, "target_quality": target_quality}
     out = Path(out)
     with open_source(src) as source:
         _refuse_overwriting_source(source, out)
         provenance = _provenance(source)
+        quality = QualityPass(source, target_bpw=target_bpw, target_quality=target_quality, accuracy=accuracy,
+                              calibration_texts=calibration_texts, evaluation_texts=evaluation_texts,
+                              quantizer=lambda name, x, d, b: store_tensor(name, x, Choice(d, b, "plan"),
+                                                                           fp16_overflow)[0])
+        rules = rules + tuple(parse_rule(r) for r in quality.rules())  # the user's rules come first
         try:
             writer = ModelWriter(out)
         except FileIOError as exc:
@@ -168,13 +186,15 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 if not st.is_float:
                     skipped.append({"name": st.name, "reason": f"{st.source_dtype} buffer, not a weight"})
                     continue
-                x = _load_values(st)
+                x = quality.values(st.name)
+                x = _load_values(st) if x is None else x
                 finite = bool(np.isfinite(x).all())
                 if not finite:
                     nonfinite.append(f"{st.name} ({int((~np.isfinite(x)).sum())} values)")
                 if nonfinite and not allow_nonfinite:
                     continue  # keep scanning so that the error names every bad tensor
                 stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow)
+                quality.annotate(row, stored)
                 try:
                     writer.add_tensor(st.name, stored)
                 except FileIOError as exc:
@@ -183,7 +203,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
             if nonfinite and not allow_nonfinite:
                 raise RangeError("NaN/Inf in the source, conversion refused (use --allow-nonfinite to keep "
                                  "such tensors as f32): " + ", ".join(nonfinite))
-            result = {"tensors": rows, "totals": totals(rows, skipped)}
+            result = {"tensors": rows, "totals": totals(rows, skipped), "accuracy": quality.finish()}
             try:
                 for name, data in source.files.items():
                     writer.add_file(name, data)
@@ -195,5 +215,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         write_report(result, report)
     if not quiet:
         print(format_table(result))
+        for line in accuracy_lines(result["accuracy"]):
+            print(line)
         print(f"wrote {out} in {result['seconds']:.2f} s")
     return result
