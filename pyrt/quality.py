@@ -205,3 +205,23 @@ def summary_line(metrics: dict[str, Any]) -> str:
     return (f"perplexity {metrics['perplexity']:.3f} (source {metrics['source_perplexity']:.3f}, "
             f"{metrics['ppl_increase_pct']:+.2f} %), KL {metrics['kl']:.4f}, top-1 agreement "
             f"{100 * metrics['top1']:.1f} % ({metrics['tokens']} tokens)")
+
+
+def accuracy_lines(accuracy: dict[str, Any] | None) -> list[str]:
+    """The accuracy section as printed by the converter and `pyrt info`."""
+    if not accuracy:
+        return []
+    if not accuracy.get("measured"):
+        return [f"accuracy: {accuracy.get('reason', 'not measured')}"]
+    ev = accuracy["evaluation"]
+    lines = [f"accuracy ({ev['name']} evaluation texts, {ev['items']} items, sha256 {ev['sha256'][:12]}...): "
+             + summary_line(accuracy["metrics"])]
+    cal = accuracy.get("calibration")
+    if cal:
+        lines.append(f"calibration: {cal['name']}, {cal['items']} items, sha256 {cal['sha256'][:12]}...")
+    plan = accuracy.get("plan")
+    if plan:
+        formats = ", ".join(f"{k} x{v}" for k, v in sorted(plan["formats"].items()))
+        lines.append(f"mixed-precision plan: {plan['bits_per_weight']:.3f} bits/weight over {plan['groups']} "
+                     f"sensitivity groups in {plan['seconds']:.1f} s: {formats}")
+    return lines

@@ -12,8 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..quality import describe_texts, evaluation_sentences, evaluation_text, make_probe, parse_quality_target, \
-    summary_line
+from ..quality import describe_texts, evaluation_sentences, evaluation_text, make_probe, parse_quality_target
 from ..tensor import Tensor
 from .plan import Plan, Quantizer, plan_mixed_precision
 from .readers import Source
@@ -96,23 +95,3 @@ class QualityPass:
             section["plan"] = self.plan.summary()
         self.kept.clear()
         return section
-
-
-def accuracy_lines(accuracy: dict[str, Any] | None) -> list[str]:
-    """The accuracy section as printed by the converter and `pyrt info`."""
-    if not accuracy:
-        return []
-    if not accuracy.get("measured"):
-        return [f"accuracy: {accuracy.get('reason', 'not measured')}"]
-    ev = accuracy["evaluation"]
-    lines = [f"accuracy ({ev['name']} evaluation texts, {ev['items']} items, sha256 {ev['sha256'][:12]}...): "
-             + summary_line(accuracy["metrics"])]
-    cal = accuracy.get("calibration")
-    if cal:
-        lines.append(f"calibration: {cal['name']}, {cal['items']} items, sha256 {cal['sha256'][:12]}...")
-    plan = accuracy.get("plan")
-    if plan:
-        formats = ", ".join(f"{k} x{v}" for k, v in sorted(plan["formats"].items()))
-        lines.append(f"mixed-precision plan: {plan['bits_per_weight']:.3f} bits/weight over {plan['groups']} "
-                     f"sensitivity groups in {plan['seconds']:.1f} s: {formats}")
-    return lines

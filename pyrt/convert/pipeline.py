@@ -19,7 +19,8 @@ from .. import __version__
 from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
 from ..formats import FP16_MAX, effective_block
 from ..tensor import Tensor, quantize
-from .accuracy_report import QualityPass, accuracy_lines
+from ..quality import accuracy_lines
+from .accuracy_report import QualityPass
 from .readers import Source, SourceTensor, open_source
 from .report import format_table, roundtrip_error, totals, write_report
 from .rules import Q_FORMATS, Choice, Rule, choose, parse_rule

@@ -76,15 +76,6 @@ def candidates(formats: Sequence[str] | None = None, blocks: Sequence[int] = BLO
     return out
 
 
-def parse_label(text: str) -> Candidate:
-    """'q4/64' or 'f16' -> Candidate."""
-    name, _, block = text.partition("/")
-    info = format_info(name)
-    if info.blocked:
-        return Candidate(name, int(block) if block else 32)
-    return Candidate(name)
-
-
 @dataclass
 class Group:
     name: str

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DtypeError, FileIOError
 from ..tensor import Tensor
-from .accuracy_report import accuracy_lines
+from ..quality import accuracy_lines
 
 CHUNK_ELEMENTS = 1 << 16  # float64 work in cache-sized slices: bounded memory for large tables
 
