@@ -111,7 +111,7 @@ class Advisor:
         runner = _load(path, self.model.kind)
         load_seconds = time.perf_counter() - start
         metrics, speed = self._speed(runner)
-        elements = sum(t.size for t in tensors.values())
+        elements = sum(self.model.arrays[n].size for n in tensors)
         bits = 8.0 * sum(t.nbytes for t in tensors.values()) / elements
         self.progress(f"{label}: {bits:.3f} bits/weight")
         return Trial(label, bits, path.stat().st_size, load_seconds, metrics, speed, mixed)
@@ -192,7 +192,7 @@ def plot(trials: Sequence[Trial], kind: str, path: str | os.PathLike, title: str
             xs = [t.bits_per_weight for t in trials]
             ys = [t.metrics[key] for t in trials]
             ax.scatter(xs, ys, label=label)
-            for t, x, y in zip(trials, xs, ys):
+            for t, x, y in zip(trials, xs, ys) if key == series[0][0] else ():
                 ax.annotate(t.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel("bits per weight (whole file)")
         ax.set_ylabel("quality" if kind == "encoder" else "perplexity increase (%)")

@@ -83,7 +83,9 @@ def print_text(s: dict[str, Any], max_tensors: int) -> None:
             print(f"  {f['name']}: {f['bytes']:,} bytes, sha256 {f['sha256'][:16]}...")
     if conv:
         rules = ", ".join(conv.get("rules", [])) or "none"
-        print(f"conversion: --dtype {conv.get('dtype')} --block {conv.get('block')}, rules: {rules}")
+        target = "".join(f" --{key.replace('_', '-')} {conv[key]}" for key in ("target_bpw", "target_quality")
+                         if conv.get(key) is not None)
+        print(f"conversion: --dtype {conv.get('dtype')} --block {conv.get('block')}{target}, rules: {rules}")
     print("formats:")
     for fmt, f in sorted(s["formats"].items(), key=lambda kv: -kv[1]["bytes"]):
         bpw = 8.0 * f["bytes"] / f["elements"] if f["elements"] else 0.0

@@ -34,7 +34,8 @@ from ..tensor import Tensor, quantize
 from .source_model import SourceModel
 
 Quantizer = Callable[[str, np.ndarray, str, int], Tensor]
-EXCLUDED_FORMATS = ("f32", "bf16")   # never smaller than f16 at the same accuracy for these weights
+EXCLUDED_FORMATS = ("f32", "bf16")
+DEFAULT_BLOCKS = BLOCK_SIZES   # never smaller than f16 at the same accuracy for these weights
 PER_TENSOR_LIMIT = 64               # more plannable tensors than this: group them (layer kind x layer range)
 MAX_GROUPS = 24
 CALIBRATION_SENTENCES = 32          # encoder probe size: bounds the sensitivity pass
@@ -63,14 +64,14 @@ class Candidate:
         return f"^{re.escape(name)}$={self.dtype}" + (f":{self.block}" if format_info(self.dtype).blocked else "")
 
 
-def candidates(formats: Sequence[str] | None = None, blocks: Sequence[int] = BLOCK_SIZES) -> list[Candidate]:
+def candidates(formats: Sequence[str] | None = None, blocks: Sequence[int] | None = None) -> list[Candidate]:
     """Every (format, block) the planner may choose: by default each format pyrt.formats lists
     except f32/bf16, the q-formats at every block size."""
     names = list(formats) if formats else [f for f in FORMATS if f not in EXCLUDED_FORMATS]
     out = []
     for name in names:
         info = format_info(name)
-        out += [Candidate(name, b) for b in blocks] if info.blocked else [Candidate(name)]
+        out += [Candidate(name, b) for b in blocks or DEFAULT_BLOCKS] if info.blocked else [Candidate(name)]
     if not out:
         raise DtypeError("no candidate formats")
     return out
@@ -177,7 +178,8 @@ class Planner:
 
     def __init__(self, model: SourceModel, calibration_texts: Sequence[str], *,
                  candidate_list: Sequence[Candidate] | None = None, quantizer: Quantizer | None = None,
-                 max_groups: int = MAX_GROUPS, progress: Callable[[str], None] | None = None):
+                 max_groups: int = MAX_GROUPS, probe_size: int | None = None,
+                 progress: Callable[[str], None] | None = None):
         start = time.perf_counter()
         self.model = model
         self.candidates = list(candidate_list or candidates())
@@ -186,7 +188,7 @@ class Planner:
         self.reference = model.reference_tensors()
         self._cache: dict[tuple[str, Candidate], Tensor] = {}
         self._cached_bytes = 0
-        self.probe = self._calibration_probe(calibration_texts)
+        self.probe = self._calibration_probe(calibration_texts, probe_size)
         names = model.plannable()
         self.fixed_bits = sum(8 * self.reference[n].nbytes for n in model.arrays if n not in set(names))
         self.elements = model.elements
@@ -195,14 +197,18 @@ class Planner:
 
     # -- measurement -------------------------------------------------------------------------
 
-    def _calibration_probe(self, texts: Sequence[str]) -> Probe:
+    def _calibration_probe(self, texts: Sequence[str], size: int | None) -> Probe:
+        """Evenly spaced calibration sentences (encoders) or the first tokens (decoders): their
+        count bounds the time of every trial."""
         texts = [t for t in texts if t.strip()]
         if not texts:
             raise DtypeError("the calibration text is empty")
-        if self.model.kind == "encoder" and len(texts) > CALIBRATION_SENTENCES:
-            step = len(texts) / CALIBRATION_SENTENCES
-            texts = [texts[int(i * step)] for i in range(CALIBRATION_SENTENCES)]
-        return make_probe(self.model.kind, self.model.build(self.reference), texts, CALIBRATION_TOKENS)
+        if self.model.kind == "decoder":
+            return make_probe("decoder", self.model.build(self.reference), texts, size or CALIBRATION_TOKENS)
+        size = size or CALIBRATION_SENTENCES
+        if len(texts) > size:
+            texts = [texts[int(i * len(texts) / size)] for i in range(size)]
+        return make_probe("encoder", self.model.build(self.reference), texts)
 
     def stored(self, name: str, c: Candidate) -> Tensor:
         key = (name, c)
