@@ -34,6 +34,15 @@ def default_formats() -> list[str]:
     return ["f16", "q8", "q4a", "q4"] + rest
 
 
+def check_formats(formats: Sequence[str] | None) -> list[str]:
+    """``formats`` (default: :func:`default_formats`), each checked against pyrt.formats."""
+    formats = list(formats) if formats else default_formats()
+    for f in formats:
+        if f not in FORMATS:
+            raise DtypeError(f"unknown format {f!r} (expected one of {', '.join(FORMATS)})")
+    return formats
+
+
 @dataclass
 class Trial:
     label: str
@@ -117,10 +126,7 @@ class Advisor:
         return Trial(label, bits, path.stat().st_size, load_seconds, metrics, speed, mixed)
 
     def run(self, formats: Sequence[str] | None = None, budgets: Sequence[float] = DEFAULT_BUDGETS) -> list[Trial]:
-        formats = list(formats) if formats else default_formats()
-        for f in formats:
-            if f not in FORMATS:
-                raise DtypeError(f"unknown format {f!r} (expected one of {', '.join(FORMATS)})")
+        formats = check_formats(formats)
         trials = []
         with tempfile.TemporaryDirectory(prefix="pyrt-advise-") as tmp:
             folder = Path(tmp)

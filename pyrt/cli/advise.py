@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
                    "other 4-bit formats pyrt has)")
     p.add_argument("--budgets", metavar="B,B,...", default="5,6",
                    help="bits/weight budgets of the mixed-precision plans (default 5,6; 'none': no plan)")
-    p.add_argument("--bar", metavar="Q", help=f"quality bar of the recommendation ({TARGET_SYNTAX}); "
+    p.add_argument("--bar", metavar="Q", help=f"quality bar of the recommendation ({TARGET_SYNTAX.replace('%', '%%')}); "
                    "default cos=0.99 for encoders, ppl=2%% for decoders")
     p.add_argument("--plot", metavar="PNG", help="write quality against bits/weight as a PNG (needs matplotlib)")
     p.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
@@ -74,8 +74,10 @@ def advise(args: argparse.Namespace) -> int:
     from ..convert.readers import open_source
     from ..convert.source_model import model_kind
 
-    formats = _list(args.formats, str, "--formats")
+    formats = advisor.check_formats(_list(args.formats, str, "--formats"))
     budgets = _list(args.budgets, float, "--budgets")
+    if budgets and any(b <= 0 for b in budgets):
+        raise DtypeError(f"--budgets must be positive bits/weight, got {args.budgets}")
     with open_source(args.model) as source:
         kind = model_kind(source)
     if kind is None:

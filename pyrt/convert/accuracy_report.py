@@ -14,8 +14,9 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..quality import describe_texts, evaluation_sentences, evaluation_text, make_probe, parse_quality_target
 from ..tensor import Tensor
-from .plan import Plan, Quantizer, plan_mixed_precision
+from .plan import Candidate, Plan, Quantizer, plan_mixed_precision
 from .readers import Source
+from .rules import Rule, choose
 from .source_model import SourceModel, model_kind
 
 
@@ -36,7 +37,7 @@ class QualityPass:
 
     def __init__(self, source: Source, *, target_bpw: float | None, target_quality: str | None, accuracy: bool,
                  calibration_texts: Sequence[str] | None, evaluation_texts: Sequence[str] | None,
-                 quantizer: Quantizer, progress: Callable[[str], None] | None = None):
+                 quantizer: Quantizer, user_rules: Sequence[Rule] = (), progress: Callable[[str], None] | None = None):
         self.targeted = target_bpw is not None or target_quality is not None
         self.active = accuracy or self.targeted
         self.model: SourceModel | None = None
@@ -58,8 +59,13 @@ class QualityPass:
         if self.targeted:
             texts, name = calibration_or_default(calibration_texts)
             self.calibration = describe_texts(name, texts)
+            fixed = {}
+            for name in self.model.plannable():  # tensors the user's rules decide are not planned
+                if any(r.pattern.search(name) for r in user_rules):
+                    c = choose(name, self.model.arrays[name].shape, "f16", 32, tuple(user_rules))
+                    fixed[name] = Candidate(c.dtype, c.block)
             self.plan = plan_mixed_precision(self.model, texts, target_bpw=target_bpw, target_quality=target,
-                                             quantizer=quantizer, progress=progress)
+                                             quantizer=quantizer, progress=progress, fixed=fixed)
 
     def values(self, name: str) -> np.ndarray | None:
         """The source values already in memory (None: the converter loads them)."""

@@ -179,6 +179,7 @@ class Planner:
     def __init__(self, model: SourceModel, calibration_texts: Sequence[str], *,
                  candidate_list: Sequence[Candidate] | None = None, quantizer: Quantizer | None = None,
                  max_groups: int = MAX_GROUPS, probe_size: int | None = None,
+                 fixed: Mapping[str, Candidate] | None = None,
                  progress: Callable[[str], None] | None = None):
         start = time.perf_counter()
         self.model = model
@@ -188,9 +189,11 @@ class Planner:
         self.reference = model.reference_tensors()
         self._cache: dict[tuple[str, Candidate], Tensor] = {}
         self._cached_bytes = 0
+        self.fixed = dict(fixed or {})  # chosen by the user's rules: measured with, never planned
         self.probe = self._calibration_probe(calibration_texts, probe_size)
-        names = model.plannable()
-        self.fixed_bits = sum(8 * self.reference[n].nbytes for n in model.arrays if n not in set(names))
+        names = [n for n in model.plannable() if n not in self.fixed]
+        self.fixed_bits = sum(8 * self.reference[n].nbytes for n in model.arrays if n not in set(names) | set(self.fixed))
+        self.fixed_bits += sum(c.bits * model.arrays[n].size for n, c in self.fixed.items())
         self.elements = model.elements
         self.costs = [self._measure_group(g) for g in make_groups(names, max_groups)]
         self.sensitivity_seconds = time.perf_counter() - start
@@ -223,7 +226,7 @@ class Planner:
     def measure(self, choice: Mapping[str, Candidate], probe: Probe | None = None) -> dict[str, Any]:
         """The probe's metrics of the source model with ``choice``'s tensors quantized."""
         tensors = dict(self.reference)
-        for name, c in choice.items():
+        for name, c in {**self.fixed, **choice}.items():
             tensors[name] = self.stored(name, c)
         return (probe or self.probe).measure(self.model.build(tensors))
 
