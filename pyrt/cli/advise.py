@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
                    "other 4-bit formats pyrt has)")
     p.add_argument("--budgets", metavar="B,B,...", default="5,6",
                    help="bits/weight budgets of the mixed-precision plans (default 5,6; 'none': no plan)")
-    p.add_argument("--bar", metavar="Q", help=f"quality bar of the recommendation ({TARGET_SYNTAX.replace('%', '%%')}); "
+    syntax = TARGET_SYNTAX.replace("%", "%%")  # argparse %-formats help texts
+    p.add_argument("--bar", metavar="Q", help=f"quality bar of the recommendation ({syntax}); "
                    "default cos=0.99 for encoders, ppl=2%% for decoders")
     p.add_argument("--plot", metavar="PNG", help="write quality against bits/weight as a PNG (needs matplotlib)")
     p.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")

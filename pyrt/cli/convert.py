@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     target.add_argument("--target-bpw", type=at_least(1.0, float), metavar="B",
                         help="mixed precision: the best measured quality within B bits/weight (whole file)")
     target.add_argument("--target-quality", metavar="Q",
-                        help="mixed precision: the smallest file meeting Q on the calibration text: " + TARGET_SYNTAX.replace("%", "%%"))
+                        help="mixed precision: the smallest file meeting Q on the calibration text: "
+                        + TARGET_SYNTAX.replace("%", "%%"))
     p.add_argument("--no-accuracy", action="store_true",
                    help="skip the end-to-end accuracy report (quality against the source weights on evaluation text)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no report table")

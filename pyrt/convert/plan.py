@@ -83,7 +83,8 @@ class Group:
     tensors: list[str]
 
 
-def make_groups(names: Sequence[str], max_groups: int = MAX_GROUPS, per_tensor_limit: int = PER_TENSOR_LIMIT) -> list[Group]:
+def make_groups(names: Sequence[str], max_groups: int = MAX_GROUPS,
+                per_tensor_limit: int = PER_TENSOR_LIMIT) -> list[Group]:
     """One group per tensor for small models; else one per layer kind ("blk.#.attn_q.weight") and
     range of layers, at most about ``max_groups``."""
     if len(names) <= per_tensor_limit:
@@ -192,7 +193,8 @@ class Planner:
         self.fixed = dict(fixed or {})  # chosen by the user's rules: measured with, never planned
         self.probe = self._calibration_probe(calibration_texts, probe_size)
         names = [n for n in model.plannable() if n not in self.fixed]
-        self.fixed_bits = sum(8 * self.reference[n].nbytes for n in model.arrays if n not in set(names) | set(self.fixed))
+        unplanned = set(model.arrays) - set(names) - set(self.fixed)  # kept at their default (f32)
+        self.fixed_bits = sum(8 * self.reference[n].nbytes for n in unplanned)
         self.fixed_bits += sum(c.bits * model.arrays[n].size for n, c in self.fixed.items())
         self.elements = model.elements
         self.costs = [self._measure_group(g) for g in make_groups(names, max_groups)]

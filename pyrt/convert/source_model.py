@@ -48,7 +48,8 @@ class SourceModel:
             raise UnsupportedError(f"{source.path.name}: pyrt measures quality only for BERT sentence encoders "
                                    "and Llama GGUF decoders")
         if arrays is None:
-            arrays = {st.name: np.ascontiguousarray(st.load(), dtype=np.float32) for st in source.tensors if st.is_float}
+            arrays = {st.name: np.ascontiguousarray(st.load(), dtype=np.float32)
+                      for st in source.tensors if st.is_float}
         return cls(kind, dict(arrays), dict(source.config), dict(source.files), dict(source.metadata))
 
     @classmethod
