@@ -31,7 +31,8 @@ def test_advise_measures_every_candidate_and_recommends_the_smallest_good_one(tm
     monkeypatch.setattr(plan_module, "CALIBRATION_SENTENCES", 8)   # a short sensitivity pass for the test
     monkeypatch.setattr(plan_module, "DEFAULT_BLOCKS", (32, 128))
     plot, out, text = tmp_path / "q.png", tmp_path / "advice.json", tmp_path / "mine.txt"
-    text.write_text("\n".join(evaluation_sentences()[::5]) + "\n")  # --text: the user's own sentences (13)
+    mine = evaluation_sentences()[::5]  # --text: the user's own sentences
+    text.write_text("\n".join(mine) + "\n")
     code = pyrt_main(["advise", str(MINILM), "--formats", "q8,q4", "--budgets", "6", "--plot", str(plot),
                       "--json", str(out), "--text", str(text), "-q"])
     printed = capsys.readouterr().out
@@ -47,7 +48,7 @@ def test_advise_measures_every_candidate_and_recommends_the_smallest_good_one(tm
     assert mixed["metrics"]["cos_mean"] > q4["metrics"]["cos_mean"]          # smaller and better than uniform q4
     assert q8["file_bytes"] > q4["file_bytes"] > mixed["file_bytes"]
     for t in trials.values():
-        assert t["metrics"]["sentences"] == 13
+        assert t["metrics"]["sentences"] == len(mine)
         assert t["load_seconds"] > 0 and t["speed"]["sentences_per_s"] > 0
         assert 0 < t["metrics"]["cos_min"] <= t["metrics"]["cos_mean"] <= 1 + 1e-9
     bar = parse_quality_target("cos=0.99")
