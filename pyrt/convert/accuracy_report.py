@@ -89,9 +89,9 @@ class QualityPass:
             return {"measured": False, "reason": self.skipped or "not requested (--no-accuracy)"}
         start = time.perf_counter()
         texts = self.evaluation_texts if self.evaluation_texts is not None else default_texts(self.model.kind)
-        tensors = {**self.model.reference_tensors(), **self.kept}
-        probe = make_probe(self.model.kind, self.model.build(self.model.reference_tensors()), texts)
-        metrics = probe.measure(self.model.build(tensors))
+        reference = self.model.reference_tensors()
+        probe = make_probe(self.model.kind, self.model.build(reference), texts)
+        metrics = probe.measure(self.model.build({**reference, **self.kept}))
         section = {"measured": True, "kind": self.model.kind, "metrics": metrics,
                    "reference": "source weights, every tensor in f32",
                    "evaluation": describe_texts("user" if self.evaluation_texts is not None else
