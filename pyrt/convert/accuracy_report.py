@@ -15,7 +15,7 @@ from ..errors import UnsupportedError
 from ..quality import describe_texts, evaluation_sentences, evaluation_text, make_probe, parse_quality_target
 from ..tensor import Tensor
 from .plan import Candidate, Plan, Quantizer, plan_mixed_precision
-from .readers import Source
+from .readers import Source, SourceTensor
 from .rules import Rule, choose
 from .source_model import SourceModel, model_kind
 
@@ -37,7 +37,8 @@ class QualityPass:
 
     def __init__(self, source: Source, *, target_bpw: float | None, target_quality: str | None, accuracy: bool,
                  calibration_texts: Sequence[str] | None, evaluation_texts: Sequence[str] | None,
-                 quantizer: Quantizer, user_rules: Sequence[Rule] = (), progress: Callable[[str], None] | None = None):
+                 quantizer: Quantizer, loader: Callable[[SourceTensor], np.ndarray], user_rules: Sequence[Rule] = (),
+                 progress: Callable[[str], None] | None = None):
         self.targeted = target_bpw is not None or target_quality is not None
         self.active = accuracy or self.targeted
         self.model: SourceModel | None = None
@@ -55,7 +56,7 @@ class QualityPass:
             self.active, self.skipped = False, "not measured: pyrt runs no model of this architecture"
             return
         target = parse_quality_target(target_quality) if target_quality is not None else None
-        self.model = SourceModel.from_source(source)
+        self.model = SourceModel.from_source(source, loader)
         if self.targeted:
             texts, name = calibration_or_default(calibration_texts)
             self.calibration = describe_texts(name, texts)

@@ -175,7 +175,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         quality = QualityPass(source, target_bpw=target_bpw, target_quality=target_quality, accuracy=accuracy,
                               calibration_texts=calibration_texts, evaluation_texts=evaluation_texts,
                               quantizer=lambda name, x, d, b: store_tensor(name, x, Choice(d, b, "plan"),
-                                                                           fp16_overflow)[0], user_rules=rules)
+                                                                           fp16_overflow)[0],
+                              loader=_load_values, user_rules=rules)
         rules = rules + tuple(parse_rule(r) for r in quality.rules())  # the user's rules come first
         try:
             writer = ModelWriter(out)

@@ -10,13 +10,13 @@ import copy
 import os
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from ..errors import UnsupportedError
 from ..tensor import Tensor, quantize
-from .readers import Source, open_source
+from .readers import Source, SourceTensor, open_source
 from .rules import default_choice
 
 DECODER_CONTEXT = 1024  # KV cache of the in-memory decoders: enough for every probe text
@@ -41,15 +41,15 @@ class SourceModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_source(cls, source: Source, arrays: Mapping[str, np.ndarray] | None = None) -> "SourceModel":
-        """Loads every float tensor of ``source`` (or takes ``arrays``, already loaded)."""
+    def from_source(cls, source: Source, loader: Callable[[SourceTensor], np.ndarray] | None = None) -> "SourceModel":
+        """Loads every float tensor of ``source`` (with ``loader``: the converter's, which checks
+        shapes and turns a reader library's exceptions into pyrt errors)."""
         kind = model_kind(source)
         if kind is None:
             raise UnsupportedError(f"{source.path.name}: pyrt measures quality only for BERT sentence encoders "
                                    "and Llama GGUF decoders")
-        if arrays is None:
-            arrays = {st.name: np.ascontiguousarray(st.load(), dtype=np.float32)
-                      for st in source.tensors if st.is_float}
+        load = loader or (lambda st: st.load())
+        arrays = {st.name: np.ascontiguousarray(load(st), dtype=np.float32) for st in source.tensors if st.is_float}
         return cls(kind, dict(arrays), dict(source.config), dict(source.files), dict(source.metadata))
 
     @classmethod
