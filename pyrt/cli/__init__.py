@@ -13,7 +13,7 @@ from .exits import parse_and_run
 from .options import Parser
 
 # Subcommand modules, in the order `pyrt --help` lists them.
-COMMANDS = ("demo", "embed", "generate", "info", "serve", "convert", "batch")
+COMMANDS = ("demo", "embed", "generate", "info", "serve", "convert", "advise", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

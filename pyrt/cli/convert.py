@@ -9,12 +9,14 @@ from typing import Any
 
 from ..errors import DtypeError, FileIOError, PyrtError, RangeError
 from ..formats import BLOCK_SIZES, FORMATS
+from ..quality import TARGET_SYNTAX
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError, command, parse_and_run
-from .options import Parser, subcommand_parser
+from .options import Parser, at_least, subcommand_parser
 
 EXIT_SOURCE, EXIT_VALUES, EXIT_OUTPUT = 3, 4, 5
 EXIT_CODES = ("0 ok, 1 internal error, 2 usage, 3 unreadable source (or missing package), 4 values refused "
-              "(NaN/Inf, FP16 overflow), 5 output not writable, 130 interrupted")
+              "(NaN/Inf, FP16 overflow) or --target-bpw/--target-quality out of reach, 5 output not writable, "
+              "130 interrupted")
 HELP = "convert a checkpoint into a .pyrt file (alias: pyrt-convert)"
 
 
@@ -37,6 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                              help="search the q-format scales without activation statistics")
     p.add_argument("--quant-method", choices=("search", "rtn"), default="search",
                    help="q-format scales: weighted least-squares search (default) or round to nearest")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--target-bpw", type=at_least(1.0, float), metavar="B",
+                        help="mixed precision: the best measured quality within B bits/weight (whole file)")
+    target.add_argument("--target-quality", metavar="Q",
+                        help="mixed precision: the smallest file meeting Q on the calibration text: "
+                        + TARGET_SYNTAX.replace("%", "%%"))
+    p.add_argument("--no-accuracy", action="store_true",
+                   help="skip the end-to-end accuracy report (quality against the source weights on evaluation text)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no report table")
     p.set_defaults(func=run)
 
@@ -52,7 +62,8 @@ def convert(args: argparse.Namespace) -> int:
         convert_checkpoint(args.src, args.output, dtype=args.dtype, block=args.block, rules=args.rule,
                            report=args.report, quiet=args.quiet, allow_nonfinite=args.allow_nonfinite,
                            fp16_overflow=args.fp16_overflow, calibration=args.calibration,
-                           quant_method=args.quant_method)
+                           quant_method=args.quant_method, target_bpw=args.target_bpw,
+                           target_quality=args.target_quality, accuracy=not args.no_accuracy)
     except KeyboardInterrupt:
         raise CommandError("interrupted; nothing was written", EXIT_INTERRUPTED) from None
     except FileIOError as exc:  # the writer marks its own failures; any other is the source's
@@ -60,7 +71,8 @@ def convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# DtypeError: a bad --rule/--report/dtype combination; RangeError: NaN/Inf or FP16 overflow refused;
+# DtypeError: a bad --rule/--report/dtype/--target-quality; RangeError: NaN/Inf or FP16 overflow refused, or a
+# --target-* the candidate formats cannot reach;
 # any other pyrt error (or a missing reader package): the source cannot be read.
 run = command(convert, failures=((DtypeError, EXIT_USAGE), (RangeError, EXIT_VALUES), (PyrtError, EXIT_SOURCE),
                                  (ImportError, EXIT_SOURCE)), extras=("convert",))

@@ -25,6 +25,7 @@ EXTRAS_PROVIDING = {
     "safetensors": ("convert",),
     "tqdm": ("convert",),
     "torch": ("torch",),
+    "matplotlib": ("plot",),
 }
 
 Failures = Sequence[tuple[type, int]]

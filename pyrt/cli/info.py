@@ -1,5 +1,6 @@
 """`pyrt info FILE [--verify] [--json]`: what a .pyrt file holds: metadata, tensors, formats, sizes,
-bits per weight, the conversion report summary; --verify checks every CRC-32."""
+bits per weight, the conversion report summary (with the end-to-end accuracy measured at conversion,
+when the file has it); --verify checks every CRC-32."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from ..errors import ChecksumError
+from ..quality import accuracy_lines
 from .exits import EXIT_OK, command
 from .options import at_least, subcommand_parser
 
@@ -42,6 +44,10 @@ def summarize(model: Any) -> dict[str, Any]:
         by_format[key]["bytes"] += t.nbytes
         tensors.append({"name": name, "shape": list(t.shape), "format": t.dtype, "block": t.block,
                         "bytes": t.nbytes, "bits_per_weight": t.bits_per_weight})
+    row_of = {r.get("name"): r for r in model.report if isinstance(r, dict)}
+    for row in tensors:  # what the conversion measured per tensor (files from older converters: absent)
+        measured = row_of.get(row["name"], {})
+        row["rel_error"], row["sensitivity"] = measured.get("rel_error"), measured.get("sensitivity")
     elements = sum(f["elements"] for f in by_format.values())
     nbytes = sum(f["bytes"] for f in by_format.values())
     report = model.metadata.get("report", {})
@@ -55,6 +61,7 @@ def summarize(model: Any) -> dict[str, Any]:
         "formats": dict(by_format), "elements": elements, "tensor_bytes": nbytes,
         "bits_per_weight": 8.0 * nbytes / elements if elements else 0.0,
         "report_totals": report.get("totals", {}),
+        "accuracy": report.get("accuracy") if isinstance(report.get("accuracy"), dict) else None,
         "worst_tensor": None if worst is None else {"name": worst["name"], "rel_error": worst["rel_error"],
                                                     "max_abs_error": worst.get("max_abs_error")},
         "tensors": tensors, "files": {name: len(data) for name, data in model.files.items()},
@@ -76,7 +83,9 @@ def print_text(s: dict[str, Any], max_tensors: int) -> None:
             print(f"  {f['name']}: {f['bytes']:,} bytes, sha256 {f['sha256'][:16]}...")
     if conv:
         rules = ", ".join(conv.get("rules", [])) or "none"
-        print(f"conversion: --dtype {conv.get('dtype')} --block {conv.get('block')}, rules: {rules}")
+        target = "".join(f" --{key.replace('_', '-')} {conv[key]}" for key in ("target_bpw", "target_quality")
+                         if conv.get(key) is not None)
+        print(f"conversion: --dtype {conv.get('dtype')} --block {conv.get('block')}{target}, rules: {rules}")
     print("formats:")
     for fmt, f in sorted(s["formats"].items(), key=lambda kv: -kv[1]["bytes"]):
         bpw = 8.0 * f["bytes"] / f["elements"] if f["elements"] else 0.0
@@ -90,11 +99,16 @@ def print_text(s: dict[str, Any], max_tensors: int) -> None:
         print(f"report: largest relative error {w['rel_error']:.2e} in {w['name']} (max abs {w['max_abs_error']:.2e})")
     for skipped in t.get("skipped", []):
         print(f"report: skipped {skipped['name']} ({skipped['reason']})")
+    for line in accuracy_lines(s["accuracy"]):
+        print(line)
     print("tensors:")
     for row in s["tensors"][:max_tensors]:
         fmt = row["format"] + (f"/{row['block']}" if row["block"] > 1 else "")
+        measured = "".join(f"  {label} {row[key]:.2e}" for key, label in (("rel_error", "rel err"),
+                                                                            ("sensitivity", "sensitivity"))
+                           if isinstance(row.get(key), (int, float)))
         print(f"  {row['name']:<50} {'x'.join(map(str, row['shape'])):<14} {fmt:<8} {row['bytes']:>12,} "
-              f"{row['bits_per_weight']:6.2f} bpw")
+              f"{row['bits_per_weight']:6.2f} bpw{measured}")
     if len(s["tensors"]) > max_tensors:
         print(f"  ... {len(s['tensors']) - max_tensors} more (--max-tensors N)")
     if s["files"]:

@@ -11,7 +11,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -19,7 +19,10 @@ from .. import __version__
 from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
 from ..formats import FP16_MAX, QUANT_METHODS, effective_block
 from ..tensor import Tensor, quantize
+from ..calibration import read_calibration_text, split_calibration_text
 from .calibrate import DEFAULT as DEFAULT_CALIBRATION, CalibrationChoice, calibration_importance
+from ..quality import accuracy_lines
+from .accuracy_report import QualityPass
 from .readers import Source, SourceTensor, open_source
 from .report import format_table, roundtrip_error, totals, write_report
 from .rules import Q_FORMATS, Choice, Rule, choose, parse_rule
@@ -126,6 +129,7 @@ def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, b
            "format": used, "block": stored.block, "bytes": stored.nbytes,
            "elements": int(np.prod(st.shape)) if st.shape else 1, "rel_error": rel, "max_abs_error": max_abs,
            "note": note}
+    row["bits_per_weight"] = 8.0 * stored.nbytes / row["elements"] if row["elements"] else 0.0
     return stored, row
 
 
@@ -156,11 +160,22 @@ def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, 
             "conversion": conversion, "report": report, **source.metadata}
 
 
+
+def _planner_texts(calibration: CalibrationChoice, texts: Sequence[str] | None) -> Sequence[str] | None:
+    """The mixed-precision planner's texts: given ones, else the user's --calibration file's passages,
+    else None (the planner's default, the calibration text shipped with pyrt)."""
+    if texts is not None or calibration in (None, DEFAULT_CALIBRATION):
+        return texts
+    return split_calibration_text(read_calibration_text(calibration))
+
 def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: str = "q8", block: int = 32,
                        rules: Iterable[str | Rule] = (), report: str | os.PathLike | None = None,
                        quiet: bool = True, allow_nonfinite: bool = False,
                        fp16_overflow: str = "bf16", calibration: CalibrationChoice = DEFAULT_CALIBRATION,
-                       quant_method: str = "search") -> dict[str, Any]:
+                       quant_method: str = "search", target_bpw: float | None = None,
+                       target_quality: str | None = None, accuracy: bool = False,
+                       calibration_texts: Sequence[str] | None = None,
+                       evaluation_texts: Sequence[str] | None = None) -> dict[str, Any]:
     """Converts ``src`` (HF folder, .safetensors, .npz, .bin/.pt with torch, .gguf) into ``out``.
 
     ``dtype``/``block``: format of the matmul weights (see pyrt.convert.rules for the defaults of
@@ -171,6 +186,13 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     None: when the model is one pyrt runs, the search is weighted by its activations on that text
     (pyrt.convert.calibrate). Returns the report dict (also stored in the file). Raises pyrt
     errors; on any failure ``out`` is left as it was and no temporary file remains.
+
+    ``target_bpw`` (bits per weight of the whole file) or ``target_quality`` ('cos=0.99',
+    'ppl=2%', ...: pyrt.quality.parse_quality_target): choose each tensor's format by the mixed-
+    precision planner (pyrt.convert.plan; ``rules`` still win). ``accuracy``: measure the converted
+    model against the source weights on ``evaluation_texts`` (default: pyrt's own) and store it as
+    report["accuracy"]; always done with a target. ``calibration_texts``: the planner's (default:
+    pyrt.calibration.default_calibration_texts()).
     """
     start = time.perf_counter()
     effective_block(dtype, block)
@@ -182,7 +204,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     if quant_method not in QUANT_METHODS:
         raise DtypeError(f"quant_method must be one of {QUANT_METHODS}, got {quant_method!r}")
     conversion = {"dtype": dtype, "block": block, "rules": [r.text for r in rules],
-                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow, "quant_method": quant_method}
+                  "allow_nonfinite": allow_nonfinite, "fp16_overflow": fp16_overflow, "quant_method": quant_method,
+                  "target_bpw": target_bpw, "target_quality": target_quality}
     out = Path(out)
     with open_source(src) as source:
         _refuse_overwriting_source(source, out)
@@ -190,6 +213,14 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         loaded: dict[str, np.ndarray] = {}  # values calibration read, reused once below
         importance, conversion["calibration"] = _calibration(source, dtype, block, rules, calibration, quant_method,
                                                              loaded)
+        # The planner measures each candidate quantized as the file will hold it: same importance, same method.
+        quality = QualityPass(source, target_bpw=target_bpw, target_quality=target_quality, accuracy=accuracy,
+                              calibration_texts=_planner_texts(calibration, calibration_texts),
+                              evaluation_texts=evaluation_texts,
+                              quantizer=lambda name, x, d, b: store_tensor(name, x, Choice(d, b, "plan"), fp16_overflow,
+                                                                           importance.get(name), quant_method)[0],
+                              loader=lambda st: _load_values(st, loaded), user_rules=rules)
+        rules = rules + tuple(parse_rule(r) for r in quality.rules())  # the user's rules come first
         try:
             writer = ModelWriter(out)
         except FileIOError as exc:
@@ -200,7 +231,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 if not st.is_float:
                     skipped.append({"name": st.name, "reason": f"{st.source_dtype} buffer, not a weight"})
                     continue
-                x = _load_values(st, loaded)
+                x = quality.values(st.name)
+                x = _load_values(st, loaded) if x is None else x
                 finite = bool(np.isfinite(x).all())
                 if not finite:
                     nonfinite.append(f"{st.name} ({int((~np.isfinite(x)).sum())} values)")
@@ -208,6 +240,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                     continue  # keep scanning so that the error names every bad tensor
                 stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow,
                                               importance.get(st.name), quant_method)
+                quality.annotate(row, stored)
                 try:
                     writer.add_tensor(st.name, stored)
                 except FileIOError as exc:
@@ -216,7 +249,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
             if nonfinite and not allow_nonfinite:
                 raise RangeError("NaN/Inf in the source, conversion refused (use --allow-nonfinite to keep "
                                  "such tensors as f32): " + ", ".join(nonfinite))
-            result = {"tensors": rows, "totals": totals(rows, skipped), "calibration": conversion["calibration"]}
+            result = {"tensors": rows, "totals": totals(rows, skipped), "calibration": conversion["calibration"],
+                      "accuracy": quality.finish()}
             try:
                 for name, data in source.files.items():
                     writer.add_file(name, data)
@@ -229,5 +263,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     if not quiet:
         print(format_table(result))
         print(_calibration_line(result["calibration"]))
+        for line in accuracy_lines(result["accuracy"]):
+            print(line)
         print(f"wrote {out} in {result['seconds']:.2f} s")
     return result

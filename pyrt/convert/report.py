@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import DtypeError, FileIOError
 from ..tensor import Tensor
+from ..quality import accuracy_lines
 
 CHUNK_ELEMENTS = 1 << 16  # float64 work in cache-sized slices: bounded memory for large tables
 
@@ -61,6 +62,20 @@ def _fmt_err(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2e}"
 
 
+def _bits(row: dict[str, Any]) -> str:
+    """Bits per weight of a row (computed for reports written before rows carried it)."""
+    bits = row.get("bits_per_weight")
+    if bits is None and row.get("elements"):
+        bits = 8.0 * row["bytes"] / row["elements"]
+    return "n/a" if bits is None else f"{bits:.2f}"
+
+
+def _fmt_sens(row: dict[str, Any]) -> str:
+    """The planner's measured sensitivity of the tensor's group ("-" outside mixed-precision plans)."""
+    value = row.get("sensitivity")
+    return "-" if value is None else f"{value:.2e}"
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
@@ -68,12 +83,14 @@ def _mb(n: int) -> str:
 def format_table(report: dict[str, Any]) -> str:
     rows = report["tensors"]
     width = max([len(r["name"]) for r in rows] + [6])
-    lines = [f"{'tensor':<{width}}  {'shape':<14} {'src':<6} {'format':<8} {'bytes':>11} {'rel err':>9} {'max abs':>9}  note"]
+    lines = [f"{'tensor':<{width}}  {'shape':<14} {'src':<6} {'format':<8} {'bytes':>11} {'bpw':>6} {'rel err':>9} "
+             f"{'max abs':>9} {'sensitiv.':>9}  note"]
     for r in rows:
         fmt = r["format"] + (f"/{r['block']}" if r["block"] > 1 else "")
         shape = "x".join(str(s) for s in r["shape"])
         lines.append(f"{r['name']:<{width}}  {shape:<14} {r['source_dtype']:<6} {fmt:<8} {r['bytes']:>11,} "
-                     f"{_fmt_err(r['rel_error']):>9} {_fmt_err(r['max_abs_error']):>9}  {r['note']}")
+                     f"{_bits(r):>6} {_fmt_err(r['rel_error']):>9} {_fmt_err(r['max_abs_error']):>9} "
+                     f"{_fmt_sens(r):>9}  {r['note']}")
     t = report["totals"]
     lines.append(f"total: {t['tensors']} tensors, {t['elements']:,} weights, {_mb(t['bytes_before'])} -> "
                  f"{_mb(t['bytes_after'])}, {t['bits_per_weight']:.3f} bits/weight")
@@ -83,15 +100,20 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    out = ["| tensor | shape | source | format | block | bytes | rel. Frobenius error | max abs error | note |",
-           "|---|---|---|---|---:|---:|---:|---:|---|"]
+    out = ["| tensor | shape | source | format | block | bytes | bits/weight | rel. Frobenius error | max abs error "
+           "| sensitivity | note |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in report["tensors"]:
         out.append(f"| `{r['name']}` | {'x'.join(map(str, r['shape']))} | {r['source_dtype']} | {r['format']} | "
-                   f"{r['block']} | {r['bytes']} | {_fmt_err(r['rel_error'])} | {_fmt_err(r['max_abs_error'])} | {r['note']} |")
+                   f"{r['block']} | {r['bytes']} | {_bits(r)} | {_fmt_err(r['rel_error'])} | "
+                   f"{_fmt_err(r['max_abs_error'])} | {_fmt_sens(r)} | {r['note']} |")
     t = report["totals"]
     out += ["", f"**Totals:** {t['tensors']} tensors, {t['elements']} weights, {t['bytes_before']} bytes before, "
             f"{t['bytes_after']} bytes after, {t['bits_per_weight']:.3f} bits per weight."]
     out += [f"- skipped `{s['name']}`: {s['reason']}" for s in t["skipped"]]
+    lines = accuracy_lines(report.get("accuracy"))
+    if lines:
+        out += [""] + [f"- {line}" for line in lines]
     return "\n".join(out) + "\n"
 
 
