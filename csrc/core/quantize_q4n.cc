@@ -123,10 +123,6 @@ void quantize_row_q4n_weighted(const float* src, void* dst, int64_t n, int block
   });
 }
 
-void quantize_row_q4n(const float* src, void* dst, int64_t n, int block) {
-  quantize_row_q4n_weighted(src, dst, n, block, nullptr);
-}
-
 void dequantize_row_q4n(const void* src, float* dst, int64_t n, int block) {
   visit_block(block, [&](auto b) {
     constexpr int B = decltype(b)::value;

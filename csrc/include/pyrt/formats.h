@@ -131,9 +131,8 @@ using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n, int blo
 // q4n's quantizer (csrc/core/quantize_q4n.cc): per block, the scale minimizing the error
 // sum_i w_i (x_i - d * level_i)^2 among searched candidates, w_i = importance_i * (mean(y^2) + y_i^2)
 // with y = x / absmax of the block; importance has n entries (importance[i] weights src[i]), null
-// means 1. quantize_row_q4n is the table's entry (importance null).
+// means 1. It is the table's quantize_row for q4n (q4n has no round-to-nearest variant).
 void quantize_row_q4n_weighted(const float* src, void* dst, int64_t n, int block, const float* importance);
-void quantize_row_q4n(const float* src, void* dst, int64_t n, int block);
 void dequantize_row_q4n(const void* src, float* dst, int64_t n, int block);
 
 struct FormatTraits {
