@@ -47,7 +47,8 @@ async def _generate(request: Request, method: str, required: str) -> Response:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise APIError(400, f"'stream' must be a boolean, got {stream!r}", param="stream")
-    call: Callable[[], Any] = lambda: getattr(served.model, method)(**body)  # noqa: E731
+    first_arg = body.pop(required)  # messages / prompt: positional-only in the model's API
+    call: Callable[[], Any] = lambda: getattr(served.model, method)(first_arg, **body)  # noqa: E731
     limiter = _limiter(request)
     if not stream:
         result = await anyio.to_thread.run_sync(call, limiter=limiter)
