@@ -17,8 +17,10 @@ import numpy as np
 from ._native import require_core
 from .model_weights import native_weights
 from .errors import DtypeError, FileFormatError, ShapeError, UnsupportedError
+from .model_config import check_encoder_config
 from .ops import check_activations
 from .tensor import Tensor
+from .tokenizer_guard import guarded_tokenizer
 
 # Where the BERT tensors may sit in a checkpoint: bare BertModel names, a BertFor* head model, or a
 # sentence-transformers module saved whole.
@@ -209,8 +211,9 @@ class SentenceEncoder:
         if not isinstance(config, Mapping):
             raise DtypeError(f"config must be a dict, got {type(config).__name__}")
         self.config = dict(config)
+        check_encoder_config(config, tensors, files)  # types, ranges, shapes (pyrt/model_config.py)
         self.settings = _SentenceTransformersSettings(config, files)
-        self._tokenizer = _make_tokenizer(files, self.settings.max_seq_length)
+        self._tokenizer = guarded_tokenizer(lambda: _make_tokenizer(files, self.settings.max_seq_length))
         self._native = require_core().BertEncoder(_native_config(config), _bert_tensors(tensors), self.activations)
         self.tensors: dict[str, Tensor] = dict(tensors)
         self.formats = sorted({(t.dtype, t.block) for t in self.tensors.values() if t.ndim == 2})

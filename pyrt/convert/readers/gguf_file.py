@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import FileFormatError, FileIOError, UnsupportedError
+from ...model_config import config_float, config_int
 from ...tensor import Tensor, quantize
 from .base import Source, SourceTensor
+from .gguf_limits import prescan_gguf
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q5_K", "Q6_K")
 
@@ -34,6 +36,10 @@ LLAMA_KEYS = {
     "rope.dimension_count": "rope_dimension_count",
     "vocab_size": "vocab_size",
 }
+# What the gguf package raises on a file the pre-scan let through (its own checks, numpy views).
+_PACKAGE_ERRORS = (ValueError, OSError, IndexError, KeyError, TypeError, ArithmeticError, AttributeError,
+                   AssertionError)
+FLOAT_KEYS = ("rms_norm_eps", "rope_theta")
 TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id")
 
 
@@ -79,8 +85,9 @@ def llama_config(arch: str, kv: dict[str, Any], has_output: bool, n_vocab: int) 
     if arch == "llama":
         config["architectures"] = ["LlamaForCausalLM"]
     for key, hf in LLAMA_KEYS.items():
-        if f"{arch}.{key}" in kv:
-            config[hf] = kv[f"{arch}.{key}"]
+        if f"{arch}.{key}" in kv:  # types and ranges checked (pyrt/model_config.py)
+            check = config_float if hf in FLOAT_KEYS else config_int
+            config[hf] = check(kv, f"{arch}.{key}")
     config.setdefault("vocab_size", n_vocab)
     if "hidden_size" in config and "num_attention_heads" in config:
         config["head_dim"] = config["hidden_size"] // config["num_attention_heads"]
@@ -95,13 +102,14 @@ def llama_config(arch: str, kv: dict[str, Any], has_output: bool, n_vocab: int) 
 def _read(path: Path) -> tuple[Any, dict[str, Any]]:
     """The gguf package's reader (tensor types checked) and the key/value fields as plain Python."""
     gguf = _module()
+    prescan_gguf(path, {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()})  # sizes bounded by the file
     try:
         reader = gguf.GGUFReader(str(path), "r")
-    except (ValueError, OSError, IndexError, KeyError, TypeError) as exc:
+    except _PACKAGE_ERRORS as exc:
         raise FileFormatError(f"{path}: not a readable GGUF file: {exc}") from exc
     try:
         kv = {name: field_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
-    except (ValueError, IndexError, TypeError) as exc:
+    except _PACKAGE_ERRORS as exc:
         raise FileFormatError(f"{path}: unreadable GGUF key/value data: {exc}") from exc
     for t in reader.tensors:
         if t.tensor_type.name not in SUPPORTED_TYPES:
@@ -115,8 +123,11 @@ def _shape(t: Any) -> tuple[int, ...]:
 
 
 def _values(t: Any) -> np.ndarray:
-    values = _module().quants.dequantize(t.data, t.tensor_type)
-    return np.ascontiguousarray(values, dtype=np.float32).reshape(_shape(t))
+    try:
+        values = _module().quants.dequantize(t.data, t.tensor_type)
+        return np.ascontiguousarray(values, dtype=np.float32).reshape(_shape(t))
+    except _PACKAGE_ERRORS as exc:
+        raise FileFormatError(f"GGUF tensor {t.name!r} cannot be dequantized: {exc}") from exc
 
 
 def open_gguf(path: Path) -> Source:
@@ -125,6 +136,8 @@ def open_gguf(path: Path) -> Source:
                for t in reader.tensors]
     arch = kv.get("general.architecture", "unknown")
     tokens = kv.get("tokenizer.ggml.tokens") or []
+    if not isinstance(arch, str) or not isinstance(tokens, list):
+        raise FileFormatError(f"{path}: general.architecture must be a string and tokenizer.ggml.tokens a list")
     names = {t.name for t in tensors}
     config = llama_config(arch, kv, "output.weight" in names, len(tokens))
     # The tokenizer (vocabulary, merges, token types, special ids, chat template) goes into the
