@@ -175,18 +175,19 @@ def check_encoder_config(config: Mapping[str, Any], tensors: Mapping[str, Any], 
     for key in ("model_type", "hidden_act", "position_embedding_type"):
         if key in config and not isinstance(config[key], str):
             raise ConfigError(f"config {key!r} must be a string, got {_shown(config[key])}")
-    hidden = config_int(config, "hidden_size")
-    heads = config_int(config, "num_attention_heads")
-    check_divisible("hidden_size", hidden, "num_attention_heads", heads)
-    for key in ("vocab_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings"):
-        config_int(config, key)
-    config_int(config, "type_vocab_size", 2)
+    # A missing key is reported where the encoder needs it (after the tokenizer's own checks).
+    sizes = {key: config_int(config, key) for key in ("hidden_size", "num_attention_heads", "vocab_size",
+                                                      "num_hidden_layers", "intermediate_size",
+                                                      "max_position_embeddings", "type_vocab_size") if key in config}
+    if "hidden_size" in sizes and "num_attention_heads" in sizes:
+        check_divisible("hidden_size", sizes["hidden_size"], "num_attention_heads", sizes["num_attention_heads"])
     config_float(config, "layer_norm_eps", 1e-12, high=1.0)
+    hidden = sizes.get("hidden_size")
     for prefix in ("", "bert.", "0.auto_model.", "model."):
         name = prefix + "embeddings.word_embeddings.weight"
         if name in tensors:
             shape = tuple(getattr(tensors[name], "shape", ()))
-            if shape != (config["vocab_size"], hidden):
+            if hidden is not None and "vocab_size" in sizes and shape != (sizes["vocab_size"], hidden):
                 raise ShapeError(f"tensor {name!r} has shape {shape}, config says vocab_size {config['vocab_size']} "
                                  f"x hidden_size {hidden}")
             break
