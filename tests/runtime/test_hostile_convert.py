@@ -2,6 +2,7 @@
 documented "source cannot be read"), and SIGTERM/SIGHUP remove the temporary output like Ctrl-C."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -85,3 +86,20 @@ def test_signal_during_conversion_removes_the_temporary_file(tmp_path, slow_sour
     assert proc.returncode == code, err
     assert "Traceback" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "temporary or partial output left behind"
+
+
+@pytest.mark.parametrize("name,content", [
+    ("config.json", "[" * 100_000 + "]" * 100_000),
+    ("modules.json", "[" * 100_000 + "]" * 100_000),
+    ("model.safetensors.index.json", json.dumps({"weight_map": ["a", "b"]})),
+    ("model.safetensors.index.json", json.dumps({"weight_map": {"w": 5}})),
+])
+def test_corrupt_hf_folder_json_exits_3(tmp_path, name, content):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    if name != "model.safetensors.index.json":
+        (folder / "model.safetensors").write_bytes(seeds.small_safetensors_bytes())
+    (folder / name).write_text(content)
+    assert convert_main([str(folder), "-o", str(tmp_path / "out.pyrt"), "-q"]) == 3
+    assert not (tmp_path / "out.pyrt").exists()
