@@ -100,7 +100,8 @@ class GGUFTokenizer:
             if key not in md:
                 raise FileFormatError(f"model metadata lacks '{key}'")
         check_tokenizer_metadata(md)
-        return guarded_call("GGUF tokenizer", cls, md["tokenizer.ggml.tokens"], md["tokenizer.ggml.merges"], md.get("tokenizer.ggml.token_type"),
+        return guarded_call("GGUF tokenizer", cls,
+                   md["tokenizer.ggml.tokens"], md["tokenizer.ggml.merges"], md.get("tokenizer.ggml.token_type"),
                    pre=md.get("tokenizer.ggml.pre", "default"), bos_id=md.get("tokenizer.ggml.bos_token_id"),
                    eos_id=md.get("tokenizer.ggml.eos_token_id"),
                    add_bos=bool(md.get("tokenizer.ggml.add_bos_token", False)))

@@ -58,14 +58,15 @@ class Terminated(BaseException):
 @contextmanager
 def stop_signals_raise() -> Iterator[None]:
     """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the only one
-    Python delivers signals to); the previous handlers come back on exit."""
+    Python delivers signals to), unless they were ignored; the previous handlers come back on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
         raise Terminated(signum)
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    # A signal the parent set to be ignored (`nohup` ignores SIGHUP) stays ignored.
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -1,6 +1,6 @@
 """The parent side of a fuzz campaign: worker subprocesses run ranges of cases; a worker that dies
 by a signal is a crash and one that stops making progress is a hang; either way the case is saved as
-a reproducer and the worker restarts after it. Used by tests/fuzz/test_fuzz.py (a bounded run) and
+a reproducer and the worker restarts after it. Time limits count CPU seconds, not wall time. Used by tests/fuzz/test_fuzz.py (a bounded run) and
 bench/fuzz_campaign.py (the long one)."""
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def _spawn(seed: int, start: int, stop: int, progress: Path, results: Path, nice
                             preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used: progress is judged against it, not the wall
+    clock, so that a worker starved on a busy machine is not taken for a hung one."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _read_index(progress: Path) -> int:
     try:
         return int.from_bytes(progress.read_bytes()[:8], "little")
@@ -47,7 +57,7 @@ def save_reproducer(seed: int, index: int, outcome: str, out_dir: Path = REGRESS
     return path
 
 
-def run_campaign(seed: int, cases: int, workers: int = 1, chunk: int = 2000, hang_seconds: float = 30.0,
+def run_campaign(seed: int, cases: int, workers: int = 1, chunk: int = 2000, hang_seconds: float = 30.0,  # CPU s
                  nice: int = 0, save: bool = True, log=print, deadline: float | None = None) -> dict:
     """Runs cases [0, cases) of campaign ``seed`` (no new chunk starts after ``deadline``, a
     time.monotonic() value); returns counts per outcome, the reproducers written, the worst peak RSS
@@ -70,16 +80,17 @@ def run_campaign(seed: int, cases: int, workers: int = 1, chunk: int = 2000, han
                 progress, results = tmpdir / f"p{serial}", tmpdir / f"r{serial}"
                 progress.write_bytes((lo).to_bytes(8, "little"))
                 running.append((_spawn(seed, lo, hi, progress, results, nice), lo, hi, progress, results,
-                                time.monotonic(), lo))
+                                0.0, lo))
             time.sleep(0.2)
             still = []
             for proc, lo, hi, progress, results, seen_at, seen_index in running:
                 index = _read_index(progress)
                 status = proc.poll()
                 if status is None:
+                    cpu = _cpu_seconds(proc.pid)
                     if index != seen_index:
-                        still.append((proc, lo, hi, progress, results, time.monotonic(), index))
-                    elif time.monotonic() - seen_at > hang_seconds:
+                        still.append((proc, lo, hi, progress, results, cpu, index))
+                    elif cpu - seen_at > hang_seconds:
                         proc.kill()
                         proc.wait()
                         findings.append({"index": index, "outcome": "hang"})

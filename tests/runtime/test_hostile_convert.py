@@ -103,3 +103,17 @@ def test_corrupt_hf_folder_json_exits_3(tmp_path, name, content):
     (folder / name).write_text(content)
     assert convert_main([str(folder), "-o", str(tmp_path / "out.pyrt"), "-q"]) == 3
     assert not (tmp_path / "out.pyrt").exists()
+
+
+def test_ignored_hangup_stays_ignored():
+    """Under `nohup` SIGHUP is ignored: the CLI must not turn it back into a termination."""
+    from pyrt.cli.exits import stop_signals_raise
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_signals_raise():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
