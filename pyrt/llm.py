@@ -14,7 +14,7 @@ from ._native import require_core
 from .model_weights import native_weights
 from .errors import RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
-from .model_config import decoder_config
+from .model_config import check_converted_llama_metadata, decoder_config
 from .ops import check_activations
 from .tensor import Tensor
 
@@ -72,6 +72,7 @@ def _gguf_keys_from_model(model) -> dict[str, Any]:
     """The llama.cpp-named keys this module reads, from a .pyrt file written by pyrt-convert: it keeps
     the GGUF's scalar keys under metadata["gguf"] and the tokenizer under metadata["tokenizer"]
     (names without their "tokenizer.ggml." prefix; see docs/format.md)."""
+    check_converted_llama_metadata(model.metadata)  # pyrt/model_config.py
     keys: dict[str, Any] = {**model.metadata, **model.config}
     keys.update(model.metadata.get("gguf", {}))
     for name, value in model.metadata.get("tokenizer", {}).items():

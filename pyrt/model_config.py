@@ -219,5 +219,16 @@ def check_tokenizer_metadata(md: Mapping[str, Any]) -> None:
     for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
         if md.get(key) is not None:
             config_int(md, key, low=0, high=len(tokens) - 1 if tokens else 0)
+    template = md.get("tokenizer.chat_template")
+    if template is not None and not isinstance(template, str):
+        raise ConfigError(f"tokenizer.chat_template must be a string, got {_shown(template)}")
     if not isinstance(md.get("tokenizer.ggml.add_bos_token", False), (bool, int)):
         raise ConfigError(f"tokenizer.ggml.add_bos_token must be a boolean, got {_shown(md['tokenizer.ggml.add_bos_token'])}")
+
+
+def check_converted_llama_metadata(metadata: Mapping[str, Any]) -> None:
+    """A .pyrt file converted from a GGUF keeps the GGUF's keys under metadata["gguf"] and its
+    tokenizer under metadata["tokenizer"]: both must be JSON objects."""
+    for key in ("gguf", "tokenizer", "config"):
+        if not isinstance(metadata.get(key, {}), Mapping):
+            raise ConfigError(f"metadata[{key!r}] must be a JSON object, got {_shown(metadata[key])}")

@@ -94,11 +94,22 @@ def test_llama_config_values_are_checked(llama_parts, key, value):
 
 @pytest.mark.parametrize("key,value", [("tokenizer.ggml.eos_token_id", 2**31), ("tokenizer.ggml.bos_token_id", -1),
                                        ("tokenizer.ggml.tokens", ["a", 5]), ("tokenizer.ggml.merges", "a b"),
-                                       ("tokenizer.ggml.token_type", [1.5])])
+                                       ("tokenizer.ggml.token_type", [1.5]), ("tokenizer.chat_template", 5)])
 def test_tokenizer_metadata_is_checked(llama_parts, key, value):
     tensors, md = llama_parts
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         pyrt.LanguageModel.from_parts(tensors, md, {**md, key: value}, context_length=16)
+
+
+@pytest.mark.parametrize("edit", [{"gguf": [1, 2]}, {"tokenizer": [1]}, {"config": "llama"}])
+def test_converted_llama_metadata_sections_are_checked(tmp_path, edit):
+    from pyrt.convert.writer import save_model
+
+    tensors = {name: pyrt.quantize(a, "f32") for name, a in seeds.llama_arrays(2).items()}
+    metadata = {"architecture": "llama", "gguf": seeds.llama_metadata(), "tokenizer": seeds.tokenizer_metadata(), **edit}
+    path = save_model(tmp_path / "m.pyrt", tensors, metadata)
+    with pytest.raises(pyrt.FileFormatError, match=list(edit)[0]):
+        pyrt.LanguageModel(path, context_length=16)
 
 
 def test_valid_llama_parts_still_generate(llama_parts):
