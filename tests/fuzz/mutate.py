@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import struct
+import zlib
 
 INTERESTING_U64 = (0, 1, 2, 0x7F, 0xFF, 2**15, 2**16 - 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**40, 2**62,
                    2**63 - 1, 2**63, 2**64 - 1)
@@ -83,3 +84,18 @@ def mutant(data: bytes, rng: random.Random) -> bytes:
             break
         data = rng.choice(MUTATORS)(data, rng)
     return data
+
+
+def fix_pyrt_checksums(data: bytes) -> bytes:
+    """Recomputes a .pyrt file's table, metadata and header CRCs (docs/format.md: offsets 48-87,
+    CRC over bytes 0..123 at 124), so that a mutant reaches the checks behind them."""
+    if len(data) < 128:
+        return data
+    b = bytearray(data)
+    table_offset, table_bytes, meta_offset, meta_bytes = struct.unpack_from("<4Q", b, 48)
+    if table_offset + table_bytes <= len(b):
+        struct.pack_into("<I", b, 80, zlib.crc32(b[table_offset:table_offset + table_bytes]))
+    if meta_offset + meta_bytes <= len(b):
+        struct.pack_into("<I", b, 84, zlib.crc32(b[meta_offset:meta_offset + meta_bytes]))
+    struct.pack_into("<I", b, 124, zlib.crc32(b[:124]))
+    return bytes(b)
