@@ -130,7 +130,10 @@ def run_campaign(seed: int, cases: int, workers: int = 1, chunk: int = 2000, han
         key = (f["outcome"], KINDS[f["index"] % len(KINDS)])
         if save and key not in seen and f["index"] >= 0:
             seen.add(key)
-            written.append(str(save_reproducer(seed, f["index"], f["outcome"])))
+            try:
+                written.append(str(save_reproducer(seed, f["index"], f["outcome"])))
+            except Exception as exc:  # noqa: BLE001 - a case the mutators cannot rebuild: keep the summary
+                written.append(f"case {f['index']}: not reproducible ({type(exc).__name__}: {exc})")
     return {"seed": seed, "cases": sum(counts.values()), "counts": counts, "kinds": list(KINDS),
             "findings": findings[:50], "reproducers": written, "seconds": seconds,
             "rate_per_s": sum(counts.values()) / seconds if seconds else 0.0, "worst_worker_peak_rss_kib": peak_kib}
