@@ -69,7 +69,7 @@ def json_edit(data: bytes, rng: random.Random) -> bytes:
     out = data[:m.start()] + rng.choice(HOSTILE_JSON) + data[m.end():]
     if len(data) > 8 and data[8:9] == b"{":  # safetensors: keep the header length consistent
         (n,) = struct.unpack("<Q", data[:8])
-        if m.end() <= 8 + n and n + len(out) - len(data) >= 0:  # (an earlier mutation may have changed n)
+        if m.end() <= 8 + n and 0 <= n + len(out) - len(data) < 1 << 64:  # an earlier mutation may have set n
             out = struct.pack("<Q", n + len(out) - len(data)) + out[8:]
     return out
 
