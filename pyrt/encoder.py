@@ -22,8 +22,10 @@ from .model_weights import native_weights
 from .embeddings import (check_embedding_input, check_precision, check_similarity_function, embedding_response,
                          l2_normalize, quantize_embeddings, similarity_matrix)
 from .errors import DeviceError, DtypeError, FileFormatError, RangeError, ShapeError, UnsupportedError
+from .model_config import check_encoder_config
 from .ops import check_activations
 from .tensor import Tensor
+from .tokenizer_guard import guarded_tokenizer
 
 # Where the BERT tensors may sit in a checkpoint: bare BertModel names, a BertFor* head model, or a
 # sentence-transformers module saved whole.
@@ -232,8 +234,9 @@ class SentenceEncoder:
         if not isinstance(config, Mapping):
             raise DtypeError(f"config must be a dict, got {type(config).__name__}")
         self.config = dict(config)
+        check_encoder_config(config, tensors, files)  # types, ranges, shapes (pyrt/model_config.py)
         self.settings = _SentenceTransformersSettings(config, files)
-        self._tokenizer = _make_tokenizer(files, self.settings.max_seq_length)
+        self._tokenizer = guarded_tokenizer(lambda: _make_tokenizer(files, self.settings.max_seq_length))
         self._native = require_core().BertEncoder(_native_config(config), _bert_tensors(tensors), self.activations)
         self.tensors: dict[str, Tensor] = dict(tensors)
         self.name = "pyrt-encoder"  # what create_embedding reports as the model (the file stem when loaded from one)

@@ -26,6 +26,11 @@ class FileFormatError(PyrtError, ValueError):
     """A model file is corrupt, inconsistent or not a pyrt file."""
 
 
+class ConfigError(FileFormatError):
+    """A model's configuration lacks a key, or holds a value of the wrong type or range (the message
+    names the key and the value)."""
+
+
 class TruncatedFileError(FileFormatError):
     """A model file ends before the data its header describes."""
 
@@ -67,7 +72,7 @@ class InternalError(PyrtError, RuntimeError):
 
 
 __all__ = [
-    "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError",
+    "PyrtError", "ShapeError", "DtypeError", "RangeError", "FileFormatError", "ConfigError",
     "TruncatedFileError", "ChecksumError", "VersionError", "ArgumentError", "ArgumentTypeError",
     "TemplateError", "FileIOError", "DeviceError",
     "UnsupportedError", "InternalError",

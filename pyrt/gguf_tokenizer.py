@@ -11,6 +11,8 @@ from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from .errors import FileFormatError, RangeError, UnsupportedError
+from .model_config import check_tokenizer_metadata
+from .tokenizer_guard import GuardedTokenizer, guarded_call
 
 # llama.cpp token types (enum llama_token_type / gguf.TokenType)
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -86,6 +88,7 @@ class GGUFTokenizer:
                                   if self.token_types[i] == TOKEN_CONTROL and text in _END_OF_GENERATION_TEXTS}
         if eos_id is not None:
             self.end_of_generation.add(int(eos_id))
+        self._tok = GuardedTokenizer(self._tok, "GGUF tokenizer")  # no foreign exception escapes a call
 
     @classmethod
     def from_metadata(cls, md: dict[str, Any]) -> "GGUFTokenizer":
@@ -96,7 +99,9 @@ class GGUFTokenizer:
         for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
             if key not in md:
                 raise FileFormatError(f"model metadata lacks '{key}'")
-        return cls(md["tokenizer.ggml.tokens"], md["tokenizer.ggml.merges"], md.get("tokenizer.ggml.token_type"),
+        check_tokenizer_metadata(md)
+        return guarded_call("GGUF tokenizer", cls,
+                   md["tokenizer.ggml.tokens"], md["tokenizer.ggml.merges"], md.get("tokenizer.ggml.token_type"),
                    pre=md.get("tokenizer.ggml.pre", "default"), bos_id=md.get("tokenizer.ggml.bos_token_id"),
                    eos_id=md.get("tokenizer.ggml.eos_token_id"),
                    add_bos=bool(md.get("tokenizer.ggml.add_bos_token", False)))

@@ -15,8 +15,9 @@ import numpy as np
 from ._native import require_core
 from .batch_engine import BatchEngine, Request
 from .model_weights import native_weights
-from .errors import ArgumentTypeError, FileFormatError, RangeError, ShapeError, UnsupportedError
+from .errors import ArgumentTypeError, RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
+from .model_config import check_converted_llama_metadata, decoder_config
 from .ops import check_activations
 from .tensor import Tensor
 from .chat_template import template_for
@@ -25,49 +26,13 @@ from .sampling import request_sampler
 
 DEFAULT_CONTEXT = 2048
 
-# The metadata keys (llama.cpp GGUF names) the decoder needs; see docs/llm.md.
-REQUIRED_CONFIG_KEYS = (
-    "llama.block_count", "llama.embedding_length", "llama.feed_forward_length", "llama.attention.head_count",
-    "llama.attention.layer_norm_rms_epsilon",
-)
-
 Messages = Sequence[Mapping[str, str]]
 
 
 def _decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Tensor], context_length: int,
                     kv_cache: str, activations: str = "exact") -> dict[str, Any]:
-    arch = md.get("general.architecture", "llama")
-    if arch != "llama":
-        raise UnsupportedError(f"architecture '{arch}' (general.architecture) is not supported; only 'llama' is")
-    missing = [k for k in REQUIRED_CONFIG_KEYS if k not in md]
-    if missing:
-        raise FileFormatError(f"model metadata lacks {missing}")
-    if "token_embd.weight" not in tensors:
-        raise FileFormatError("model has no 'token_embd.weight' tensor")
-    n_heads = int(md["llama.attention.head_count"])
-    d_model = int(md["llama.embedding_length"])
-    head_dim = d_model // n_heads
-    if int(md.get("llama.rope.dimension_count", head_dim)) != head_dim:
-        raise UnsupportedError("partial rotary embeddings (llama.rope.dimension_count != head size) are not supported")
-    if kv_cache not in ("f16", "f32"):
-        raise UnsupportedError(f"kv_cache must be 'f16' or 'f32', got {kv_cache!r}")
-    trained = int(md.get("llama.context_length", context_length))
-    if context_length <= 0 or context_length > trained:
-        raise RangeError(f"context_length {context_length} must be in [1, {trained}] (llama.context_length)")
-    return {
-        "n_layers": int(md["llama.block_count"]),
-        "d_model": d_model,
-        "n_heads": n_heads,
-        "n_kv_heads": int(md.get("llama.attention.head_count_kv", n_heads)),
-        "head_dim": head_dim,
-        "d_ffn": int(md["llama.feed_forward_length"]),
-        "vocab": int(tensors["token_embd.weight"].shape[0]),
-        "max_context": int(context_length),
-        "rms_eps": float(md["llama.attention.layer_norm_rms_epsilon"]),
-        "rope_theta": float(md.get("llama.rope.freq_base", 10000.0)),
-        "kv_f32": kv_cache == "f32",
-        "activations": _decoder_activations(activations),
-    }
+    # Types, ranges, divisibility and the tensors' shapes: one shared step (pyrt/model_config.py).
+    return {**decoder_config(md, tensors, context_length, kv_cache), "activations": _decoder_activations(activations)}
 
 
 def _decoder_activations(activations: str) -> str:
@@ -120,6 +85,7 @@ def _gguf_keys_from_model(model) -> dict[str, Any]:
     """The llama.cpp-named keys this module reads, from a .pyrt file written by pyrt-convert: it keeps
     the GGUF's scalar keys under metadata["gguf"] and the tokenizer under metadata["tokenizer"]
     (names without their "tokenizer.ggml." prefix; see docs/format.md)."""
+    check_converted_llama_metadata(model.metadata)  # pyrt/model_config.py
     keys: dict[str, Any] = {**model.metadata, **model.config}
     keys.update(model.metadata.get("gguf", {}))
     for name, value in model.metadata.get("tokenizer", {}).items():

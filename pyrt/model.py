@@ -13,6 +13,7 @@ from typing import Any
 
 from ._native import require_core
 from .errors import FileFormatError, FileIOError, PyrtError
+from .model_config import dims_fit
 from .tensor import Tensor
 
 
@@ -65,6 +66,8 @@ class Model:
         self.files: dict[str, bytes] = {}
         for index, entry in enumerate(f.entries):
             if entry["kind"] == "tensor":
+                if not dims_fit(entry["shape"]):  # zero-sized, but its other dimensions overflow int64
+                    raise FileFormatError(f"{self.path}: tensor {entry['name']!r} has shape {entry['shape']}")
                 try:
                     self.tensors[entry["name"]] = Tensor(f.entry_array(index), entry["format"], entry["shape"],
                                                          entry["block"])

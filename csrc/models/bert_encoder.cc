@@ -4,6 +4,7 @@
 #include <cmath>
 #include <memory>
 
+#include "models/bert_limits.h"
 #include "pyrt/errors.h"
 #include "pyrt/ops.h"
 #include "pyrt/runtime.h"
@@ -78,6 +79,7 @@ Pooling pooling_from_name(const std::string& name) {
 BertEncoder::BertEncoder(const BertConfig& config, WeightTable weights, ActivationPrecision activations)
     : config_(config), weights_(std::move(weights)), activations_(activations) {
   const BertConfig& c = config_;
+  check_bert_sizes(c);  // every size below fits (models/bert_limits.h)
   PYRT_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.num_layers > 0 && c.num_heads > 0 &&
                  c.intermediate_size > 0 && c.max_positions > 0 && c.type_vocab_size > 0,
              Shape, "BERT config sizes must be positive");

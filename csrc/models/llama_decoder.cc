@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/llama_limits.h"
 #include "pyrt/errors.h"
 #include "pyrt/half.h"
 #include "pyrt/ops.h"
@@ -27,6 +28,7 @@ MatmulParams product(const float* x, int64_t M, const WeightView& w, float* y) {
 }  // namespace
 
 LlamaDecoder::LlamaDecoder(const LlamaConfig& c, WeightTable weights) : config_(c), weights_(std::move(weights)) {
+  check_llama_sizes(c);  // every buffer size below fits (models/llama_limits.h)
   PYRT_CHECK(c.n_layers > 0 && c.d_model > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.d_ffn > 0 &&
                  c.vocab > 0 && c.max_context > 0,
              Shape, "Llama config has a non-positive size");

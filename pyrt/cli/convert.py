@@ -10,13 +10,13 @@ from typing import Any
 from ..errors import DtypeError, FileIOError, PyrtError, RangeError
 from ..formats import BLOCK_SIZES, FORMATS
 from ..quality import TARGET_SYNTAX
-from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError, command, parse_and_run
+from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError, Terminated, command, parse_and_run
 from .options import Parser, at_least, subcommand_parser
 
 EXIT_SOURCE, EXIT_VALUES, EXIT_OUTPUT = 3, 4, 5
 EXIT_CODES = ("0 ok, 1 internal error, 2 usage, 3 unreadable source (or missing package), 4 values refused "
               "(NaN/Inf, FP16 overflow) or --target-bpw/--target-quality out of reach, 5 output not writable, "
-              "130 interrupted")
+              "129/143 terminated by SIGHUP/SIGTERM, 130 interrupted")
 HELP = "convert a checkpoint into a .pyrt file (alias: pyrt-convert)"
 
 
@@ -66,6 +66,8 @@ def convert(args: argparse.Namespace) -> int:
                            target_quality=args.target_quality, accuracy=not args.no_accuracy)
     except KeyboardInterrupt:
         raise CommandError("interrupted; nothing was written", EXIT_INTERRUPTED) from None
+    except Terminated as exc:  # SIGTERM/SIGHUP: the writer removed its temporary file while unwinding
+        raise CommandError(f"terminated by {exc}; nothing was written", exc.code) from None
     except FileIOError as exc:  # the writer marks its own failures; any other is the source's
         raise CommandError(str(exc), EXIT_OUTPUT if getattr(exc, "stage", None) == "output" else EXIT_SOURCE) from exc
     return EXIT_OK

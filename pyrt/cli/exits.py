@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 from ..errors import PyrtError
 
@@ -15,6 +18,10 @@ EXIT_FAILED = 1       # the model/file cannot be read or run; a missing package;
 EXIT_USAGE = 2        # bad command line (argparse uses 2 as well)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process stopped by Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout was closed (`pyrt info FILE | head -1`)
+EXIT_HANGUP = 129       # 128 + SIGHUP: the terminal went away
+EXIT_TERMINATED = 143   # 128 + SIGTERM: `kill`, `timeout`, a container stop
+# Signals that end a command the way Ctrl-C does: unwinding, so that `with`/`finally` clean up.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 DISTRIBUTION = "pyrt-infer"
 # Optional module -> the pip extras (pyproject.toml) that install it; tests/cli checks the table.
@@ -37,6 +44,35 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = EXIT_FAILED):
         super().__init__(message)
         self.code = code
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived. A BaseException, like KeyboardInterrupt, so that no `except
+    Exception` swallows it while the stack unwinds and temporary files are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.code = 128 + signum
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the only one
+    Python delivers signals to), unless they were ignored; the previous handlers come back on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+    # A signal the parent set to be ignored (`nohup` ignores SIGHUP) stays ignored.
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def missing_module(exc: BaseException) -> str | None:
@@ -88,12 +124,16 @@ def guarded(body: Callable[[], int], prog: str, failures: Failures = (), extras:
     (``extras``: the ones this subcommand needs, preferred when several provide the package)."""
     try:
         try:
-            return int(body())
+            with stop_signals_raise():
+                return int(body())
         finally:  # also after --help's SystemExit: a closed pipe must fail here, not at interpreter exit
             sys.stdout.flush()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated as exc:
+        print(f"{prog}: terminated by {exc}", file=sys.stderr)
+        return exc.code
     except BrokenPipeError:
         _quiet_closed_stdout()
         return EXIT_BROKEN_PIPE

@@ -257,12 +257,14 @@ def test_gguf_source_every_supported_type(tmp_path, rng):
         assert tok["tokens"] == ["<s>", "</s>", "a", "b", "ab"] and tok["merges"] == ["a b"]
         assert tok["chat_template"] == "{{ messages }}" and tok["bos_token_id"] == 0
         assert model.metadata["gguf"]["general.architecture"] == "llama"
-    # The decoder for gguf releases without ReaderField.contents() agrees with contents().
-    from pyrt.convert.readers.gguf_file import _decode_parts, field_value
+    # pyrt's own bounded header reader (which replaced the package's field parsing, issue 21) agrees
+    # with the gguf package's contents() on every field.
+    from pyrt.convert.readers.gguf_limits import read_header
+    kv, _ = read_header(tmp_path / "m.gguf", {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()})
     fields = gguf.GGUFReader(str(tmp_path / "m.gguf")).fields
     for name, field in fields.items():
         if not name.startswith("GGUF."):
-            assert _decode_parts(field) == field_value(field), name
+            assert kv[name] == field.contents(), name
 
 
 def test_pytorch_checkpoint_needs_torch(tmp_path, monkeypatch):

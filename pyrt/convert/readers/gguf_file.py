@@ -1,6 +1,7 @@
-"""pyrt's one reader of llama.cpp GGUF files, through the `gguf` package: tensors are dequantized to
-float32 by gguf.quants.dequantize; the architecture config and the tokenizer come from the key/value
-fields. :func:`open_gguf` serves the converter (a lazy Source); :func:`read_gguf` and
+"""pyrt's one reader of llama.cpp GGUF files: the header (key/values, tensor descriptions) by pyrt's
+own bounded reader (gguf_limits.py: every count and length checked against the file), the tensors
+dequantized to float32 by the `gguf` package's gguf.quants.dequantize; the architecture config and
+the tokenizer come from the key/value fields. :func:`open_gguf` serves the converter (a lazy Source); :func:`read_gguf` and
 :func:`quantize_weights` serve ``pyrt.LanguageModel("x.gguf")``, which loads a GGUF without
 converting it first, and the tests, which use it as the independent source of truth.
 
@@ -10,14 +11,17 @@ with llama.cpp's Q/K row order), shapes in numpy order [rows, K]. The config say
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...errors import FileFormatError, FileIOError, UnsupportedError
+from ...model_config import config_float, config_int
 from ...tensor import Tensor, quantize
 from .base import Source, SourceTensor
+from .gguf_limits import byte_order, read_header
 
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q5_K", "Q6_K")
 
@@ -34,6 +38,10 @@ LLAMA_KEYS = {
     "rope.dimension_count": "rope_dimension_count",
     "vocab_size": "vocab_size",
 }
+# What the gguf package raises on a file the pre-scan let through (its own checks, numpy views).
+_PACKAGE_ERRORS = (ValueError, OSError, IndexError, KeyError, TypeError, ArithmeticError, AttributeError,
+                   AssertionError)
+FLOAT_KEYS = ("rms_norm_eps", "rope_theta")
 TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id")
 
 
@@ -45,42 +53,14 @@ def _module():
     return gguf
 
 
-def _decode_parts(field: Any) -> Any:
-    """A field's value from its raw parts (older gguf releases have no contents(); invalid UTF-8
-    in a token is replaced rather than fatal)."""
-    gguf = _module()
-    main = field.types[0]
-    if main == gguf.GGUFValueType.STRING:
-        return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
-    if main == gguf.GGUFValueType.ARRAY:
-        sub = field.types[-1]
-        items = [field.parts[i] for i in field.data]
-        if sub == gguf.GGUFValueType.STRING:
-            return [bytes(p).decode("utf-8", errors="replace") for p in items]
-        return [p.tolist()[0] for p in items]
-    return field.parts[field.data[0]].tolist()[0]
-
-
-def field_value(field: Any) -> Any:
-    """A GGUF key/value field as plain Python (str, int, float, bool or list of them)."""
-    try:
-        value = field.contents() if hasattr(field, "contents") else _decode_parts(field)
-    except UnicodeDecodeError:
-        value = _decode_parts(field)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        value = None  # JSON has no NaN/Inf
-    return value
-
-
 def llama_config(arch: str, kv: dict[str, Any], has_output: bool, n_vocab: int) -> dict[str, Any]:
     config: dict[str, Any] = {"model_type": arch, "tensor_naming": "gguf", "source_format": "gguf"}
     if arch == "llama":
         config["architectures"] = ["LlamaForCausalLM"]
     for key, hf in LLAMA_KEYS.items():
-        if f"{arch}.{key}" in kv:
-            config[hf] = kv[f"{arch}.{key}"]
+        if f"{arch}.{key}" in kv:  # types and ranges checked (pyrt/model_config.py)
+            check = config_float if hf in FLOAT_KEYS else config_int
+            config[hf] = check(kv, f"{arch}.{key}")
     config.setdefault("vocab_size", n_vocab)
     if "hidden_size" in config and "num_attention_heads" in config:
         config["head_dim"] = config["hidden_size"] // config["num_attention_heads"]
@@ -92,39 +72,64 @@ def llama_config(arch: str, kv: dict[str, Any], has_output: bool, n_vocab: int) 
     return config
 
 
-def _read(path: Path) -> tuple[Any, dict[str, Any]]:
-    """The gguf package's reader (tensor types checked) and the key/value fields as plain Python."""
+# ggml types whose data the gguf package hands over as typed numbers rather than raw blocks.
+_PLAIN_DTYPES = {"F32": "f4", "F16": "f2", "F64": "f8", "I8": "i1", "I16": "i2", "I32": "i4", "I64": "i8"}
+
+
+@dataclass(frozen=True)
+class GGUFTensor:
+    """One tensor of a GGUF file: its description and a read-only view of its bytes."""
+
+    name: str
+    tensor_type: Any    # gguf.GGMLQuantizationType
+    shape: tuple[int, ...]  # numpy order [rows, K]
+    n_bytes: int
+    data: np.ndarray
+
+
+def _read(path: Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
+    """The tensors (views of the mapped file) and the key/value fields as plain Python, read by
+    pyrt's bounded header reader (gguf_limits.py); the gguf package only names types and dequantizes."""
     gguf = _module()
-    try:
-        reader = gguf.GGUFReader(str(path), "r")
-    except (ValueError, OSError, IndexError, KeyError, TypeError) as exc:
-        raise FileFormatError(f"{path}: not a readable GGUF file: {exc}") from exc
-    try:
-        kv = {name: field_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
-    except (ValueError, IndexError, TypeError) as exc:
-        raise FileFormatError(f"{path}: unreadable GGUF key/value data: {exc}") from exc
-    for t in reader.tensors:
-        if t.tensor_type.name not in SUPPORTED_TYPES:
-            raise UnsupportedError(f"{path}: tensor {t.name!r} has GGUF type {t.tensor_type.name}; supported: "
+    kv, infos = read_header(path, {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()})
+    order = byte_order(path)
+    mapped = np.memmap(path, dtype=np.uint8, mode="r") if infos else None
+    tensors = []
+    for info in infos:
+        kind = gguf.GGMLQuantizationType(info.type_id)
+        if kind.name not in SUPPORTED_TYPES:
+            raise UnsupportedError(f"{path}: tensor {info.name!r} has GGUF type {kind.name}; supported: "
                                    f"{', '.join(SUPPORTED_TYPES)}")
-    return reader, kv
+        shape = tuple(reversed(info.dims))
+        raw = mapped[info.offset:info.offset + info.n_bytes]
+        if kind.name in _PLAIN_DTYPES:
+            data = raw.view(np.dtype(_PLAIN_DTYPES[kind.name]).newbyteorder(order)).reshape(shape)
+        else:
+            data = raw.reshape(gguf.quant_shape_to_byte_shape(shape, kind))
+        tensors.append(GGUFTensor(info.name, kind, shape, info.n_bytes, data))
+    return tensors, kv
 
 
-def _shape(t: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in reversed(t.shape.tolist()))  # ggml lists dimensions fastest-first
+def _shape(t: GGUFTensor) -> tuple[int, ...]:
+    return t.shape
 
 
-def _values(t: Any) -> np.ndarray:
-    values = _module().quants.dequantize(t.data, t.tensor_type)
-    return np.ascontiguousarray(values, dtype=np.float32).reshape(_shape(t))
+def _values(t: GGUFTensor) -> np.ndarray:
+    try:
+        values = _module().quants.dequantize(t.data, t.tensor_type)
+        return np.ascontiguousarray(values, dtype=np.float32).reshape(t.shape)
+    except _PACKAGE_ERRORS as exc:
+        raise FileFormatError(f"GGUF tensor {t.name!r} cannot be dequantized: {exc}") from exc
 
 
 def open_gguf(path: Path) -> Source:
-    reader, kv = _read(path)
+    gguf_tensors, kv = _read(path)
     tensors = [SourceTensor(t.name, _shape(t), t.tensor_type.name, int(t.n_bytes), functools.partial(_values, t))
-               for t in reader.tensors]
+               for t in gguf_tensors]
     arch = kv.get("general.architecture", "unknown")
     tokens = kv.get("tokenizer.ggml.tokens") or []
+    if not isinstance(arch, str) or not isinstance(tokens, list):
+        raise FileFormatError(f"{path}: general.architecture must be a string and tokenizer.ggml.tokens a list")
     names = {t.name for t in tensors}
     config = llama_config(arch, kv, "output.weight" in names, len(tokens))
     # The tokenizer (vocabulary, merges, token types, special ids, chat template) goes into the
@@ -141,8 +146,8 @@ def read_gguf(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileIOError(f"cannot open '{path}': no such file")
-    reader, kv = _read(path)
-    return {t.name: _values(t) for t in reader.tensors}, kv
+    tensors, kv = _read(path)
+    return {t.name: _values(t) for t in tensors}, kv
 
 
 def quantize_weights(arrays: dict[str, np.ndarray], dtype: str, block: int = 32,

@@ -25,7 +25,7 @@ def _read_json(path: Path) -> dict:
         value = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise FileIOError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise FileFormatError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise FileFormatError(f"{path}: expected a JSON object")
@@ -38,7 +38,10 @@ def _weights(folder: Path, prefix: str, required: bool) -> list[Source]:
     if (folder / "model.safetensors").is_file():
         return [open_safetensors(folder / "model.safetensors", prefix)]
     if index.is_file():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        weight_map = _read_json(index).get("weight_map", {})
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise FileFormatError(f"{index}: weight_map must map tensor names to file names")
+        shards = sorted(set(weight_map.values()))
         if not shards:
             raise FileFormatError(f"{index}: empty weight_map")
         for shard in shards:
@@ -67,7 +70,7 @@ def open_hf_folder(folder: Path) -> Source:
     if (folder / "modules.json").is_file():
         try:
             modules = json.loads(files["modules.json"])
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise FileFormatError(f"{folder / 'modules.json'}: not valid JSON: {exc}") from exc
         for module in modules if isinstance(modules, list) else []:
             sub = str(module.get("path", "")) if isinstance(module, dict) else ""

@@ -11,6 +11,7 @@ import numpy as np
 
 from ...errors import FileFormatError, FileIOError
 from ...formats import bf16_bits_to_fp32
+from ...model_config import dims_fit
 from .base import Source, SourceTensor
 
 # safetensors dtype -> (numpy dtype of the stored bits, item size)
@@ -40,25 +41,41 @@ def read_header(path: Path) -> tuple[dict, int, int]:
         raise FileIOError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FileFormatError(f"{path}: safetensors header is not JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise FileFormatError(f"{path}: safetensors header is not a JSON object")
     header.pop("__metadata__", None)
     data_start = 8 + n
     for name, info in header.items():
-        try:
-            dtype, shape, (begin, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FileFormatError(f"{path}: bad safetensors entry for {name!r}") from exc
-        if dtype not in DTYPES:
-            raise FileFormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if min(shape, default=0) < 0 or not (0 <= begin <= end <= size - data_start) or \
-                end - begin != count * np.dtype(DTYPES[dtype]).itemsize:
-            raise FileFormatError(f"{path}: tensor {name!r} has inconsistent offsets {begin}..{end} for "
-                                  f"{dtype}{shape}")
+        _check_entry(path, name, info, size - data_start)
     return header, data_start, size
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_entry(path: Path, name: str, info, data_bytes: int) -> None:
+    """One header entry: dtype a known name, shape a list of non-negative ints, offsets two ints
+    inside the data whose span is exactly the shape's size (exact integer product: no overflow)."""
+    if not isinstance(info, dict):
+        raise FileFormatError(f"{path}: safetensors entry {name!r} is not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise FileFormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise FileFormatError(f"{path}: tensor {name!r} has invalid shape {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
+        raise FileFormatError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+    begin, end = offsets
+    count = 1
+    for d in shape:
+        count *= d
+    if not (0 <= begin <= end <= data_bytes) or end - begin != count * np.dtype(DTYPES[dtype]).itemsize:
+        raise FileFormatError(f"{path}: tensor {name!r} has inconsistent offsets {begin}..{end} for {dtype}{shape}")
+    if not dims_fit(shape):  # a zero-sized tensor whose other dimensions overflow any product
+        raise FileFormatError(f"{path}: tensor {name!r} has shape {shape}: its non-zero dimensions overflow")
 
 
 def _package():
