@@ -103,10 +103,10 @@ class EncoderProbe(Probe):
         self.sentences = list(sentences)
         if not self.sentences:
             raise ShapeError("an encoder probe needs at least one sentence")
-        self.reference = reference.encode(self.sentences, normalize=False)
+        self.reference = reference.encode(self.sentences)
 
     def measure(self, model: Any) -> dict[str, Any]:
-        stats = cosine_stats(self.reference, model.encode(self.sentences, normalize=False))
+        stats = cosine_stats(self.reference, model.encode(self.sentences))
         return {"kind": self.kind, **stats, "sentences": len(self.sentences)}
 
     @staticmethod
@@ -120,7 +120,8 @@ class DecoderProbe(Probe):
     kind = "decoder"
 
     def __init__(self, reference: Any, text: str, max_tokens: int = DECODER_TOKENS):
-        self.ids = list(reference.tokenizer.encode(text))[:max_tokens]
+        # Bounded by the model's own context too (a small model's cache holds fewer tokens).
+        self.ids = list(reference.tokenizer.encode(text))[:min(max_tokens, reference.context_length)]
         if len(self.ids) < 2:
             raise ShapeError("a decoder probe needs a text of at least two tokens")
         self.reference_logp = log_softmax(self._logits(reference)[:-1])

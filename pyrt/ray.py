@@ -150,7 +150,7 @@ class Embedder(_ModelByPath):
     """``map_batches`` class: embeds ``text_column`` with a converted sentence-transformers model
     into ``output_column`` (float32 vectors). ``batch_size``: sentences per forward pass;
     ``threads``: pyrt threads (default: the actor's CPUs); ``activations``: as SentenceEncoder;
-    ``encode_options``: keywords of SentenceEncoder.encode (e.g. normalize=False)."""
+    ``encode_options``: keywords of SentenceEncoder.encode (e.g. normalize_embeddings=True, truncate_dim=256)."""
 
     def __init__(self, model_path: Union[str, os.PathLike], text_column: str = "text",
                  output_column: str = "embedding", batch_size: int = 32, threads: Optional[int] = None,

@@ -101,7 +101,7 @@ def test_batch_formats_in_process(minilm_q8, make_sentences, keep_threads):
 def test_classes_pickle_their_settings_only(minilm_q8, keep_threads):
     from ray import cloudpickle
 
-    embed = Embedder(minilm_q8, batch_size=8, threads=1, normalize=False)
+    embed = Embedder(minilm_q8, batch_size=8, threads=1, normalize_embeddings=True)
     embed({"text": np.array(["load the model"], dtype=object)})  # the model is now open in this process
     blob = cloudpickle.dumps(embed)
     assert len(blob) < 2000 and b"SentenceEncoder" not in blob

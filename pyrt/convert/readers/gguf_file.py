@@ -151,15 +151,21 @@ def read_gguf(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 def quantize_weights(arrays: dict[str, np.ndarray], dtype: str, block: int = 32,
-                     embedding_dtype: str | None = None) -> dict[str, Tensor]:
+                     embedding_dtype: str | None = None, method: str = "rtn") -> dict[str, Tensor]:
     """Stores every matrix in ``dtype``/``block``; 1-D tensors (norm weights) stay f32. The token
     embedding (also the tied output head) uses ``embedding_dtype`` when given: llama.cpp's 4-bit
     files keep it at 8 bits (SmolLM2's Q4_1 GGUF: Q8_0), and 4 bits there costs most of the
-    quantization loss."""
+    quantization loss.
+
+    ``method``: round to nearest by default here. This path (a GGUF loaded in place) has no
+    calibration text, and the uncalibrated scale search measured mixed on SmolLM2's already-4-bit
+    weights (perplexity of a 101-token paragraph, 2026-12-02: q4a/64 18.1 searched vs 21.0 RTN,
+    but q4/64 20.0 vs 15.2 and q4a/32 15.4 vs 14.6); `pyrt convert` calibrates and searches
+    (docs/quantization.md)."""
     out = {}
     for name, a in arrays.items():
         fmt = "f32" if a.ndim == 1 else dtype
         if embedding_dtype and name in ("token_embd.weight", "output.weight"):
             fmt = embedding_dtype
-        out[name] = quantize(a, fmt, block)
+        out[name] = quantize(a, fmt, block, method=method)
     return out
