@@ -91,6 +91,7 @@ SCHEMES = [  # (label, format, method, calibrated)
     ("q4 RTN", "q4", "rtn", False), ("q4 searched", "q4", "search", False), ("q4 searched + calibration", "q4", "search", True),
     ("q4a RTN", "q4a", "rtn", False), ("q4a searched", "q4a", "search", False),
     ("q4a searched + calibration", "q4a", "search", True),
+    ("q4n searched", "q4n", "search", False), ("q4n searched + calibration", "q4n", "search", True),
     ("q8 RTN", "q8", "rtn", False), ("q8 searched", "q8", "search", False), ("q8 searched + calibration", "q8", "search", True),
 ]
 

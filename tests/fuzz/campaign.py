@@ -23,7 +23,9 @@ def _spawn(seed: int, start: int, stop: int, progress: Path, results: Path, nice
 
     pythonpath = os.pathsep.join([str(Path(pyrt.__file__).resolve().parents[1]), str(TESTS_DIR)])
     cmd = [sys.executable, "-m", "fuzz.harness", str(seed), str(start), str(stop), str(progress), str(results)]
-    return subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": pythonpath, "PYRT_NUM_THREADS": "1"},
+    # PYTHONSAFEPATH and a neutral folder: `-m` must not find a checkout's uncompiled pyrt first.
+    return subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": pythonpath, "PYRT_NUM_THREADS": "1",
+                                      "PYTHONSAFEPATH": "1"}, cwd=tempfile.gettempdir(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=(lambda: os.nice(nice)) if nice else None)
 

@@ -3,6 +3,7 @@ workers import the pyrt under test, and the real models converted once per sessi
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,16 @@ def local_ray():
     ray = pytest.importorskip("ray", reason="the Ray Data tests need the 'ray' extra")
     pytest.importorskip("pyarrow", reason="the Ray Data tests need the 'ray' extra")
     path = os.pathsep.join(p for p in (pyrt_parent(), os.environ.get("PYTHONPATH")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    # Ray puts the driver's current folder first on its workers' sys.path: from a checkout root
+    # (CI runs pytest there) they would import the uncompiled source tree, so start from a neutral one.
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as neutral:
+        os.chdir(neutral)
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+        finally:
+            os.chdir(here)
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -24,8 +25,10 @@ pytest.importorskip("uvicorn")
 
 def _serve(*args: str) -> subprocess.Popen:
     package_parent = str(Path(pyrt.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": package_parent, "PYRT_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pyrt", "serve", *args], stderr=subprocess.PIPE, text=True, env=env)
+    # PYTHONSAFEPATH and a neutral folder: `-m` must not find the checkout's uncompiled pyrt first.
+    env = {**os.environ, "PYTHONPATH": package_parent, "PYRT_NUM_THREADS": "1", "PYTHONSAFEPATH": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pyrt", "serve", *args], stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=tempfile.gettempdir())
 
 
 @pytest.fixture(scope="module")
