@@ -28,20 +28,20 @@ def local_ray():
     # Ray puts the driver's current folder first on its workers' sys.path: from a checkout root
     # (CI runs pytest there) they would import the uncompiled source tree, so start from a neutral one.
     here = os.getcwd()
-    with tempfile.TemporaryDirectory() as neutral:
+    with tempfile.TemporaryDirectory() as neutral:  # kept while Ray runs: its workers' current folder
         os.chdir(neutral)
         try:
             ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": path}})
         finally:
             os.chdir(here)
-    import ray.data
+        import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 @pytest.fixture(scope="session")
