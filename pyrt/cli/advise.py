@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import DtypeError, FileIOError, UnsupportedError
 from ..quality import TARGET_SYNTAX
 from .exits import EXIT_OK, EXIT_USAGE, CommandError, command
-from .options import at_least, subcommand_parser
+from .options import subcommand_parser
 
 EXIT_UNSUPPORTED, EXIT_OUTPUT = 3, 5
 EXIT_CODES = ("0 ok, 1 unreadable source or missing package (matplotlib for --plot), 2 usage (bad --formats, "
