@@ -35,7 +35,7 @@ TRICKY = [
     "  two  spaces   three\n\n\nnewlines\r\n\r\n", " \n \n", "x" + " " * 40 + "y", "line\n\n\n\n\n\n\n\n\n\nend",
     "日本語のテキスト、中文文本。한국어 텍스트", "مرحبا بالعالم، كيف حالك؟", "नमस्ते दुनिया", "สวัสดีชาวโลก",
     "emoji 😀👍🏽👨‍👩‍👧 🇫🇷 done", "combining e\u0301 a\u0300 n\u0303 \u0338 z\u0335\u0336", "Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich",
-    "digits 1234567890 3.14159 1,000,000 007 ٣٤٥ ½ ² Ⅻ", "v1.2.3-rc4 0x1F 1e-9 -42",
+    "digits 1234567890 3.14159 1,000,000 007", "numbers ٣٤٥ x ½ ² Ⅻ", "v1.2.3-rc4 0x1F 1e-9 -42",
     "def f(x):\n\tif x:\n\t\treturn x  \n    pass   \n\n\nclass A:\n        y = [1,2,3]  # trailing  \n",
     "I'm they're we've He'LL 'S it's", "rare \U0001F9FF \u2603 \U00010348 \ue000 \u0fff x", "\x00\x01\x7f\x1b[0m",
     "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", "<|im_start|>system\nYou are<|im_end|>\n<|im_start|>user",
@@ -44,10 +44,12 @@ TRICKY = [
     "The quick brown fox jumps over the lazy dog. " * 60 + "Fin.\n" + "Σὲ γνωρίζω ἀπὸ τὴν κόψη " * 20,
 ]
 # Where transformers' GGUF loader and llama.cpp disagree, pyrt follows llama.cpp (tested above):
-# "</s>" counts as a control token in Qwen's vocabulary (llama.cpp's end-of-generation texts), a
-# run of spaces longer than Gemma's longest space token splits longest-first, and a literal U+2581
-# is text to llama.cpp.
-NOT_AS_TRANSFORMERS = {"<unused5> <bos> </s> <eos> <pad>", "x" + " " * 40 + "y", "\u2581 literal \u2581\u2581"}
+# "</s>" is a control token in Qwen's vocabulary (one of llama.cpp's end-of-generation texts);
+# SmolLM2's "smollm" pre-tokenizer splits every \p{N} character (transformers keeps " ½" whole); a
+# run of spaces longer than Gemma's longest space token splits longest-first; a literal U+2581 is
+# text to llama.cpp.
+NOT_AS_TRANSFORMERS = {"qwen2": {"<unused5> <bos> </s> <eos> <pad>"}, "smollm2": {"numbers ٣٤٥ x ½ ² Ⅻ"},
+                       "gemma3": {"x" + " " * 40 + "y", "\u2581 literal \u2581\u2581"}}
 
 
 def _gguf_path(model: str) -> Path:
@@ -279,7 +281,7 @@ def test_ids_equal_transformers_gguf_loader(model):
     hf = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     tok = _tokenizer(model)
     for text in TRICKY:
-        if text not in NOT_AS_TRANSFORMERS:
+        if text not in NOT_AS_TRANSFORMERS[model]:
             assert tok.encode(text) == hf(text, add_special_tokens=True)["input_ids"], text
 
 
