@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import ctypes
-import functools
 import threading
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from pyrt.errors import ConfigError, FileFormatError, UnsupportedError
 from pyrt.gguf_tokenizer import TOKEN_CONTROL, GGUFTokenizer
 from pyrt.model_config import check_tokenizer_metadata
 
-from helpers import models_dir
+from helpers import LlamaCppVocabularies, model_gguf, model_gguf_keys
 
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")
 gguf = pytest.importorskip("gguf", reason="reading GGUF headers needs the 'gguf' package")
@@ -53,18 +52,11 @@ NOT_AS_TRANSFORMERS = {"qwen2": {"<unused5> <bos> </s> <eos> <pad>"}, "smollm2":
 
 
 def _gguf_path(model: str) -> Path:
-    found = sorted((models_dir() / MODELS[model]).glob("*.gguf"))
-    if not found:
-        pytest.skip(f"{MODELS[model]} GGUF not found (tools/fetch_models.py or PYRT_MODELS)")
-    return found[0]
+    return model_gguf(MODELS[model])
 
 
-@functools.lru_cache(maxsize=None)
 def _metadata(model: str) -> dict:
-    from pyrt.convert.readers.gguf_limits import read_header
-
-    kv, _ = read_header(_gguf_path(model), {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()})
-    return kv
+    return model_gguf_keys(MODELS[model])
 
 
 def _tokenizer(model: str) -> GGUFTokenizer:
@@ -78,17 +70,9 @@ def _llama_cpp():
 
 @pytest.fixture(scope="module")
 def llamas():
-    """path -> llama.cpp vocabulary (llama_cpp.Llama, vocab_only), closed when the module ends."""
-    opened: dict = {}
-    yield opened
-    for llama in opened.values():
-        llama.close()
-
-
-def _llama(llamas: dict, path) -> object:
-    if str(path) not in llamas:
-        llamas[str(path)] = _llama_cpp().Llama(str(path), vocab_only=True, verbose=False)
-    return llamas[str(path)]
+    vocabularies = LlamaCppVocabularies()
+    yield vocabularies
+    vocabularies.close()
 
 
 def _llama_ids(llama, text: str, special: bool) -> list[int]:
@@ -160,14 +144,14 @@ def variants(llamas, tmp_path_factory):
             model, drop, keys = VARIANTS[name]
             md = _variant(model, drop, **keys)
             path = _write_vocab_gguf(tmp_path_factory.mktemp("vocab") / f"{name}.gguf", md)
-            built[name] = (GGUFTokenizer.from_metadata(md), _llama(llamas, path))
+            built[name] = (GGUFTokenizer.from_metadata(md), llamas.get(path))
         return built[name]
     return get
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_ids_equal_llama_cpp(model, llamas):
-    tok, llama = _tokenizer(model), _llama(llamas, _gguf_path(model))
+    tok, llama = _tokenizer(model), llamas.get(_gguf_path(model))
     for text in TRICKY:
         assert tok.encode(text) == _llama_ids(llama, text, special=True), text
         assert tok.encode(text, parse_special=False) == _llama_ids(llama, text, special=False), text
@@ -197,7 +181,7 @@ def test_decode_equals_llama_cpp_detokenize(name, variants):
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_token_bytes_and_end_of_generation_equal_llama_cpp(model, llamas):
-    tok, llama = _tokenizer(model), _llama(llamas, _gguf_path(model))
+    tok, llama = _tokenizer(model), llamas.get(_gguf_path(model))
     lc, vocab = _llama_vocab(llama)
     buf = ctypes.create_string_buffer(4096)
     for i in range(tok.vocab_size):

@@ -6,15 +6,13 @@ error for chat calls, and a Gemma-style template encodes with its SentencePiece 
 llama.cpp does."""
 from __future__ import annotations
 
-import functools
-
 import pytest
 
 from pyrt.chat_template import ChatTemplate, template_for
 from pyrt.errors import UnsupportedError
 from pyrt.gguf_tokenizer import TOKEN_CONTROL, GGUFTokenizer
 
-from helpers import models_dir
+from helpers import LlamaCppVocabularies, model_gguf, model_gguf_keys
 
 pytest.importorskip("tokenizers", reason="the LLM tokenizer needs the 'tokenizers' package")
 pytest.importorskip("jinja2", reason="chat templates need jinja2")
@@ -45,26 +43,11 @@ CONVERSATIONS = {
 }
 
 
-def _gguf_path(folder: str):
-    found = sorted((models_dir() / folder).glob("*.gguf"))
-    if not found:
-        pytest.skip(f"{folder} GGUF not found (tools/fetch_models.py or PYRT_MODELS)")
-    return found[0]
-
-
-@functools.lru_cache(maxsize=None)
-def _metadata(folder: str) -> dict:
-    from pyrt.convert.readers.gguf_limits import read_header
-
-    kv, _ = read_header(_gguf_path(folder), {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()})
-    return kv
-
-
 class _Model:
     """What template_for reads from a LanguageModel: its tokenizer and chat template."""
 
     def __init__(self, folder: str):
-        md = _metadata(folder)
+        md = model_gguf_keys(folder)
         self.tokenizer = GGUFTokenizer.from_metadata(md)
         self.chat_template = md.get("tokenizer.chat_template")
 
@@ -81,17 +64,13 @@ def gemma():
 
 @pytest.fixture(scope="module")
 def llamas():
-    opened: dict = {}
-    yield opened
-    for llama in opened.values():
-        llama.close()
+    vocabularies = LlamaCppVocabularies()
+    yield vocabularies
+    vocabularies.close()
 
 
 def _llama_ids(llamas, folder: str, text: str) -> list[int]:
-    lc = pytest.importorskip("llama_cpp", reason="comparing with llama.cpp needs llama-cpp-python")
-    if folder not in llamas:
-        llamas[folder] = lc.Llama(str(_gguf_path(folder)), vocab_only=True, verbose=False)
-    return llamas[folder].tokenize(text.encode("utf-8"), add_bos=True, special=True)
+    return llamas.get(model_gguf(folder)).tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
 
 @pytest.mark.filterwarnings("ignore")
