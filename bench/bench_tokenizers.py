@@ -6,7 +6,8 @@ llama.cpp's own tokenizer (llama-cpp-python, vocabulary only) when it is install
 "build" is the first GGUFTokenizer.from_metadata of a process (the metadata check, the merges a
 SentencePiece vocabulary derives from its scores, the tokenizers objects); "cached" is the next one
 (the check and the cache look-up). Wall and CPU seconds are both printed: on a shared machine the
-CPU time is the steadier figure. Each build runs in a fresh process so that nothing is cached."""
+CPU time is the steadier figure. Each build runs in a fresh process so that nothing is cached.
+Encoding: a 19.8 KB mixed text (English, Japanese, code, emoji), best of five."""
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,17 @@ def _one_process(path: str) -> dict:
         wall, cpu = time.perf_counter(), time.process_time()
         tok = GGUFTokenizer.from_metadata(kv)
         out[name] = (time.perf_counter() - wall, time.process_time() - cpu)
-    wall = time.perf_counter()
-    ids = tok.encode(TEXT)
-    out["encode"] = (time.perf_counter() - wall, len(ids))
+    out["encode"] = (_best_of(5, lambda: tok.encode(TEXT)), len(tok.encode(TEXT)))
     return out
+
+
+def _best_of(n: int, call) -> float:
+    best = float("inf")
+    for _ in range(n):
+        wall = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - wall)
+    return best
 
 
 def main() -> None:
@@ -76,9 +84,7 @@ def main() -> None:
             import llama_cpp
 
             llama = llama_cpp.Llama(path, vocab_only=True, verbose=False)
-            wall = time.perf_counter()
-            llama.tokenize(TEXT.encode(), add_bos=True, special=True)
-            peer = f"{mb / (time.perf_counter() - wall):.2f}"
+            peer = f"{mb / _best_of(5, lambda: llama.tokenize(TEXT.encode(), add_bos=True, special=True)):.2f}"
             llama.close()
         except ImportError:
             pass
