@@ -23,9 +23,8 @@ from .errors import FileFormatError, RangeError, UnsupportedError
 from .model_config import check_tokenizer_metadata
 from .sentencepiece_tokenizer import build_sentencepiece, byte_token_value, piece_bytes
 from .tokenizer_guard import GuardedTokenizer, guarded_call
-from .tokenizer_types import (  # noqa: F401 - TOKEN_* re-exported (chat_template, structured)
-    BYTE_LEVEL_BPE, END_OF_GENERATION_TEXTS, SENTENCEPIECE, TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN,
-    TOKEN_UNUSED, TOKEN_USER_DEFINED, end_of_generation_ids)
+from .tokenizer_types import (BYTE_LEVEL_BPE, SENTENCEPIECE, TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN,
+                              TOKEN_USER_DEFINED, end_of_generation_ids)
 
 _CACHE_SIZE = 2  # built tokenizers kept per process (Gemma's holds ~100 MB)
 _cache: "OrderedDict[tuple, tuple[Any, Any]]" = OrderedDict()

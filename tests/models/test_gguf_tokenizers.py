@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import pyrt
 from pyrt.errors import ConfigError, FileFormatError, UnsupportedError
 from pyrt.gguf_tokenizer import TOKEN_CONTROL, GGUFTokenizer
 from pyrt.model_config import check_tokenizer_metadata
