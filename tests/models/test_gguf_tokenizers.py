@@ -320,3 +320,35 @@ def test_sentencepiece_from_small_vocabulary():
     # As llama.cpp's detokenize: the prepended space goes when the first token carries it, not
     # after a BOS.
     assert tok.decode(ids[1:]) == "abc ab é" and tok.decode(ids) == " abc ab é"
+
+
+@pytest.mark.parametrize("override", [{"tokenizer.ggml.model": "t5"}, {"tokenizer.ggml.pre": "chameleon"}])
+def test_language_model_with_unknown_tokenizer_says_so(tmp_path, override):
+    """A GGUF (a one-layer Llama) whose tokenizer pyrt does not rebuild: one line naming the key."""
+    from fuzz import seeds
+
+    path = tmp_path / "m.gguf"
+    path.write_bytes(seeds.llama_gguf_bytes(**override))
+    with pytest.raises(UnsupportedError, match=r"\(tokenizer\.ggml\.(model|pre)\) is not supported") as err:
+        import pyrt  # noqa: PLC0415
+
+        pyrt.LanguageModel(path, context_length=16, dtype="f32", embedding_dtype=None)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.xfail(strict=True, reason="pyrt/llm.py reads (dequantizes) the GGUF's tensors before checking its "
+                   "tokenizer: it should call model_config.check_tokenizer_metadata(kv) right after the header")
+def test_unknown_tokenizer_is_reported_before_weights_are_read(tmp_path, monkeypatch):
+    from fuzz import seeds
+
+    import pyrt  # noqa: PLC0415
+    from pyrt.convert.readers import gguf_file
+
+    path = tmp_path / "m.gguf"
+    path.write_bytes(seeds.llama_gguf_bytes(**{"tokenizer.ggml.model": "t5"}))
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("tensor data read before the tokenizer was checked")
+    monkeypatch.setattr(gguf_file, "_values", no_weights)
+    with pytest.raises(UnsupportedError, match="tokenizer.ggml.model"):
+        pyrt.LanguageModel(path, context_length=16, dtype="f32", embedding_dtype=None)
