@@ -21,13 +21,12 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from .errors import TemplateError, UnsupportedError
-from .gguf_tokenizer import TOKEN_CONTROL, TOKEN_USER_DEFINED
+from .tokenizer_types import TOKEN_CONTROL
 
 # Private-use code points that frame a marker: MARK_OPEN <index> MARK_CLOSE.
 MARK_OPEN, MARK_CLOSE = "\U000f0000", "\U000f0001"
 _MARKER = MARK_OPEN + r"\d+" + MARK_CLOSE
-# Tokenizers that encode control-token texts as plain text, and compiled templates, per owner.
-_plain_tokenizers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+# Compiled templates, per model.
 _templates: "weakref.WeakKeyDictionary[Any, ChatTemplate]" = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
@@ -161,19 +160,7 @@ def plain_encode(tokenizer, text: str) -> list[int]:
     """``text`` encoded with control-token texts as ordinary text (no BOS)."""
     if not text:
         return []
-    plain = _plain_tokenizers.get(tokenizer)
-    if plain is None:
-        import tokenizers  # noqa: PLC0415 - present whenever a GGUFTokenizer exists
-
-        with _cache_lock:
-            plain = _plain_tokenizers.get(tokenizer)
-            if plain is None:
-                plain = tokenizers.Tokenizer.from_str(tokenizer._tok.to_str())
-                if not hasattr(plain, "encode_special_tokens"):
-                    raise UnsupportedError("chat messages need tokenizers >= 0.19 (encode_special_tokens)")
-                plain.encode_special_tokens = True
-                _plain_tokenizers[tokenizer] = plain
-    return plain.encode(text, add_special_tokens=False).ids
+    return tokenizer.encode(text, add_bos=False, parse_special=False)
 
 
 def template_for(model) -> ChatTemplate:
@@ -182,8 +169,9 @@ def template_for(model) -> ChatTemplate:
     if cached is not None and cached.source == model.chat_template:
         return cached
     tok = model.tokenizer
-    specials = {text: i for i, (text, kind) in enumerate(zip(tok.tokens, tok.token_types))
-                if kind in (TOKEN_CONTROL, TOKEN_USER_DEFINED)}
+    # Control tokens only: user-defined ones (Gemma's runs of spaces and newlines) are text that
+    # the tokenizer matches itself, in message text as anywhere.
+    specials = {text: i for i, (text, kind) in enumerate(zip(tok.tokens, tok.token_types)) if kind == TOKEN_CONTROL}
     template = ChatTemplate(model.chat_template or "",
                             tok.tokens[tok.bos_id] if tok.bos_id is not None else "",
                             tok.tokens[tok.eos_id] if tok.eos_id is not None else "", specials)

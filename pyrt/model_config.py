@@ -206,24 +206,46 @@ def check_encoder_config(config: Mapping[str, Any], tensors: Mapping[str, Any], 
 
 
 def check_tokenizer_metadata(md: Mapping[str, Any]) -> None:
-    """The tokenizer.ggml.* values GGUFTokenizer reads: lists of strings and ints, special ids inside
-    the vocabulary."""
+    """The tokenizer.ggml.* values GGUFTokenizer reads: a tokenizer model and pre-tokenizer pyrt
+    rebuilds (UnsupportedError naming the key otherwise, before anything else is read or built),
+    lists of strings and numbers of matching lengths, special ids inside the vocabulary, boolean
+    flags."""
+    from .byte_bpe_tokenizer import PRE_TOKENIZERS  # noqa: PLC0415 - tokenizer tables, no heavy import
+    from .tokenizer_types import BYTE_LEVEL_BPE, TOKENIZER_MODELS  # noqa: PLC0415
+
+    model = md.get("tokenizer.ggml.model")
+    if not isinstance(model, str) or model not in TOKENIZER_MODELS:
+        raise UnsupportedError(f"tokenizer model {_shown(model)} (tokenizer.ggml.model) is not supported; supported: "
+                               "'gpt2' (byte-level BPE), 'llama' (SentencePiece)")
+    pre = config_str(md, "tokenizer.ggml.pre", "default")
+    if model == BYTE_LEVEL_BPE and pre not in PRE_TOKENIZERS:
+        raise UnsupportedError(f"pre-tokenizer {_shown(pre)} (tokenizer.ggml.pre) is not supported; supported: "
+                               f"{', '.join(sorted(PRE_TOKENIZERS))}")
+    lists = [("tokenizer.ggml.tokens", str), ("tokenizer.ggml.token_type", int),
+             ("tokenizer.ggml.merges", str) if model == BYTE_LEVEL_BPE else ("tokenizer.ggml.scores", float)]
     tokens = md.get("tokenizer.ggml.tokens")
-    for key, kind in (("tokenizer.ggml.tokens", str), ("tokenizer.ggml.merges", str), ("tokenizer.ggml.token_type", int)):
+    for key, kind in lists:
         value = md.get(key)
         if value is None and key == "tokenizer.ggml.token_type":
             continue
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        if value is None:
+            raise FileFormatError(f"model metadata lacks {key!r}")
+        allowed = {int, float} if kind is float else {kind}  # exact types: a bool is no int here
+        if not isinstance(value, (list, tuple)) or not set(map(type, value)) <= allowed:
             raise ConfigError(f"{key} must be a list of {kind.__name__}, got {_shown(value)}")
-    config_str(md, "tokenizer.ggml.pre", "default")
-    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        if kind is float and not all(map(math.isfinite, value)):
+            raise ConfigError(f"{key} must hold finite numbers")
+        if key in ("tokenizer.ggml.token_type", "tokenizer.ggml.scores") and len(value) != len(tokens):
+            raise ConfigError(f"{key} has {len(value)} entries for {len(tokens)} tokens")
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id"):
         if md.get(key) is not None:
             config_int(md, key, low=0, high=len(tokens) - 1 if tokens else 0)
     template = md.get("tokenizer.chat_template")
     if template is not None and not isinstance(template, str):
         raise ConfigError(f"tokenizer.chat_template must be a string, got {_shown(template)}")
-    if not isinstance(md.get("tokenizer.ggml.add_bos_token", False), (bool, int)):
-        raise ConfigError(f"tokenizer.ggml.add_bos_token must be a boolean, got {_shown(md['tokenizer.ggml.add_bos_token'])}")
+    for key in ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token", "tokenizer.ggml.add_space_prefix"):
+        if not isinstance(md.get(key, False), (bool, int)):
+            raise ConfigError(f"{key} must be a boolean, got {_shown(md[key])}")
 
 
 def check_converted_llama_metadata(metadata: Mapping[str, Any]) -> None:

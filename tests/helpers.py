@@ -193,3 +193,49 @@ def smollm2_first_layers(n_layers: int, context_length: int):
     keep = {k: v for k, v in arrays.items() if not k.startswith("blk.") or int(k.split(".")[1]) < n_layers}
     return pyrt.LanguageModel.from_parts(quantize_weights(keep, "q4", 32), {**md, "llama.block_count": n_layers}, md,
                                          context_length=context_length)
+
+
+def model_gguf(folder: str) -> Path:
+    """The .gguf file under <models_dir()>/<folder> (pyrt/cli/models_dir.py names the folders);
+    skips when it is not there."""
+    import pytest  # noqa: PLC0415 - helpers is imported by non-pytest tools too
+
+    found = sorted((models_dir() / folder).glob("*.gguf"))
+    if not found:
+        pytest.skip(f"{folder} GGUF not found (tools/fetch_models.py or PYRT_MODELS)")
+    return found[0]
+
+
+_GGUF_KEYS: dict[str, dict] = {}
+
+
+def model_gguf_keys(folder: str) -> dict:
+    """The key/values of that GGUF (its header only: fast, no tensor is read), read once."""
+    if folder not in _GGUF_KEYS:
+        import gguf  # noqa: PLC0415 - optional (the llm extra)
+
+        from pyrt.convert.readers.gguf_limits import read_header  # noqa: PLC0415
+
+        _GGUF_KEYS[folder], _ = read_header(model_gguf(folder), {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()})
+    return _GGUF_KEYS[folder]
+
+
+class LlamaCppVocabularies:
+    """llama.cpp's own tokenizers (llama-cpp-python, vocabulary only), opened once per path and
+    closed together; ``get`` skips the test when llama-cpp-python is missing."""
+
+    def __init__(self):
+        self._open: dict[str, object] = {}
+
+    def get(self, path):
+        import pytest  # noqa: PLC0415 - helpers is imported by non-pytest tools too
+
+        llama_cpp = pytest.importorskip("llama_cpp", reason="comparing with llama.cpp needs llama-cpp-python")
+        if str(path) not in self._open:
+            self._open[str(path)] = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+        return self._open[str(path)]
+
+    def close(self) -> None:
+        for llama in self._open.values():
+            llama.close()
+        self._open.clear()
