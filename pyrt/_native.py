@@ -2,10 +2,21 @@
 need it raise a clear error instead."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .errors import UnsupportedError
 
+# GNU OpenMP's idle threads spin GOMP_SPINCOUNT times (300,000 by default) before they sleep; in a
+# VM each spin's `pause` can trap to the host (~0.2 us here), so a thread waiting for the next
+# parallel region burns its core for ~60 ms, and with another process on the cores pyrt collapses
+# (docs/environment.md). libgomp reads the variable once, when it is loaded with the core below,
+# so pyrt sets a short spin for that moment only, unless the user chose a policy. The environment
+# is restored at once: child processes and other libraries see what the user set.
+OPENMP_SPIN_COUNT = "1000"
+_set_spin = "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+if _set_spin:
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
 try:
     from . import _core as core  # type: ignore[attr-defined]
 
@@ -13,6 +24,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only on broken installs
     core = None
     IMPORT_ERROR = str(exc)
+finally:
+    if _set_spin:
+        os.environ.pop("GOMP_SPINCOUNT", None)
 
 
 def require_core() -> Any:
