@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -105,6 +106,9 @@ def worker_pyrt(args) -> dict:
         sentences = SENTENCES[:16] if b == 1 else SENTENCES
         result[f"sent_per_s_b{b}"] = timed(lambda s, bs: encoder.encode(s, batch_size=bs), sentences, b, args.seconds)
     result["peak_rss_mb"] = peak_rss_mb()
+    # Bytes a batch-1 forward reads: every matrix once (the embedding tables are gathered by row).
+    result["weight_mb_per_forward"] = sum(t.nbytes for name, t in encoder.tensors.items()
+                                          if t.ndim == 2 and "embeddings" not in name) / 1e6
     result["gflop_per_sentence"] = flops_per_sentence(encoder.config, [len(t) for t in encoder.tokenize(SENTENCES)]) / 1e9
     return result
 
@@ -169,6 +173,11 @@ def bench_encoder(args) -> list[dict]:
     if not with_torch:
         print("sentence-transformers/torch not installed: no PyTorch column", file=sys.stderr)
     rounds: list[list[dict]] = []
+    sys.path.insert(0, str(REPO / "bench"))
+    import bandwidth  # noqa: PLC0415
+
+    # The DRAM read bound of this run (bench/bandwidth.py), for the batch-1 GB/s column.
+    args.dram_gbps = bandwidth.read_bandwidth(1 << 30, args.threads or os.cpu_count() or 1, repeats=3).gbps
     with tempfile.TemporaryDirectory(prefix="pyrt-bench-") as tmp:
         configs = []
         for fmt in args.formats.split(","):
@@ -189,7 +198,10 @@ def bench_encoder(args) -> list[dict]:
                     print(f"  round {round_index + 1}/{args.rounds}: {r['engine']} {r['format']}"
                           f"{' ' + r['activations'] if 'activations' in r else ''}", file=sys.stderr)
             rounds.append(measured)
-    return combine_rounds(rounds)
+    results = combine_rounds(rounds)
+    for r in results:
+        r["dram_gbps"] = args.dram_gbps
+    return results
 
 
 def config_key(r: dict) -> tuple:
@@ -230,7 +242,8 @@ def print_results(results: list[dict]) -> None:
     print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences (batch 32) / 16 sentences (batch 1)"
           + (f"; medians over {rounds} interleaved rounds" if rounds > 1 else ""))
     print(f"{'engine':<38} {'format':<9} {'source':<11} {'load s':>7} {'b1 sent/s':>10} {'b32 sent/s':>11} "
-          f"{'peak RSS MB':>12} {'b32 GFLOP/s':>12}" + ("  vs torch b1/b32" if torch_row else ""))
+          f"{'peak RSS MB':>12} {'b32 GFLOP/s':>12} {'b1 MB/fwd':>10} {'b1 GB/s':>8} {'of DRAM':>8}"
+          + ("  vs torch b1/b32" if torch_row else ""))
     for r in results:
         ratio = ""
         if torch_row and r is not torch_row:
@@ -242,8 +255,14 @@ def print_results(results: list[dict]) -> None:
         gflop = r.get("gflop_per_sentence", flop_reference)
         gflops = f"{gflop * r['sent_per_s_b32']:.1f}" if gflop else "-"
         fmt = r["format"] + {"int8": "/i8", "int16": "/i16"}.get(r.get("activations"), "")
+        # Batch 1: weight bytes per forward x sentences/s, against the DRAM bound of the same run
+        # (MiniLM's matrices fit in the L3 cache, so batch 1 can exceed it).
+        mb = r.get("weight_mb_per_forward")
+        gbps = mb * r["sent_per_s_b1"] / 1e3 if mb else None
+        bw = (f"{mb:>10.1f} {gbps:>8.1f} {gbps / r['dram_gbps']:>8.0%}" if gbps and r.get("dram_gbps")
+              else f"{'-':>10} {'-':>8} {'-':>8}")
         print(f"{engine:<38} {fmt:<9} {r['source']:<11} {r['load_s']:>7.2f} {r['sent_per_s_b1']:>10.1f} "
-              f"{r['sent_per_s_b32']:>11.1f} {r['peak_rss_mb']:>12.0f} {gflops:>12}{ratio}")
+              f"{r['sent_per_s_b32']:>11.1f} {r['peak_rss_mb']:>12.0f} {gflops:>12} {bw}{ratio}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,19 @@ def set_num_threads(n: int) -> None:
     require_core().set_num_threads(n)
 
 
+def get_wait_spin_us() -> int:
+    """Microseconds a thread spins at one of pyrt's barriers before it sleeps (PYRT_WAIT_SPIN_US,
+    default 50)."""
+    return int(require_core().wait_spin_us())
+
+
+def set_wait_spin_us(microseconds: int) -> None:
+    """Set how long a waiting thread spins before it sleeps: 0 sleeps at once (other processes
+    share the cores), a large value spins (lowest latency on an idle machine); ``< 0`` restores
+    the default. See docs/environment.md."""
+    require_core().set_wait_spin_us(int(microseconds))
+
+
 def get_cpu_isa() -> str:
     """The CPU kernel set in use: 'avx512', 'avx2' or 'scalar'."""
     return str(require_core().cpu_isa())
@@ -80,6 +93,7 @@ def build_info() -> dict:
         cpu_isas_available=list(core.cpu_isas_supported()),
         cpu_features=list(core.cpu_features()),
         threads=int(core.num_threads()),
+        wait_spin_us=int(core.wait_spin_us()),
         openmp=bool(core.openmp),
         cuda=bool(core.cuda),
         compiler=core.compiler,

@@ -2,12 +2,15 @@
 #include <pybind11/stl.h>
 
 #include "pyrt/runtime.h"
+#include "pyrt/thread_team.h"
 
 namespace pyrt::bindings {
 
 void register_runtime(py::module_& m) {
   m.def("num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("wait_spin_us", &wait_spin_microseconds);
+  m.def("set_wait_spin_us", &set_wait_spin_microseconds, py::arg("microseconds"));
   m.def("cpu_isa", &cpu_isa);
   m.def("set_cpu_isa", &set_cpu_isa, py::arg("name"));
   m.def("cpu_isas_supported", &cpu_isas_supported);

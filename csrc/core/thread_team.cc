@@ -1,16 +1,165 @@
-// The OpenMP side of pyrt/thread_team.h. The barrier is an orphaned `omp barrier`: it binds to
-// whichever parallel region the caller runs in.
+// The OpenMP side of pyrt/thread_team.h. The team's barrier is pyrt's own rather than `omp
+// barrier`: libgomp's waiters spin ~300,000 iterations (milliseconds) before sleeping, so with
+// another process on one of the cores the waiting thread burns its core while its partner waits
+// for a time slice, and a decode step with 200 barriers collapses (docs/environment.md). Here a
+// waiter spins for a bounded time, then sleeps on a futex, and the last thread to arrive wakes
+// the sleepers only when there are any.
 #include "pyrt/thread_team.h"
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+
+#include "pyrt/errors.h"
 
 #ifdef PYRT_WITH_OPENMP
 #include <omp.h>
 #endif
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define PYRT_CPU_RELAX() _mm_pause()
+#else
+#define PYRT_CPU_RELAX() ((void)0)
+#endif
+
+#include <thread>
 
 namespace pyrt {
+namespace {
+
+constexpr int kDefaultSpinMicroseconds = 50;
+constexpr int kInvalidSetting = INT_MIN;
+
+// PYRT_WAIT_SPIN_US, read once; an invalid value is kept as kInvalidSetting so that the first
+// call from Python raises (a barrier inside a parallel region cannot throw: it uses the default).
+int spin_setting_from_environment() {
+  const char* env = std::getenv("PYRT_WAIT_SPIN_US");
+  if (!env) return kDefaultSpinMicroseconds;
+  char* end = nullptr;
+  const long us = std::strtol(env, &end, 10);
+  if (end == env || *end != '\0' || us < 0 || us > 10'000'000) return kInvalidSetting;
+  return int(us);
+}
+
+std::atomic<int> spin_setting{spin_setting_from_environment()};
+
+int spin_for_barrier() {
+  const int us = spin_setting.load(std::memory_order_relaxed);
+  return us == kInvalidSetting ? kDefaultSpinMicroseconds : us;
+}
+
+// One team's barrier. `generation` counts completed barriers (the sense that reverses); waiters
+// sleep on its address. Each field on its own cache line: arrivals do not disturb the spinners.
+struct TeamSync {
+  alignas(64) std::atomic<int> arrived{0};
+  alignas(64) std::atomic<uint32_t> generation{0};
+  alignas(64) std::atomic<int> sleepers{0};
+};
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "futex word");
+
+void sleep_while_equal(std::atomic<uint32_t>& word, uint32_t value) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, value, nullptr, nullptr, 0);
+#else
+  (void)word, (void)value;
+  std::this_thread::yield();
+#endif
+}
+
+void wake_all(std::atomic<uint32_t>& word) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+// Per thread: how many of its last waits ended asleep (saturating), and a counter for the probes.
+constexpr int kMissesBeforeSleepingAtOnce = 3;
+struct SpinHistory {
+  int misses = 0;
+  uint32_t waits = 0;
+};
+
+void team_wait(TeamSync& s, int size) {
+  const uint32_t gen = s.generation.load(std::memory_order_acquire);
+  if (s.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == size) {
+    s.arrived.store(0, std::memory_order_relaxed);  // published by the release below
+    s.generation.store(gen + 1, std::memory_order_seq_cst);
+    if (s.sleepers.load(std::memory_order_seq_cst) > 0) wake_all(s.generation);
+    return;
+  }
+  // Spin first: on an idle machine the partner arrives within microseconds and a futex round
+  // trip (tens of microseconds in a VM) would cost more than the wait. But after a few waits in a
+  // row that ended asleep (the partner is losing its core to other processes) spinning only burns
+  // this thread's share of the machine, so it sleeps at once, trying a spin again every 64 waits.
+  thread_local SpinHistory history;
+  const bool spin = history.misses < kMissesBeforeSleepingAtOnce || (++history.waits & 63) == 0;
+  const auto limit = std::chrono::microseconds(spin ? spin_for_barrier() : 0);
+  if (limit.count() > 0) {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      for (int i = 0; i < 16; ++i) {
+        if (s.generation.load(std::memory_order_acquire) != gen) {
+          history.misses = 0;
+          return;
+        }
+        PYRT_CPU_RELAX();
+      }
+      if (std::chrono::steady_clock::now() - start >= limit) break;
+    }
+  }
+  if (s.generation.load(std::memory_order_acquire) != gen) return;
+  if (history.misses < kMissesBeforeSleepingAtOnce) ++history.misses;
+  // The seq_cst increment orders against the releaser's seq_cst store/load pair: either it sees
+  // this sleeper and wakes it, or the futex finds the generation already changed.
+  s.sleepers.fetch_add(1, std::memory_order_seq_cst);
+  while (s.generation.load(std::memory_order_acquire) == gen) sleep_while_equal(s.generation, gen);
+  s.sleepers.fetch_sub(1, std::memory_order_relaxed);
+}
+
+#ifdef PYRT_WITH_OPENMP
+// The barrier of the region this thread is in, set by current(). The master's object serves every
+// region it starts (libgomp's workers serve one master), and one region at a time per master.
+struct ThreadBinding {
+  TeamSync* sync = nullptr;
+  int id = 0;
+  int size = 1;
+};
+thread_local ThreadBinding binding;
+thread_local TeamSync own_sync;  // used when this thread is the master of a team
+#endif
+
+}  // namespace
+
+int wait_spin_microseconds() {
+  const int us = spin_setting.load(std::memory_order_relaxed);
+  PYRT_CHECK(us != kInvalidSetting, Unsupported, "PYRT_WAIT_SPIN_US='", std::getenv("PYRT_WAIT_SPIN_US"),
+             "' is not an integer in [0, 10000000]");
+  return us;
+}
+
+void set_wait_spin_microseconds(int microseconds) {
+  PYRT_CHECK(microseconds <= 10'000'000, Unsupported, "spin time ", microseconds, " us is too long");
+  spin_setting.store(microseconds >= 0 ? microseconds : kDefaultSpinMicroseconds, std::memory_order_relaxed);
+}
 
 ThreadTeam ThreadTeam::current() {
 #ifdef PYRT_WITH_OPENMP
-  return ThreadTeam{omp_get_thread_num(), omp_get_num_threads()};
+  const ThreadTeam team{omp_get_thread_num(), omp_get_num_threads()};
+  if (team.size > 1) {
+    TeamSync* sync = nullptr;
+#pragma omp single copyprivate(sync)
+    sync = &own_sync;  // `single` runs on one thread; with the master's object any thread may run it
+    binding = ThreadBinding{sync, team.id, team.size};
+  }
+  return team;
 #else
   return ThreadTeam{};
 #endif
@@ -18,7 +167,13 @@ ThreadTeam ThreadTeam::current() {
 
 void ThreadTeam::barrier() {
 #ifdef PYRT_WITH_OPENMP
+  const int size = omp_get_num_threads();
+  if (size <= 1) return;
+  if (binding.sync && binding.size == size && binding.id == omp_get_thread_num()) {
+    team_wait(*binding.sync, size);
+  } else {
 #pragma omp barrier
+  }
 #endif
 }
 

@@ -303,3 +303,32 @@ def test_encoder_rounds_combine_to_medians_and_per_round_ratios():
     assert pyrt_row["peak_rss_mb"] == 120.0
     assert pyrt_row["per_round_b32"] == [1.5, 1.1, 1.5]
     assert "per_round_b32" not in torch_row
+
+
+def test_encoder_batch1_bandwidth_columns(capsys):
+    """Batch 1: weight MB per forward x sentences/s = GB/s, against the run's DRAM bound."""
+    import bench_models
+
+    rows = [{"engine": "pyrt", "format": "q8", "activations": "exact", "load_s": 0.1, "sent_per_s_b1": 400.0,
+             "sent_per_s_b32": 700.0, "peak_rss_mb": 80.0, "threads": 2, "source": "x", "cpu_isa": "avx512",
+             "weight_mb_per_forward": 22.5, "dram_gbps": 30.0, "gflop_per_sentence": 0.2},
+            {"engine": "torch", "format": "f32", "load_s": 0.3, "sent_per_s_b1": 100.0, "sent_per_s_b32": 300.0,
+             "peak_rss_mb": 500.0, "threads": 2, "source": "st", "dram_gbps": 30.0}]
+    bench_models.print_results(rows)
+    out = capsys.readouterr().out.splitlines()
+    pyrt_line = next(line for line in out if line.startswith("pyrt"))
+    assert "22.5" in pyrt_line and " 9.0 " in pyrt_line and "30%" in pyrt_line  # 22.5 MB * 400/s = 9 GB/s
+    torch_line = next(line for line in out if line.startswith("torch"))
+    assert torch_line.split()[-1] != "30%"
+
+
+# ---- bench/bench_busy_machine.py ---------------------------------------------------------------
+
+def test_busy_machine_configurations_parse():
+    import bench_busy_machine as bb
+
+    assert bb.parse_config("2 threads=") == ("2 threads", {})
+    assert bb.parse_config("spin0=PYRT_WAIT_SPIN_US=0,GOMP_SPINCOUNT=10") == (
+        "spin0", {"PYRT_WAIT_SPIN_US": "0", "GOMP_SPINCOUNT": "10"})
+    assert bb.summary([3.0, 1.0, 2.0]) == "2.0 (1.0-3.0)"
+    assert bb.summary([]) == "timed out"
