@@ -190,6 +190,50 @@ struct CodecQ4A {
   }
 };
 
+// ---- q5 (symmetric, 5-bit) ---------------------------------------------------------------------
+// formats.h: codes 0..31 (level + 16); bit i of the high-bit bytes is code i's bit 4, the low four
+// bits pack as q4's nibbles.
+template <int B>
+void pack_q5(const uint8_t (&codes)[B], uint8_t (&q)[B / 8 + B / 2]) {
+  for (int j = 0; j < B / 8; ++j) q[j] = 0;
+  for (int i = 0; i < B; ++i) q[i / 8] = uint8_t(q[i / 8] | ((codes[i] >> 4) << (i % 8)));
+  uint8_t* nib = q + kQ5HighBytes<B>;
+  for (int j = 0; j < B / 2; ++j) nib[j] = uint8_t((codes[j] & 0x0f) | ((codes[j + B / 2] & 0x0f) << 4));
+}
+
+struct CodecQ5 {
+  template <int B>
+  using Block = BlockQ5<B>;
+  template <int B>
+  static void quantize(const float* src, BlockQ5<B>& blk) {
+    // As q4: the value of largest magnitude maps exactly to level -16.
+    blk.d = to_fp16_checked(CodecQ4::extreme<B>(src) / -16.0f, "scale");
+    const float d = fp16_to_fp32(blk.d);
+    uint8_t codes[B];
+    for (int i = 0; i < B; ++i)
+      codes[i] = d == 0.0f ? 16 : uint8_t(std::clamp(std::nearbyint(src[i] / d), -16.0f, 15.0f) + 16.0f);
+    pack_q5<B>(codes, blk.q);
+  }
+  template <int B>
+  static void search(const float* src, const double* w, BlockQ5<B>& blk) {
+    const float vmax = CodecQ4::extreme<B>(src), rtn = vmax / -16.0f;
+    to_fp16_checked(rtn, "scale");
+    uint8_t codes[B];
+    blk.d = quant_search::search_q5_block(src, w, B, rtn, vmax, codes);
+    pack_q5<B>(codes, blk.q);
+  }
+  template <int B>
+  static void dequantize(const BlockQ5<B>& blk, float* dst) {
+    const float d = fp16_to_fp32(blk.d);
+    const uint8_t* nib = blk.q + kQ5HighBytes<B>;
+    for (int j = 0; j < B / 2; ++j) {
+      const int hi0 = (blk.q[j / 8] >> (j % 8)) & 1, hi1 = (blk.q[(j + B / 2) / 8] >> (j % 8)) & 1;
+      dst[j] = float(int(nib[j] & 0x0f) + 16 * hi0 - 16) * d;
+      dst[j + B / 2] = float(int(nib[j] >> 4) + 16 * hi1 - 16) * d;
+    }
+  }
+};
+
 void check_importance(const float* importance, int64_t n) {
   if (!importance) return;
   for (int64_t i = 0; i < n; ++i)
@@ -254,6 +298,7 @@ const FormatTraits kTraits[kNumFormats] = {
     {Format::q4, "q4", true, kHeaderBytes<Format::q4>, 4, search_blocks<CodecQ4>, dequantize_blocks<CodecQ4>},
     {Format::q4a, "q4a", true, kHeaderBytes<Format::q4a>, 4, search_blocks<CodecQ4A>, dequantize_blocks<CodecQ4A>},
     {Format::q4n, "q4n", true, kHeaderBytes<Format::q4n>, 4, quantize_row_q4n_weighted, dequantize_row_q4n},
+    {Format::q5, "q5", true, kHeaderBytes<Format::q5>, 5, search_blocks<CodecQ5>, dequantize_blocks<CodecQ5>},
 };
 
 }  // namespace
@@ -263,6 +308,7 @@ QuantizeRowFn rtn_quantize_row(Format f) {
     case Format::q8: return quantize_blocks<CodecQ8>;
     case Format::q4: return quantize_blocks<CodecQ4>;
     case Format::q4a: return quantize_blocks<CodecQ4A>;
+    case Format::q5: return quantize_blocks<CodecQ5>;
     default: return format_traits(f).quantize_row;
   }
 }
@@ -276,7 +322,7 @@ const FormatTraits& format_traits(Format f) {
 Format format_from_name(const std::string& name) {
   for (const auto& t : kTraits)
     if (name == t.name) return t.format;
-  PYRT_THROW(Dtype, "unknown weight format '", name, "' (expected one of f32, f16, bf16, q8, q4, q4a, q4n)");
+  PYRT_THROW(Dtype, "unknown weight format '", name, "' (expected one of f32, f16, bf16, q8, q4, q4a, q4n, q5)");
 }
 
 int effective_block(Format f, int block) {

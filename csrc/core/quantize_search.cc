@@ -3,6 +3,8 @@
 //   q8 : reference amax,  t = 127 + 0.5 k,    k = -8..8   (17 candidates)
 //   q4 : reference vmax,  t = -8 + 0.125 k,   k = -8..8   (the extreme on the -8 side, 17)
 //                         t =  7 + 0.125 k,   k = -4..4   (the extreme on the +7 side, 9)
+//   q5 : reference vmax,  t = -16 + 0.25 k,   k = -8..8   (q4's grid at twice the levels, 17)
+//                         t =  15 + 0.25 k,   k = -4..4   (9)
 //   q4a: scale (hi - lo) / t with minimum lo, t = 15 + 0.125 k, k = -8..8 (17)
 // t > |levels| clips the extreme value for a finer step; t < |levels| leaves room. The values of t
 // are exact binary fractions, so the numpy mirror computes the very same candidates.
@@ -107,6 +109,7 @@ struct Grid {
 };
 const Grid kQ8Grid = Grid().add(127.0, 0.5, -8, 8);
 const Grid kQ4Grid = Grid().add(-8.0, 0.125, -8, 8).add(7.0, 0.125, -4, 4);
+const Grid kQ5Grid = Grid().add(-16.0, 0.25, -8, 8).add(15.0, 0.25, -4, 4);
 const Grid kQ4AGrid = Grid().add(15.0, 0.125, -8, 8);
 
 void widen(const float* x, int B, double* out) {
@@ -126,6 +129,15 @@ uint16_t search_q8_block(const float* x, const double* w, int B, float rtn_scale
   uint16_t h;
   symmetric_search(Symmetric{xd, w, B, -127, 127}, rtn_scale, amax, kQ8Grid.t, kQ8Grid.n, q, &h);
   for (int i = 0; i < B; ++i) codes[i] = int8_t(q[i]);
+  return h;
+}
+
+uint16_t search_q5_block(const float* x, const double* w, int B, float rtn_scale, float vmax, uint8_t* codes) {
+  double xd[kMaxBlock], q[kMaxBlock];
+  widen(x, B, xd);
+  uint16_t h;
+  symmetric_search(Symmetric{xd, w, B, -16, 15}, rtn_scale, vmax, kQ5Grid.t, kQ5Grid.n, q, &h);
+  for (int i = 0; i < B; ++i) codes[i] = uint8_t(int(q[i]) + 16);
   return h;
 }
 
