@@ -15,8 +15,8 @@ requantizes every matrix instead, as before (1-D tensors stay f32).
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,24 @@ class TensorLoad:
     rel_rms: float | None     # ||pyrt - GGUF dequantized|| / ||GGUF dequantized||; 0.0 when mapped
 
 
-@dataclass(frozen=True)
 class GGUFLoadReport:
-    """Per tensor: its GGUF type, its pyrt format, how it was made and the error that cost."""
+    """Per tensor: its GGUF type, its pyrt format, how it was made and the error that cost.
+    Errors not measured at load (``measure=False``) are measured by :meth:`measure`."""
 
-    path: Path
-    tensors: tuple[TensorLoad, ...]
+    def __init__(self, path: Path, tensors: list[TensorLoad], sources: dict[str, tuple[Any, Tensor]]):
+        self.path = path
+        self.tensors = tensors
+        self._sources = sources  # name -> (GGUF tensor, pyrt tensor) of the unmeasured conversions
+        self._lock = threading.Lock()
+
+    def measure(self) -> "GGUFLoadReport":
+        """Fills in each converted tensor's relative RMS error (dequantizes both sides); returns self."""
+        with self._lock:
+            for i, row in enumerate(self.tensors):
+                if row.name in self._sources:
+                    t, tensor = self._sources.pop(row.name)
+                    self.tensors[i] = replace(row, rel_rms=rel_rms(_gguf_values(t), tensor))
+        return self
 
     @property
     def mapped_bytes(self) -> int:
@@ -68,7 +80,8 @@ class GGUFLoadReport:
         return sum(t.gguf_bytes for t in self.tensors)
 
     def lines(self) -> list[str]:
-        """One line per tensor that is not a plain view, then the totals."""
+        """One line per tensor that is not a plain view (errors measured first), then the totals."""
+        self.measure()
         out = [f"{t.name}: {t.gguf_type} -> {t.dtype}/{t.block} {t.how}, relative RMS error {_fmt(t.rel_rms)}"
                for t in self.tensors if t.how != "mapped"]
         out.append(f"{len(self.tensors)} tensors, {self.nbytes / 1e6:.1f} MB ({self.nbytes / max(self.gguf_bytes, 1):.3f}x "
@@ -88,13 +101,9 @@ def _gguf_module():
 
 def rel_rms(reference: np.ndarray, tensor: Tensor) -> float | None:
     """||tensor - reference|| / ||reference|| in float64 (None for an all-zero reference)."""
-    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
-    got = tensor.dequantize().astype(np.float64).reshape(-1)
-    den = float(np.dot(ref, ref))
-    num = float(np.dot(got - ref, got - ref))
-    if den == 0.0:
-        return 0.0 if num == 0.0 else None
-    return math.sqrt(num / den)
+    from .convert.report import roundtrip_error  # noqa: PLC0415
+
+    return roundtrip_error(reference, tensor)[0]
 
 
 def q4_k_to_q4a(raw: np.ndarray, shape: tuple[int, ...]) -> Tensor:
@@ -167,7 +176,8 @@ def load_gguf_tensors(path: str | Path, dtype: str | None = None, block: int = G
     to it at ``block`` (1-D tensors: f32). ``embedding_dtype`` applies to token_embd/output
     (None: as the other matrices). ``method``: the quantizer of requantized tensors (round to
     nearest by default: no calibration text here). ``measure``: report each converted tensor's
-    relative RMS error against the GGUF's dequantized values (mapped ones are exact: 0).
+    relative RMS error against the GGUF's dequantized values now (mapped ones are exact: 0);
+    False leaves them to ``report.measure()`` (faster loading).
     Raises UnsupportedError (a ggml type pyrt cannot read, one line naming the tensor), FileIOError,
     FileFormatError."""
     from .convert.readers.gguf_file import read_tensors  # noqa: PLC0415 - needs the gguf package
@@ -178,6 +188,7 @@ def load_gguf_tensors(path: str | Path, dtype: str | None = None, block: int = G
     gguf_tensors, kv = read_tensors(path)
     out: dict[str, Tensor] = {}
     rows = []
+    unmeasured: dict[str, tuple[Any, Tensor]] = {}
     for t in gguf_tensors:
         want = _requested(t.name, len(t.shape), dtype, embedding_dtype)
         kind = t.tensor_type.name
@@ -190,8 +201,11 @@ def load_gguf_tensors(path: str | Path, dtype: str | None = None, block: int = G
             target_block = block if len(t.shape) > 1 else 1
             tensor, how = quantize(values, want, target_block, method=method), "requantized"
         err: float | None = 0.0 if how == "mapped" else None
-        if measure and how != "mapped":
-            err = rel_rms(values if values is not None else _gguf_values(t), tensor)
+        if how != "mapped":
+            if measure:
+                err = rel_rms(values if values is not None else _gguf_values(t), tensor)
+            else:
+                unmeasured[t.name] = (t, tensor)
         out[t.name] = tensor
         rows.append(TensorLoad(t.name, kind, tensor.dtype, tensor.block, how, tensor.nbytes, int(t.n_bytes), err))
-    return out, kv, GGUFLoadReport(path, tuple(rows))
+    return out, kv, GGUFLoadReport(path, rows, unmeasured)

@@ -100,7 +100,8 @@ class LanguageModel:
     A GGUF's tensors keep their types by default (``dtype=None``): Q8_0, Q4_0, Q4_1, Q5_0 and
     F32/F16/BF16 are the bytes of pyrt's q8, q4, q4a, q5 (block 32) and f32/f16/bf16, mapped from the
     file without a copy; Q4_K becomes q4a/32 (its sub-block scales rounded to FP16), Q5_K, Q6_K and
-    Q5_1 q8/32 (pyrt.gguf_weights; :attr:`gguf_report` lists each conversion's error). A format
+    Q5_1 q8/32 (pyrt.gguf_weights; ``gguf_report.lines()`` measures and lists each conversion's
+    error against the GGUF's own dequantized values). A format
     name in ``dtype`` requantizes every matrix to it at ``block`` instead, the token embedding
     (and output head) to ``embedding_dtype`` (None: q8 for q-formats, else ``dtype``).
     ``context_length`` sizes the KV cache (tokens of prompt + generation); ``kv_cache`` is its
@@ -129,7 +130,7 @@ class LanguageModel:
 
             if dtype is not None and embedding_dtype is None:
                 embedding_dtype = "q8" if dtype.startswith("q") else dtype
-            tensors, metadata, report = load_gguf_tensors(path, dtype, block, embedding_dtype)
+            tensors, metadata, report = load_gguf_tensors(path, dtype, block, embedding_dtype, measure=False)
             self.gguf_report = report
         else:
             from . import load  # type: ignore[attr-defined]  # noqa: PLC0415 - provided by pyrt.convert
