@@ -304,30 +304,22 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK, imp
             d16, q = _search.search_q8(blocks, w, amax / np.float32(127.0), amax)
         put_fp16(layout.scale_offset, d16)
         codes[:] = q.view(np.uint8)
-    elif name == "q4":
-        idx = np.abs(blocks).argmax(axis=1)  # first occurrence, as the C++ loop
-        vmax = blocks[np.arange(blocks.shape[0]), idx]
-        d16 = _fp16_checked(vmax / np.float32(-8.0), "scale")
-        d = d16.astype(np.float32)[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.clip(np.rint(blocks / d), -8, 7) + 8
-        levels = np.where(d == 0, 8, q).astype(np.uint8)
-        if search:
-            d16, levels = _search.search_q4(blocks, w, vmax / np.float32(-8.0), vmax)
-        put_fp16(layout.scale_offset, d16)
-        codes[:] = _pack_nibbles(levels, b)
-    elif name == "q5":
+    elif name in ("q4", "q5"):
+        # q4: levels -8..7, q5: -16..15, stored as level - qmin; RTN maps the first value of largest
+        # magnitude (argmax's first occurrence, as the C++ loop) exactly to qmin.
+        qmin, qmax = (-8, 7) if name == "q4" else (-16, 15)
         idx = np.abs(blocks).argmax(axis=1)
         vmax = blocks[np.arange(blocks.shape[0]), idx]
-        d16 = _fp16_checked(vmax / np.float32(-16.0), "scale")
+        d16 = _fp16_checked(vmax / np.float32(qmin), "scale")
         d = d16.astype(np.float32)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.clip(np.rint(blocks / d), -16, 15) + 16
-        levels = np.where(d == 0, 16, q).astype(np.uint8)
+            q = np.clip(np.rint(blocks / d), qmin, qmax) - qmin
+        levels = np.where(d == 0, -qmin, q).astype(np.uint8)
         if search:
-            d16, levels = _search.search_q5(blocks, w, vmax / np.float32(-16.0), vmax)
+            searcher = _search.search_q4 if name == "q4" else _search.search_q5
+            d16, levels = searcher(blocks, w, vmax / np.float32(qmin), vmax)
         put_fp16(layout.scale_offset, d16)
-        codes[:] = _pack_q5(levels, b)
+        codes[:] = _pack_nibbles(levels, b) if name == "q4" else _pack_q5(levels, b)
     elif name == "q4a":
         # min/max of {-0, +0} may be either; adding +0 turns both into +0 (as the C++ quantizer does).
         lo = blocks.min(axis=1) + np.float32(0.0)

@@ -105,10 +105,11 @@ void pack_nibbles(const uint8_t (&levels)[B], uint8_t (&q)[B / 2]) {
   for (int j = 0; j < B / 2; ++j) q[j] = uint8_t(levels[j] | (levels[j + B / 2] << 4));
 }
 
-// ---- q4 (symmetric) ----------------------------------------------------------------------------
-struct CodecQ4 {
-  template <int B>
-  using Block = BlockQ4<B>;
+// ---- q4 / q5 (symmetric) ------------------------------------------------------------------------
+// Levels kMin..kMax stored as level - kMin. Round to nearest maps the value of largest magnitude
+// exactly to kMin, which uses every level.
+template <int kMin, int kMax>
+struct SymmetricLevels {
   // First element of largest magnitude (ties keep the earliest), exactly like numpy's argmax.
   template <int B>
   static float extreme(const float* src) {
@@ -118,21 +119,37 @@ struct CodecQ4 {
     return vmax;
   }
   template <int B>
-  static void quantize(const float* src, BlockQ4<B>& blk) {
-    // The value of largest magnitude maps exactly to level -8, which uses all 16 levels.
-    blk.d = to_fp16_checked(extreme<B>(src) / -8.0f, "scale");
-    const float d = fp16_to_fp32(blk.d);
-    uint8_t levels[B];
+  static uint16_t rtn(const float* src, uint8_t (&levels)[B]) {
+    const uint16_t h = to_fp16_checked(extreme<B>(src) / float(kMin), "scale");
+    const float d = fp16_to_fp32(h);
     for (int i = 0; i < B; ++i)
-      levels[i] = d == 0.0f ? 8 : uint8_t(std::clamp(std::nearbyint(src[i] / d), -8.0f, 7.0f) + 8.0f);
+      levels[i] = d == 0.0f ? uint8_t(-kMin)
+                            : uint8_t(std::clamp(std::nearbyint(src[i] / d), float(kMin), float(kMax)) - float(kMin));
+    return h;
+  }
+  // The searched scale (search: quant_search::search_q4_block or search_q5_block).
+  template <int B, class Search>
+  static uint16_t searched(const float* src, const double* w, uint8_t (&levels)[B], Search search) {
+    const float vmax = extreme<B>(src), rtn_scale = vmax / float(kMin);
+    to_fp16_checked(rtn_scale, "scale");
+    return search(src, w, B, rtn_scale, vmax, levels);
+  }
+};
+
+struct CodecQ4 {
+  using Levels = SymmetricLevels<-8, 7>;
+  template <int B>
+  using Block = BlockQ4<B>;
+  template <int B>
+  static void quantize(const float* src, BlockQ4<B>& blk) {
+    uint8_t levels[B];
+    blk.d = Levels::rtn<B>(src, levels);
     pack_nibbles<B>(levels, blk.q);
   }
   template <int B>
   static void search(const float* src, const double* w, BlockQ4<B>& blk) {
-    const float vmax = extreme<B>(src), rtn = vmax / -8.0f;
-    to_fp16_checked(rtn, "scale");
     uint8_t levels[B];
-    blk.d = quant_search::search_q4_block(src, w, B, rtn, vmax, levels);
+    blk.d = Levels::searched<B>(src, w, levels, quant_search::search_q4_block);
     pack_nibbles<B>(levels, blk.q);
   }
   template <int B>
@@ -202,24 +219,19 @@ void pack_q5(const uint8_t (&codes)[B], uint8_t (&q)[B / 8 + B / 2]) {
 }
 
 struct CodecQ5 {
+  using Levels = SymmetricLevels<-16, 15>;
   template <int B>
   using Block = BlockQ5<B>;
   template <int B>
   static void quantize(const float* src, BlockQ5<B>& blk) {
-    // As q4: the value of largest magnitude maps exactly to level -16.
-    blk.d = to_fp16_checked(CodecQ4::extreme<B>(src) / -16.0f, "scale");
-    const float d = fp16_to_fp32(blk.d);
     uint8_t codes[B];
-    for (int i = 0; i < B; ++i)
-      codes[i] = d == 0.0f ? 16 : uint8_t(std::clamp(std::nearbyint(src[i] / d), -16.0f, 15.0f) + 16.0f);
+    blk.d = Levels::rtn<B>(src, codes);
     pack_q5<B>(codes, blk.q);
   }
   template <int B>
   static void search(const float* src, const double* w, BlockQ5<B>& blk) {
-    const float vmax = CodecQ4::extreme<B>(src), rtn = vmax / -16.0f;
-    to_fp16_checked(rtn, "scale");
     uint8_t codes[B];
-    blk.d = quant_search::search_q5_block(src, w, B, rtn, vmax, codes);
+    blk.d = Levels::searched<B>(src, w, codes, quant_search::search_q5_block);
     pack_q5<B>(codes, blk.q);
   }
   template <int B>

@@ -116,6 +116,17 @@ void widen(const float* x, int B, double* out) {
   for (int i = 0; i < B; ++i) out[i] = double(x[i]);
 }
 
+// q4 / q5: the searched scale of levels qmin..qmax, the levels stored as level - qmin.
+uint16_t search_levels(const float* x, const double* w, int B, float rtn_scale, float reference, int qmin, int qmax,
+                       const Grid& grid, uint8_t* stored) {
+  double xd[kMaxBlock], q[kMaxBlock];
+  widen(x, B, xd);
+  uint16_t h;
+  symmetric_search(Symmetric{xd, w, B, qmin, qmax}, rtn_scale, reference, grid.t, grid.n, q, &h);
+  for (int i = 0; i < B; ++i) stored[i] = uint8_t(int(q[i]) - qmin);
+  return h;
+}
+
 }  // namespace
 
 void block_weights(const float* x, const float* importance, int B, double* w) {
@@ -133,21 +144,11 @@ uint16_t search_q8_block(const float* x, const double* w, int B, float rtn_scale
 }
 
 uint16_t search_q5_block(const float* x, const double* w, int B, float rtn_scale, float vmax, uint8_t* codes) {
-  double xd[kMaxBlock], q[kMaxBlock];
-  widen(x, B, xd);
-  uint16_t h;
-  symmetric_search(Symmetric{xd, w, B, -16, 15}, rtn_scale, vmax, kQ5Grid.t, kQ5Grid.n, q, &h);
-  for (int i = 0; i < B; ++i) codes[i] = uint8_t(int(q[i]) + 16);
-  return h;
+  return search_levels(x, w, B, rtn_scale, vmax, -16, 15, kQ5Grid, codes);
 }
 
 uint16_t search_q4_block(const float* x, const double* w, int B, float rtn_scale, float vmax, uint8_t* nibbles) {
-  double xd[kMaxBlock], q[kMaxBlock];
-  widen(x, B, xd);
-  uint16_t h;
-  symmetric_search(Symmetric{xd, w, B, -8, 7}, rtn_scale, vmax, kQ4Grid.t, kQ4Grid.n, q, &h);
-  for (int i = 0; i < B; ++i) nibbles[i] = uint8_t(int(q[i]) + 8);
-  return h;
+  return search_levels(x, w, B, rtn_scale, vmax, -8, 7, kQ4Grid, nibbles);
 }
 
 // ---- asymmetric (q4a) -----------------------------------------------------------------------------

@@ -202,38 +202,33 @@ inline __m128i q5_levels16(__m128i low4, const uint8_t* bits) {
   return _mm_sub_epi8(_mm_or_si128(low4, high), _mm_set1_epi8(16));
 }
 
-// q5 (x = (code - 16) * d): as q4n, group() writes the block's levels (-16..15) as int8 in element
-// order, and the rest is q8's walk.
+// The B levels (code - 16, int8, element order) of one q5 block from its code bytes q.
 template <int B>
-struct DecodeQ5 : DecodeQ8<B> {
-  using Q8 = DecodeQ8<B>;
+inline void q5_block_levels(const uint8_t* q, int8_t* out) {
+  const uint8_t* nib = q + kQ5HighBytes<B>;
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  for (int c = 0; c < B / 2; c += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(nib + c));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), q5_levels16(_mm_and_si128(v, low4), q + c / 8));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + B / 2 + c),
+                     q5_levels16(_mm_and_si128(_mm_srli_epi16(v, 4), low4), q + (B / 2 + c) / 8));
+  }
+}
+
+// q5 (x = (code - 16) * d): as q4n, group() writes the block's levels (-16..15) as int8 in element
+// order into q4n's Group, and the rest is q4n's (that is, q8's) walk.
+template <int B>
+struct DecodeQ5 : DecodeQ4N<B> {
   using L = BlockOf<Format::q5, B>;
+  using Group = typename DecodeQ4N<B>::Group;
   static constexpr int kGroupBytes = L::bytes;
-  struct Group { alignas(16) int8_t levels[B]; __m256 d; };
   static Group group(const uint8_t* row, int64_t g, const float* table) {
     const uint8_t* blk = row + g * kGroupBytes;
-    const uint8_t* bits = blk + L::quants_offset;
-    const uint8_t* nib = bits + kQ5HighBytes<B>;
     Group s;
     s.d = broadcast_fp16(table, blk + L::scale_offset);
-    const __m128i low4 = _mm_set1_epi8(0x0f);
-    for (int c = 0; c < B / 2; c += 16) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(nib + c));
-      _mm_store_si128(reinterpret_cast<__m128i*>(s.levels + c), q5_levels16(_mm_and_si128(v, low4), bits + c / 8));
-      _mm_store_si128(reinterpret_cast<__m128i*>(s.levels + B / 2 + c),
-                      q5_levels16(_mm_and_si128(_mm_srli_epi16(v, 4), low4), bits + (B / 2 + c) / 8));
-    }
+    q5_block_levels<B>(blk + L::quants_offset, s.levels);
     return s;
   }
-  static void raw_pair(const Group& s, int p, __m256& l0, __m256& l1) {
-    l0 = Q8::raw(s.levels + Q8::off0(p));
-    l1 = Q8::raw(s.levels + Q8::off1(p));
-  }
-  static void pair(const Group& s, int p, __m256& w0, __m256& w1) {
-    w0 = Q8::widen(s.levels + Q8::off0(p), s.d);
-    w1 = Q8::widen(s.levels + Q8::off1(p), s.d);
-  }
-  static __m256 apply_block(const Group& s, __m256 dot, __m256, __m256 acc) { return _mm256_fmadd_ps(dot, s.d, acc); }
 };
 
 // The decoder of each format, for the kernels' <Format, block> visit (pyrt/format_dispatch.h).

@@ -47,14 +47,7 @@ void unpack_row(const uint8_t* row, int64_t nb, uint8_t* codes, float* dw, float
       std::memcpy(c, q, B);
     } else if constexpr (F == Format::q5) {
       cw[b] = 0.0f;  // signed levels: q8's sign trick, no offset term
-      const uint8_t* bits = q;
-      const uint8_t* nib = q + kQ5HighBytes<B>;
-      for (int j = 0; j < B / 2; j += 16) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(nib + j));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(c + j), q5_levels16(_mm_and_si128(v, low4), bits + j / 8));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(c + B / 2 + j),
-                         q5_levels16(_mm_and_si128(_mm_srli_epi16(v, 4), low4), bits + (B / 2 + j) / 8));
-      }
+      q5_block_levels<B>(q, reinterpret_cast<int8_t*>(c));
     } else if constexpr (F == Format::q4n) {
       cw[b] = 0.0f;
       const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels));
