@@ -317,7 +317,7 @@ def test_rules_override_first_match_wins(tmp_path, rng):
     assert "not a multiple" in next(r["note"] for r in report["tensors"] if r["name"] == "odd.weight")
     with pyrt.load(tmp_path / "w.pyrt") as model:
         assert model.metadata["conversion"]["rules"] == rules
-    for bad in ("nodtype", "x=q5", "(=q8", "x=q8:48"):
+    for bad in ("nodtype", "x=q2", "(=q8", "x=q8:48"):
         with pytest.raises(pyrt.DtypeError):
             convert_checkpoint(tmp_path / "w.safetensors", tmp_path / "x.pyrt", rules=[bad])
         assert convert_main([str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "x.pyrt"), "--rule", bad, "-q"]) == 2
