@@ -136,20 +136,31 @@ struct SymmetricLevels {
   }
 };
 
-struct CodecQ4 {
+// quantize and search of a symmetric format D (q4, q5): D::Levels, D::search_block
+// (quant_search::search_q4_block, ...) and D::pack<B>(levels, blk), which stores the levels.
+template <class D>
+struct SymmetricCodec {
+  template <template <int> class BlockT, int B>
+  static void quantize(const float* src, BlockT<B>& blk) {
+    uint8_t levels[B];
+    blk.d = D::Levels::template rtn<B>(src, levels);
+    D::template pack<B>(levels, blk);
+  }
+  template <template <int> class BlockT, int B>
+  static void search(const float* src, const double* w, BlockT<B>& blk) {
+    uint8_t levels[B];
+    blk.d = D::Levels::template searched<B>(src, w, levels, D::search_block);
+    D::template pack<B>(levels, blk);
+  }
+};
+
+struct CodecQ4 : SymmetricCodec<CodecQ4> {
   using Levels = SymmetricLevels<-8, 7>;
   template <int B>
   using Block = BlockQ4<B>;
+  static constexpr auto search_block = quant_search::search_q4_block;
   template <int B>
-  static void quantize(const float* src, BlockQ4<B>& blk) {
-    uint8_t levels[B];
-    blk.d = Levels::rtn<B>(src, levels);
-    pack_nibbles<B>(levels, blk.q);
-  }
-  template <int B>
-  static void search(const float* src, const double* w, BlockQ4<B>& blk) {
-    uint8_t levels[B];
-    blk.d = Levels::searched<B>(src, w, levels, quant_search::search_q4_block);
+  static void pack(const uint8_t (&levels)[B], BlockQ4<B>& blk) {
     pack_nibbles<B>(levels, blk.q);
   }
   template <int B>
@@ -218,20 +229,13 @@ void pack_q5(const uint8_t (&codes)[B], uint8_t (&q)[B / 8 + B / 2]) {
   for (int j = 0; j < B / 2; ++j) nib[j] = uint8_t((codes[j] & 0x0f) | ((codes[j + B / 2] & 0x0f) << 4));
 }
 
-struct CodecQ5 {
+struct CodecQ5 : SymmetricCodec<CodecQ5> {
   using Levels = SymmetricLevels<-16, 15>;
   template <int B>
   using Block = BlockQ5<B>;
+  static constexpr auto search_block = quant_search::search_q5_block;
   template <int B>
-  static void quantize(const float* src, BlockQ5<B>& blk) {
-    uint8_t codes[B];
-    blk.d = Levels::rtn<B>(src, codes);
-    pack_q5<B>(codes, blk.q);
-  }
-  template <int B>
-  static void search(const float* src, const double* w, BlockQ5<B>& blk) {
-    uint8_t codes[B];
-    blk.d = Levels::searched<B>(src, w, codes, quant_search::search_q5_block);
+  static void pack(const uint8_t (&codes)[B], BlockQ5<B>& blk) {
     pack_q5<B>(codes, blk.q);
   }
   template <int B>
