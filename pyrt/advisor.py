@@ -30,7 +30,7 @@ DECODE_TOKENS = 16
 
 def default_formats() -> list[str]:
     """f16, q8, q4a, q4 and any other 4-bit format pyrt.formats lists (q4n when present)."""
-    rest = [f for f in FORMATS if f not in ("f32", "f16", "bf16", "q8", "q4a", "q4")]
+    rest = [f for f in FORMATS if f not in ("f32", "f16", "bf16", "q8", "q4a", "q4") and FORMATS[f].bits_per_element == 4]
     return ["f16", "q8", "q4a", "q4"] + rest
 
 

@@ -14,7 +14,11 @@ q8     fp16 d; int8 q[B]        x = q*d           8.5 / 8.25 / 8.125
 q4     fp16 d; u8 q[B/2]        x = (n-8)*d       4.5 / 4.25 / 4.125
 q4a    fp16 d, m; u8 q[B/2]     x = n*d + m       5.0 / 4.5 / 4.25
 q4n    fp16 d; u8 q[B/2]        x = LEVELS[n]*d   4.5 / 4.25 / 4.125
+q5     fp16 d; u8 h[B/8], q[B/2] x = (c-16)*d     5.5 / 5.25 / 5.125
 =====  ========================================  ====================================
+
+q5's code c (0..31) is its nibble (q4's order) plus 16 times bit i of the high-bit bytes h (element
+i, little-endian); at B = 32 a q5 block has the bytes of ggml's Q5_0.
 
 The q-formats' scales (and q4a's minimum) are searched by default (pyrt/quantize_search.py,
 weighted by an optional per-column ``importance``); ``method="rtn"`` keeps round to nearest.
@@ -90,6 +94,7 @@ FORMATS: dict[str, FormatInfo] = {
         FormatInfo("q4", 4, True, ("d",), 4),
         FormatInfo("q4a", 5, True, ("d", "m"), 4),
         FormatInfo("q4n", 6, True, ("d",), 4),
+        FormatInfo("q5", 7, True, ("d",), 5),
     )
 }
 
@@ -141,6 +146,19 @@ def _fp16_checked(v: np.ndarray, what: str) -> np.ndarray:
         raise RangeError(f"block {what} {float(v[bad][0])} exceeds the FP16 range (65504); "
                          "use f32, bf16 or scale the weights")
     return v.astype(np.float16)
+
+
+def _pack_q5(codes: np.ndarray, block: int) -> np.ndarray:
+    """codes [n, B] (0..31) -> the q bytes [n, 5B/8]: high bits (bit i of element i), then nibbles."""
+    high = np.packbits((codes >> 4).astype(np.uint8), axis=1, bitorder="little")
+    return np.concatenate([high, _pack_nibbles(codes & 0x0F, block)], axis=1)
+
+
+def _unpack_q5(q: np.ndarray, block: int) -> np.ndarray:
+    """The q bytes [n, 5B/8] -> codes [n, B] (0..31)."""
+    high = np.unpackbits(q[:, :block // 8], axis=1, bitorder="little")
+    nib = q[:, block // 8:]
+    return np.concatenate([nib & 0x0F, nib >> 4], axis=1) | (high << 4)
 
 
 def _check_finite(x: np.ndarray) -> None:
@@ -286,18 +304,22 @@ def quantize_reference(x: np.ndarray, name: str, block: int = DEFAULT_BLOCK, imp
             d16, q = _search.search_q8(blocks, w, amax / np.float32(127.0), amax)
         put_fp16(layout.scale_offset, d16)
         codes[:] = q.view(np.uint8)
-    elif name == "q4":
-        idx = np.abs(blocks).argmax(axis=1)  # first occurrence, as the C++ loop
+    elif name in ("q4", "q5"):
+        # q4: levels -8..7, q5: -16..15, stored as level - qmin; RTN maps the first value of largest
+        # magnitude (argmax's first occurrence, as the C++ loop) exactly to qmin.
+        qmin, qmax = (-8, 7) if name == "q4" else (-16, 15)
+        idx = np.abs(blocks).argmax(axis=1)
         vmax = blocks[np.arange(blocks.shape[0]), idx]
-        d16 = _fp16_checked(vmax / np.float32(-8.0), "scale")
+        d16 = _fp16_checked(vmax / np.float32(qmin), "scale")
         d = d16.astype(np.float32)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.clip(np.rint(blocks / d), -8, 7) + 8
-        levels = np.where(d == 0, 8, q).astype(np.uint8)
+            q = np.clip(np.rint(blocks / d), qmin, qmax) - qmin
+        levels = np.where(d == 0, -qmin, q).astype(np.uint8)
         if search:
-            d16, levels = _search.search_q4(blocks, w, vmax / np.float32(-8.0), vmax)
+            searcher = _search.search_q4 if name == "q4" else _search.search_q5
+            d16, levels = searcher(blocks, w, vmax / np.float32(qmin), vmax)
         put_fp16(layout.scale_offset, d16)
-        codes[:] = _pack_nibbles(levels, b)
+        codes[:] = _pack_nibbles(levels, b) if name == "q4" else _pack_q5(levels, b)
     elif name == "q4a":
         # min/max of {-0, +0} may be either; adding +0 turns both into +0 (as the C++ quantizer does).
         lo = blocks.min(axis=1) + np.float32(0.0)
@@ -348,6 +370,8 @@ def dequantize_reference(data: np.ndarray, name: str, block: int, shape: tuple[i
     if name == "q8":
         q = codes.view(np.int8).astype(np.float64)
         return (q * d).reshape(shape)
+    if name == "q5":
+        return ((_unpack_q5(codes, b).astype(np.float64) - 16) * d).reshape(shape)
     levels = np.concatenate([codes & 0x0F, codes >> 4], axis=1).astype(np.float64)
     if name == "q4":
         return ((levels - 8) * d).reshape(shape)

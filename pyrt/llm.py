@@ -96,9 +96,14 @@ def _gguf_keys_from_model(model) -> dict[str, Any]:
 class LanguageModel:
     """A Llama-architecture language model.
 
-    ``LanguageModel(path)`` loads a .pyrt file (pyrt.load) or, directly, a llama.cpp .gguf file
-    whose weights are requantized to ``dtype``/``block`` (default q4a/32, which holds GGUF Q4_1
-    weights exactly) with the token embedding in ``embedding_dtype`` (default q8, as the GGUF).
+    ``LanguageModel(path)`` loads a .pyrt file (pyrt.load) or, directly, a llama.cpp .gguf file.
+    A GGUF's tensors keep their types by default (``dtype=None``): Q8_0, Q4_0, Q4_1, Q5_0 and
+    F32/F16/BF16 are the bytes of pyrt's q8, q4, q4a, q5 (block 32) and f32/f16/bf16, mapped from the
+    file without a copy; Q4_K becomes q4a/32 (its sub-block scales rounded to FP16), Q5_K, Q6_K and
+    Q5_1 q8/32 (pyrt.gguf_weights; ``gguf_report.lines()`` measures and lists each conversion's
+    error against the GGUF's own dequantized values). A format
+    name in ``dtype`` requantizes every matrix to it at ``block`` instead, the token embedding
+    (and output head) to ``embedding_dtype`` (None: q8 for q-formats, else ``dtype``).
     ``context_length`` sizes the KV cache (tokens of prompt + generation); ``kv_cache`` is its
     storage, "f16" (default) or "f32" (exact, twice the memory). ``activations="int8"`` opts into
     int8 activations for the q-format weight products (faster, approximate: docs/int8.md has the
@@ -113,16 +118,20 @@ class LanguageModel:
     call is atomic, but a sequence built over several calls is shared by every thread using them.
     """
 
-    def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str = "q4a",
-                 block: int = 32, embedding_dtype: str | None = "q8", kv_cache: str = "f16",
+    gguf_report = None  # set by a GGUF load (pyrt.gguf_weights.GGUFLoadReport)
+
+    def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str | None = None,
+                 block: int = 32, embedding_dtype: str | None = None, kv_cache: str = "f16",
                  activations: str = "exact"):
         _decoder_activations(activations)
         path = Path(path)
         if path.suffix == ".gguf":
-            from .convert.readers.gguf_file import quantize_weights, read_gguf  # noqa: PLC0415 - needs the gguf package
+            from .gguf_weights import load_gguf_tensors  # noqa: PLC0415 - needs the gguf package
 
-            arrays, metadata = read_gguf(path)
-            tensors = quantize_weights(arrays, dtype, block, embedding_dtype)
+            if dtype is not None and embedding_dtype is None:
+                embedding_dtype = "q8" if dtype.startswith("q") else dtype
+            tensors, metadata, report = load_gguf_tensors(path, dtype, block, embedding_dtype, measure=False)
+            self.gguf_report = report
         else:
             from . import load  # type: ignore[attr-defined]  # noqa: PLC0415 - provided by pyrt.convert
 

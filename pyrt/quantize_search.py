@@ -26,6 +26,7 @@ def _grid(*parts: tuple[float, float, int, int]) -> tuple[float, ...]:
 
 Q8_GRID = _grid((127.0, 0.5, -8, 8))                       # reference amax
 Q4_GRID = _grid((-8.0, 0.125, -8, 8), (7.0, 0.125, -4, 4))  # reference: the value of largest |x|
+Q5_GRID = _grid((-16.0, 0.25, -8, 8), (15.0, 0.25, -4, 4))   # as Q4_GRID, levels -16..15
 Q4A_GRID = _grid((15.0, 0.125, -8, 8))                     # scale (hi - lo) / t, minimum lo
 Q4A_REFITS = 2
 
@@ -117,6 +118,12 @@ def search_q4(blocks, w, rtn_scale, vmax):
     """(FP16 scales, levels 0..15 = code + 8) of q4 blocks."""
     h, q = _search_symmetric(blocks, w, -8, 7, rtn_scale, vmax, Q4_GRID)
     return h, (q + 8).astype(np.uint8)
+
+
+def search_q5(blocks, w, rtn_scale, vmax):
+    """(FP16 scales, codes 0..31 = level + 16) of q5 blocks."""
+    h, q = _search_symmetric(blocks, w, -16, 15, rtn_scale, vmax, Q5_GRID)
+    return h, (q + 16).astype(np.uint8)
 
 
 def _asymmetric_codes(x, w, d, m):

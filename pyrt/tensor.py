@@ -20,7 +20,7 @@ def _rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 class Tensor:
-    """An immutable tensor stored as raw bytes in ``dtype`` (f32, f16, bf16, q8, q4, q4a, q4n).
+    """An immutable tensor stored as raw bytes in ``dtype`` (f32, f16, bf16, q8, q4, q4a, q4n, q5).
 
     Quantized formats are blocked along the last axis. On the CPU (``device == "cpu"``) the bytes
     live in a numpy array or in a read-only memory map (model files); pyrt never copies them to run
@@ -66,7 +66,7 @@ class Tensor:
 
     @property
     def dtype(self) -> str:
-        """Storage format name: 'f32', 'f16', 'bf16', 'q8', 'q4', 'q4a' or 'q4n'."""
+        """Storage format name: 'f32', 'f16', 'bf16', 'q8', 'q4', 'q4a', 'q4n' or 'q5'."""
         return self._dtype
 
     @property
@@ -146,7 +146,7 @@ class Tensor:
 
 def quantize(array: np.ndarray, dtype: str = "q4", block: int = _formats.DEFAULT_BLOCK,
              importance: Optional[np.ndarray] = None, method: str = "search") -> Tensor:
-    """Store ``array`` in ``dtype`` (f32, f16, bf16, q8, q4, q4a, q4n), blocked along the last axis.
+    """Store ``array`` in ``dtype`` (f32, f16, bf16, q8, q4, q4a, q4n, q5), blocked along the last axis.
 
     q-formats search each block's scale (and q4a's minimum) for the lowest weighted squared error
     (docs/quantization.md); ``importance`` (float [K], >= 0, one value per column: e.g. the mean

@@ -30,7 +30,7 @@ BACKENDS = tuple(f"cpu-{isa}" for isa in CPU_ISAS) + ("cuda",)
 # dequantizes in FP32.
 CUDA_TOL = {"f16": 1e-4, "q8": 1.5e-3, "q4": 1.5e-3, "q4a": 1.5e-3, "q4n": 1.5e-3}
 
-QUANT = ["q8", "q4", "q4a", "q4n"]  # block formats: d (and q4a's min) per block of B weights
+QUANT = ["q8", "q4", "q4a", "q4n", "q5"]  # block formats: d (and q4a's min) per block of B weights
 PLAIN = ["f32", "f16", "bf16"]  # one value per element, no blocks
 
 # ---- outputs, processes and model files -----------------------------------------------------------
@@ -82,6 +82,10 @@ def weight_parts(t: pyrt.Tensor, fmt: str, block: int):
     m = np.zeros_like(d)
     if fmt == "q8":
         c = blocks[..., 2:].view(np.int8).astype(np.float64)
+    elif fmt == "q5":  # high-bit bytes (bit i of element i), then q4-ordered nibbles
+        high = np.unpackbits(blocks[..., 2:2 + block // 8], axis=-1, bitorder="little")
+        packed = blocks[..., 2 + block // 8:]
+        c = (np.concatenate([packed & 0x0F, packed >> 4], axis=-1) | (high << 4)).astype(np.float64) - 16
     else:
         packed = blocks[..., info.header_bytes:]
         c = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).astype(np.float64)

@@ -105,10 +105,11 @@ void pack_nibbles(const uint8_t (&levels)[B], uint8_t (&q)[B / 2]) {
   for (int j = 0; j < B / 2; ++j) q[j] = uint8_t(levels[j] | (levels[j + B / 2] << 4));
 }
 
-// ---- q4 (symmetric) ----------------------------------------------------------------------------
-struct CodecQ4 {
-  template <int B>
-  using Block = BlockQ4<B>;
+// ---- q4 / q5 (symmetric) ------------------------------------------------------------------------
+// Levels kMin..kMax stored as level - kMin. Round to nearest maps the value of largest magnitude
+// exactly to kMin, which uses every level.
+template <int kMin, int kMax>
+struct SymmetricLevels {
   // First element of largest magnitude (ties keep the earliest), exactly like numpy's argmax.
   template <int B>
   static float extreme(const float* src) {
@@ -118,21 +119,48 @@ struct CodecQ4 {
     return vmax;
   }
   template <int B>
-  static void quantize(const float* src, BlockQ4<B>& blk) {
-    // The value of largest magnitude maps exactly to level -8, which uses all 16 levels.
-    blk.d = to_fp16_checked(extreme<B>(src) / -8.0f, "scale");
-    const float d = fp16_to_fp32(blk.d);
-    uint8_t levels[B];
+  static uint16_t rtn(const float* src, uint8_t (&levels)[B]) {
+    const uint16_t h = to_fp16_checked(extreme<B>(src) / float(kMin), "scale");
+    const float d = fp16_to_fp32(h);
     for (int i = 0; i < B; ++i)
-      levels[i] = d == 0.0f ? 8 : uint8_t(std::clamp(std::nearbyint(src[i] / d), -8.0f, 7.0f) + 8.0f);
-    pack_nibbles<B>(levels, blk.q);
+      levels[i] = d == 0.0f ? uint8_t(-kMin)
+                            : uint8_t(std::clamp(std::nearbyint(src[i] / d), float(kMin), float(kMax)) - float(kMin));
+    return h;
   }
-  template <int B>
-  static void search(const float* src, const double* w, BlockQ4<B>& blk) {
-    const float vmax = extreme<B>(src), rtn = vmax / -8.0f;
-    to_fp16_checked(rtn, "scale");
+  // The searched scale (search: quant_search::search_q4_block or search_q5_block).
+  template <int B, class Search>
+  static uint16_t searched(const float* src, const double* w, uint8_t (&levels)[B], Search search) {
+    const float vmax = extreme<B>(src), rtn_scale = vmax / float(kMin);
+    to_fp16_checked(rtn_scale, "scale");
+    return search(src, w, B, rtn_scale, vmax, levels);
+  }
+};
+
+// quantize and search of a symmetric format D (q4, q5): D::Levels, D::search_block
+// (quant_search::search_q4_block, ...) and D::pack<B>(levels, blk), which stores the levels.
+template <class D>
+struct SymmetricCodec {
+  template <template <int> class BlockT, int B>
+  static void quantize(const float* src, BlockT<B>& blk) {
     uint8_t levels[B];
-    blk.d = quant_search::search_q4_block(src, w, B, rtn, vmax, levels);
+    blk.d = D::Levels::template rtn<B>(src, levels);
+    D::template pack<B>(levels, blk);
+  }
+  template <template <int> class BlockT, int B>
+  static void search(const float* src, const double* w, BlockT<B>& blk) {
+    uint8_t levels[B];
+    blk.d = D::Levels::template searched<B>(src, w, levels, D::search_block);
+    D::template pack<B>(levels, blk);
+  }
+};
+
+struct CodecQ4 : SymmetricCodec<CodecQ4> {
+  using Levels = SymmetricLevels<-8, 7>;
+  template <int B>
+  using Block = BlockQ4<B>;
+  static constexpr auto search_block = quant_search::search_q4_block;
+  template <int B>
+  static void pack(const uint8_t (&levels)[B], BlockQ4<B>& blk) {
     pack_nibbles<B>(levels, blk.q);
   }
   template <int B>
@@ -186,6 +214,38 @@ struct CodecQ4A {
     for (int j = 0; j < B / 2; ++j) {
       dst[j] = float(blk.q[j] & 0x0f) * d + m;
       dst[j + B / 2] = float(blk.q[j] >> 4) * d + m;
+    }
+  }
+};
+
+// ---- q5 (symmetric, 5-bit) ---------------------------------------------------------------------
+// formats.h: codes 0..31 (level + 16); bit i of the high-bit bytes is code i's bit 4, the low four
+// bits pack as q4's nibbles.
+template <int B>
+void pack_q5(const uint8_t (&codes)[B], uint8_t (&q)[B / 8 + B / 2]) {
+  for (int j = 0; j < B / 8; ++j) q[j] = 0;
+  for (int i = 0; i < B; ++i) q[i / 8] = uint8_t(q[i / 8] | ((codes[i] >> 4) << (i % 8)));
+  uint8_t* nib = q + kQ5HighBytes<B>;
+  for (int j = 0; j < B / 2; ++j) nib[j] = uint8_t((codes[j] & 0x0f) | ((codes[j + B / 2] & 0x0f) << 4));
+}
+
+struct CodecQ5 : SymmetricCodec<CodecQ5> {
+  using Levels = SymmetricLevels<-16, 15>;
+  template <int B>
+  using Block = BlockQ5<B>;
+  static constexpr auto search_block = quant_search::search_q5_block;
+  template <int B>
+  static void pack(const uint8_t (&codes)[B], BlockQ5<B>& blk) {
+    pack_q5<B>(codes, blk.q);
+  }
+  template <int B>
+  static void dequantize(const BlockQ5<B>& blk, float* dst) {
+    const float d = fp16_to_fp32(blk.d);
+    const uint8_t* nib = blk.q + kQ5HighBytes<B>;
+    for (int j = 0; j < B / 2; ++j) {
+      const int hi0 = (blk.q[j / 8] >> (j % 8)) & 1, hi1 = (blk.q[(j + B / 2) / 8] >> (j % 8)) & 1;
+      dst[j] = float(int(nib[j] & 0x0f) + 16 * hi0 - 16) * d;
+      dst[j + B / 2] = float(int(nib[j] >> 4) + 16 * hi1 - 16) * d;
     }
   }
 };
@@ -254,6 +314,7 @@ const FormatTraits kTraits[kNumFormats] = {
     {Format::q4, "q4", true, kHeaderBytes<Format::q4>, 4, search_blocks<CodecQ4>, dequantize_blocks<CodecQ4>},
     {Format::q4a, "q4a", true, kHeaderBytes<Format::q4a>, 4, search_blocks<CodecQ4A>, dequantize_blocks<CodecQ4A>},
     {Format::q4n, "q4n", true, kHeaderBytes<Format::q4n>, 4, quantize_row_q4n_weighted, dequantize_row_q4n},
+    {Format::q5, "q5", true, kHeaderBytes<Format::q5>, 5, search_blocks<CodecQ5>, dequantize_blocks<CodecQ5>},
 };
 
 }  // namespace
@@ -263,6 +324,7 @@ QuantizeRowFn rtn_quantize_row(Format f) {
     case Format::q8: return quantize_blocks<CodecQ8>;
     case Format::q4: return quantize_blocks<CodecQ4>;
     case Format::q4a: return quantize_blocks<CodecQ4A>;
+    case Format::q5: return quantize_blocks<CodecQ5>;
     default: return format_traits(f).quantize_row;
   }
 }
@@ -276,7 +338,7 @@ const FormatTraits& format_traits(Format f) {
 Format format_from_name(const std::string& name) {
   for (const auto& t : kTraits)
     if (name == t.name) return t.format;
-  PYRT_THROW(Dtype, "unknown weight format '", name, "' (expected one of f32, f16, bf16, q8, q4, q4a, q4n)");
+  PYRT_THROW(Dtype, "unknown weight format '", name, "' (expected one of f32, f16, bf16, q8, q4, q4a, q4n, q5)");
 }
 
 int effective_block(Format f, int block) {

@@ -3,6 +3,8 @@
 //   q8 : reference amax,  t = 127 + 0.5 k,    k = -8..8   (17 candidates)
 //   q4 : reference vmax,  t = -8 + 0.125 k,   k = -8..8   (the extreme on the -8 side, 17)
 //                         t =  7 + 0.125 k,   k = -4..4   (the extreme on the +7 side, 9)
+//   q5 : reference vmax,  t = -16 + 0.25 k,   k = -8..8   (q4's grid at twice the levels, 17)
+//                         t =  15 + 0.25 k,   k = -4..4   (9)
 //   q4a: scale (hi - lo) / t with minimum lo, t = 15 + 0.125 k, k = -8..8 (17)
 // t > |levels| clips the extreme value for a finer step; t < |levels| leaves room. The values of t
 // are exact binary fractions, so the numpy mirror computes the very same candidates.
@@ -107,10 +109,22 @@ struct Grid {
 };
 const Grid kQ8Grid = Grid().add(127.0, 0.5, -8, 8);
 const Grid kQ4Grid = Grid().add(-8.0, 0.125, -8, 8).add(7.0, 0.125, -4, 4);
+const Grid kQ5Grid = Grid().add(-16.0, 0.25, -8, 8).add(15.0, 0.25, -4, 4);
 const Grid kQ4AGrid = Grid().add(15.0, 0.125, -8, 8);
 
 void widen(const float* x, int B, double* out) {
   for (int i = 0; i < B; ++i) out[i] = double(x[i]);
+}
+
+// q4 / q5: the searched scale of levels qmin..qmax, the levels stored as level - qmin.
+uint16_t search_levels(const float* x, const double* w, int B, float rtn_scale, float reference, int qmin, int qmax,
+                       const Grid& grid, uint8_t* stored) {
+  double xd[kMaxBlock], q[kMaxBlock];
+  widen(x, B, xd);
+  uint16_t h;
+  symmetric_search(Symmetric{xd, w, B, qmin, qmax}, rtn_scale, reference, grid.t, grid.n, q, &h);
+  for (int i = 0; i < B; ++i) stored[i] = uint8_t(int(q[i]) - qmin);
+  return h;
 }
 
 }  // namespace
@@ -129,13 +143,12 @@ uint16_t search_q8_block(const float* x, const double* w, int B, float rtn_scale
   return h;
 }
 
+uint16_t search_q5_block(const float* x, const double* w, int B, float rtn_scale, float vmax, uint8_t* codes) {
+  return search_levels(x, w, B, rtn_scale, vmax, -16, 15, kQ5Grid, codes);
+}
+
 uint16_t search_q4_block(const float* x, const double* w, int B, float rtn_scale, float vmax, uint8_t* nibbles) {
-  double xd[kMaxBlock], q[kMaxBlock];
-  widen(x, B, xd);
-  uint16_t h;
-  symmetric_search(Symmetric{xd, w, B, -8, 7}, rtn_scale, vmax, kQ4Grid.t, kQ4Grid.n, q, &h);
-  for (int i = 0; i < B; ++i) nibbles[i] = uint8_t(int(q[i]) + 8);
-  return h;
+  return search_levels(x, w, B, rtn_scale, vmax, -8, 7, kQ4Grid, nibbles);
 }
 
 // ---- asymmetric (q4a) -----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ void block_weights(const float* x, const float* importance, int B, double* w);
 uint16_t search_q8_block(const float* x, const double* w, int B, float rtn_scale, float amax, int8_t* codes);
 // q4: levels -8..7, stored as level + 8. rtn_scale = vmax / -8 (vmax: the first value of largest |x|).
 uint16_t search_q4_block(const float* x, const double* w, int B, float rtn_scale, float vmax, uint8_t* nibbles);
+// q5: levels -16..15, stored as level + 16. rtn_scale = vmax / -16 (vmax as for q4).
+uint16_t search_q5_block(const float* x, const double* w, int B, float rtn_scale, float vmax, uint8_t* codes);
 // q4a: x = n * d + m, n in 0..15. rtn: d = (hi - lo) / 15, m = lo (both range-checked by the caller).
 void search_q4a_block(const float* x, const double* w, int B, float rtn_scale, float lo, float hi, uint16_t* d,
                       uint16_t* m, uint8_t* nibbles);

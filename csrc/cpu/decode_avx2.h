@@ -191,6 +191,46 @@ struct DecodeQ4N : DecodeQ8<B> {
   static __m256 apply_block(const Group& s, __m256 dot, __m256, __m256 acc) { return _mm256_fmadd_ps(dot, s.d, acc); }
 };
 
+// 16 q5 levels (code - 16, int8) from 16 low nibbles (one per byte) and the 16 high bits at `bits`
+// (two bytes, little-endian): the bits spread to bytes by a shuffle, an AND and a compare.
+inline __m128i q5_levels16(__m128i low4, const uint8_t* bits) {
+  uint16_t h;
+  std::memcpy(&h, bits, 2);
+  const __m128i spread = _mm_shuffle_epi8(_mm_set1_epi16(short(h)), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+  const __m128i bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const __m128i high = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread, bit), bit), _mm_set1_epi8(16));
+  return _mm_sub_epi8(_mm_or_si128(low4, high), _mm_set1_epi8(16));
+}
+
+// The B levels (code - 16, int8, element order) of one q5 block from its code bytes q.
+template <int B>
+inline void q5_block_levels(const uint8_t* q, int8_t* out) {
+  const uint8_t* nib = q + kQ5HighBytes<B>;
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  for (int c = 0; c < B / 2; c += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(nib + c));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), q5_levels16(_mm_and_si128(v, low4), q + c / 8));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + B / 2 + c),
+                     q5_levels16(_mm_and_si128(_mm_srli_epi16(v, 4), low4), q + (B / 2 + c) / 8));
+  }
+}
+
+// q5 (x = (code - 16) * d): as q4n, group() writes the block's levels (-16..15) as int8 in element
+// order into q4n's Group, and the rest is q4n's (that is, q8's) walk.
+template <int B>
+struct DecodeQ5 : DecodeQ4N<B> {
+  using L = BlockOf<Format::q5, B>;
+  using Group = typename DecodeQ4N<B>::Group;
+  static constexpr int kGroupBytes = L::bytes;
+  static Group group(const uint8_t* row, int64_t g, const float* table) {
+    const uint8_t* blk = row + g * kGroupBytes;
+    Group s;
+    s.d = broadcast_fp16(table, blk + L::scale_offset);
+    q5_block_levels<B>(blk + L::quants_offset, s.levels);
+    return s;
+  }
+};
+
 // The decoder of each format, for the kernels' <Format, block> visit (pyrt/format_dispatch.h).
 template <Format F, int B>
 struct DecoderOf { using type = DecodePlain<F>; };
@@ -202,6 +242,8 @@ template <int B>
 struct DecoderOf<Format::q4a, B> { using type = DecodeNibbles<Format::q4a, B>; };
 template <int B>
 struct DecoderOf<Format::q4n, B> { using type = DecodeQ4N<B>; };
+template <int B>
+struct DecoderOf<Format::q5, B> { using type = DecodeQ5<B>; };
 template <Format F, int B>
 using Decoder = typename DecoderOf<F, B>::type;
 

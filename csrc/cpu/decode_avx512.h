@@ -89,6 +89,35 @@ inline __m512 nibble_value_table(const uint8_t* blk, const uint8_t** nibbles) {
                            _mm512_set1_ps(load_fp16(blk + L::min_offset)));
 }
 
+// q5 (x = (code - 16) * d): the low four bits through q4's table times d (levels -16..-1 here),
+// then + 16 d in the lanes whose high bit is set (the high-bit bytes are the lane masks).
+template <int B>
+struct Q5Values {
+  __m512 table, step;
+  const uint8_t* bits;
+  const uint8_t* nib;
+  explicit Q5Values(const uint8_t* blk) {
+    using L = BlockOf<Format::q5, B>;
+    const float d = load_fp16(blk + L::scale_offset);
+    table = _mm512_mul_ps(_mm512_sub_ps(q4_level_table(), _mm512_set1_ps(8.0f)), _mm512_set1_ps(d));
+    step = _mm512_set1_ps(16.0f * d);
+    bits = blk + L::quants_offset;
+    nib = bits + kQ5HighBytes<B>;
+  }
+  static __mmask16 mask_at(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return __mmask16(h);
+  }
+  // Elements [c, c + 16) and [B/2 + c, B/2 + c + 16), c a multiple of 16 below B/2.
+  void pair(int c, __m512* lo, __m512* hi) const {
+    const __m512i idx = load_nibble_pairs(nib + c);
+    const __m512 l = low_nibbles(idx, table), h = high_nibbles(idx, table);
+    *lo = _mm512_mask_add_ps(l, mask_at(bits + c / 8), l, step);
+    *hi = _mm512_mask_add_ps(h, mask_at(bits + (B / 2 + c) / 8), h, step);
+  }
+};
+
 // Dequantizes elements [k0, k0 + len) of one weight row into dst (FP32). For q-formats k0 and len
 // are multiples of the block B (the GEMM's K blocks are multiples of 128).
 template <Format F, int B>
@@ -108,6 +137,14 @@ inline void dequantize_segment(const uint8_t* row, int64_t k0, int64_t len, floa
         const __m512 d = _mm512_set1_ps(load_fp16(blk + L::scale_offset));
         for (int c = 0; c < B; c += 16)
           _mm512_storeu_ps(dst + c, _mm512_mul_ps(load_q8x16(blk + L::quants_offset + c), d));
+      } else if constexpr (F == Format::q5) {
+        const Q5Values<B> v(blk);
+        for (int c = 0; c < B / 2; c += 16) {
+          __m512 lo, hi;
+          v.pair(c, &lo, &hi);
+          _mm512_storeu_ps(dst + c, lo);
+          _mm512_storeu_ps(dst + B / 2 + c, hi);
+        }
       } else {
         const uint8_t* q;
         const __m512 table = nibble_value_table<F, B>(blk, &q);

@@ -107,6 +107,16 @@ void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
               acc[(c / 16) % S][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), wv, acc[(c / 16) % S][m][r]);
           }
         }
+      } else if constexpr (F == Format::q5) {
+        const Q5Values<B> v(blk);
+        for (int c = 0; c < B / 2; c += 16) {
+          __m512 lo, hi;
+          v.pair(c, &lo, &hi);
+          for (int m = 0; m < MB; ++m) {
+            acc[0][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), lo, acc[0][m][r]);
+            acc[S - 1][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + B / 2 + c), hi, acc[S - 1][m][r]);
+          }
+        }
       } else {
         const uint8_t* q;
         const __m512 table = nibble_value_table<F, B>(blk, &q);

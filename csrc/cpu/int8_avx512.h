@@ -64,9 +64,54 @@ inline __m512i nibble_codes(__m512i nibbles) {
 // block 1 elements 16-31], with *dw / *mw in the same lane order; the caller supplies activations
 // permuted to match (split_chunk_order). A block's dot product does not depend on the order of its
 // elements, so this saves one operation per 64 weights where the activations are reused (GEMV).
+// q5's chunk: the codes 0..31 in the natural order (the nibbles as q4's, then + 16 in the bytes
+// whose high bit is set: the high-bit bytes are the byte-lane mask), d_w per lane.
+template <int B, bool kWhole>
+inline __m512i decode_q5_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw) {
+  using L = BlockOf<Format::q5, B>;
+  constexpr int64_t bb = L::bytes;
+  constexpr int hb = kQ5HighBytes<B>;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512i codes;
+  __mmask64 high;
+  if constexpr (B == 32) {
+    const uint8_t* b0 = row + 2 * c * bb;
+    const uint8_t* b1 = b0 + bb;
+    const bool two = kWhole || (2 * c + 1) * 32 < K;
+    *dw = pair_lanes(load_fp16(b0 + L::scale_offset), two ? load_fp16(b1 + L::scale_offset) : 0.0f);
+    const uint8_t* q0 = b0 + L::quants_offset;
+    const uint8_t* q1 = b1 + L::quants_offset;
+    const __m128i n0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q0 + hb));
+    const __m128i n1 = two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(q1 + hb)) : _mm_setzero_si128();
+    const __m256i nn = _mm256_set_m128i(n1, n0);
+    const __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(nn), _mm256_srli_epi16(nn, 4), 1);
+    codes = _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), low4);
+    uint32_t h0, h1 = 0;
+    std::memcpy(&h0, q0, 4);
+    if (two) std::memcpy(&h1, q1, 4);
+    high = __mmask64(h0) | (__mmask64(h1) << 32);
+  } else {
+    const uint8_t* q = row + (c * 64 / B) * bb + L::quants_offset;
+    *dw = _mm512_set1_ps(load_fp16(q - L::quants_offset + L::scale_offset));
+    uint64_t h;
+    if constexpr (B == 64) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + hb));
+      codes = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(v), _mm256_srli_epi16(v, 4), 1), low4);
+      std::memcpy(&h, q, 8);
+    } else {  // B = 128: chunk 0 is the low nibbles (elements 0-63), chunk 1 the high ones
+      const __m512i v = _mm512_loadu_si512(q + hb);
+      codes = _mm512_and_si512((c & 1) ? _mm512_srli_epi16(v, 4) : v, low4);
+      std::memcpy(&h, q + 8 * (c & 1), 8);
+    }
+    high = __mmask64(h);
+  }
+  return _mm512_mask_add_epi8(codes, high, codes, _mm512_set1_epi8(16));
+}
+
 template <Format F, int B, bool kWhole = false, bool kSplit = false>
 inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw, __m512* mw) {
-  static_assert(!kSplit || (B == 32 && F != Format::q8), "the split order exists for 4-bit B = 32 only");
+  static_assert(!kSplit || (B == 32 && F != Format::q8 && F != Format::q5), "the split order exists for 4-bit B = 32 only");
+  if constexpr (F == Format::q5) return decode_q5_chunk<B, kWhole>(row, c, K, dw);
   using L = BlockOf<F, B>;
   constexpr int64_t bb = L::bytes;
   constexpr int hdr = L::quants_offset, d_at = L::scale_offset, m_at = L::min_offset;
@@ -127,10 +172,11 @@ inline __m512i decode_chunk(const uint8_t* row, int64_t c, int64_t K, __m512* dw
 }
 
 // The coefficient of the activation block sum S in each format's block formula (docs/int8.md),
-// for q8, q4 and q4n relative to d_w: q8 and q4n -128 d_w, q4 -8 d_w, q4a m (here 1: m is applied
-// separately).
+// for q8, q4, q4n and q5 relative to d_w: q8 and q4n -128 d_w, q4 -8 d_w, q5 -16 d_w (codes 0..31),
+// q4a m (here 1: m is applied separately).
 template <Format F>
-constexpr float kSumCoefficient =
-    F == Format::q8 || F == Format::q4n ? -128.0f : (F == Format::q4 ? -8.0f : 1.0f);
+constexpr float kSumCoefficient = F == Format::q8 || F == Format::q4n
+                                      ? -128.0f
+                                      : (F == Format::q4 ? -8.0f : (F == Format::q5 ? -16.0f : 1.0f));
 
 }  // namespace pyrt::cpu::avx512

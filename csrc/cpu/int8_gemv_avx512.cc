@@ -7,6 +7,7 @@
 // block sum S = d_x * sum(q_x), which the quantizer already computed:
 //   q8: d_w d_x sum(q_x (q_w + 128)) - 128 d_w S     q4: d_w d_x sum(q_x n) - 8 d_w S
 //   q4a: d_w d_x sum(q_x n) + m S                    q4n: d_w d_x sum(q_x (level + 128)) - 128 d_w S
+//   q5: d_w d_x sum(q_x code) - 16 d_w S (codes 0..31, unsigned already)
 // A vector of 64 weights covers two blocks (B = 32), one (B = 64) or half of one (B = 128); the
 // per-lane scales d_x and the per-lane correction (S in one lane per block) are expanded once per
 // call into a small table, so each product costs dpbusd, cvt and two FMAs. For 4-bit weights with
@@ -31,7 +32,7 @@ constexpr int kMaxXRows = 4;
 // 4-bit weights with B = 32 decode in decode_chunk's split order; the activations are permuted to
 // match once per call.
 template <Format F, int B>
-constexpr bool kSplitOrder = B == 32 && F != Format::q8;
+constexpr bool kSplitOrder = B == 32 && F != Format::q8 && F != Format::q5;
 
 // What a call builds once per thread before its row groups: per activation row and chunk of 64,
 // d_x in each of the 16 lanes, then the correction term (kSumCoefficient * S) in the first lane of
@@ -272,7 +273,7 @@ void int8_rows(const Int8KernelArgs& a, const CallTables& tables, int64_t n0) {
 
 template <Format F, int B>
 void int8_gemv_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  if constexpr (F != Format::q8 && B == kGroupBlock) {
+  if constexpr (F != Format::q8 && F != Format::q5 && B == kGroupBlock) {
     if (a.M == 1 && !a.digit_pairs && a.K >= kGroupWeights) return int8_gemv_single_row<F>(a, n_begin, n_end);
   }
   const CallTables tables = call_tables<F, B>(a);

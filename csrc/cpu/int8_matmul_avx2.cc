@@ -1,5 +1,5 @@
 // AVX2 int8-activation kernel (docs/int8.md). Each weight row is unpacked once into one byte per
-// weight (q8: the signed code; q4/q4a: the nibble 0..15; q4n: its signed level) plus its block scales, then dotted with
+// weight (q8: the signed code; q4/q4a: the nibble 0..15; q4n, q5: the signed level) plus its block scales, then dotted with
 // every activation row while it sits in L1.
 // vpmaddubsw multiplies unsigned by signed bytes with a saturating 16-bit pair sum:
 //   q4/q4a: nibble (u8, <= 15) x q_x (s8): pair sums <= 2*15*127, never saturate;
@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "cpu/decode_avx2.h"
 #include "cpu/kernels.h"
 #include "cpu/scratch.h"
 #include "pyrt/format_dispatch.h"
@@ -44,6 +45,9 @@ void unpack_row(const uint8_t* row, int64_t nb, uint8_t* codes, float* dw, float
     if constexpr (F == Format::q8) {
       cw[b] = 0.0f;
       std::memcpy(c, q, B);
+    } else if constexpr (F == Format::q5) {
+      cw[b] = 0.0f;  // signed levels: q8's sign trick, no offset term
+      q5_block_levels<B>(q, reinterpret_cast<int8_t*>(c));
     } else if constexpr (F == Format::q4n) {
       cw[b] = 0.0f;
       const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kQ4nLevels));
@@ -72,7 +76,7 @@ inline __m256i dot32(const uint8_t* codes, const int8_t* qx) {
   const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes));
   const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx));
   __m256i p16;
-  if constexpr (F == Format::q8 || F == Format::q4n)
+  if constexpr (F == Format::q8 || F == Format::q4n || F == Format::q5)
     p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c));
   else
     p16 = _mm256_maddubs_epi16(c, x);

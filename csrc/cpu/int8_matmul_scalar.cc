@@ -4,6 +4,7 @@
 //   q4 : y += (d_w * d_x) * sum(q_x * (nibble - 8))
 //   q4a: y += (d_w * d_x) * sum(q_x * nibble) + m * (d_x * sum(q_x))
 //   q4n: y += (d_w * d_x) * sum(q_x * kQ4nLevels[nibble])
+//   q5 : y += (d_w * d_x) * sum(q_x * (code - 16))
 // The integer sums are exact (|sum| < 2^24); only the FP32 accumulation over blocks rounds.
 #include <cstring>
 
@@ -22,6 +23,11 @@ float fp16_at(const uint8_t* p) {
 // Weight code j of a 4-bit block's nibbles (formats.h: byte j holds j and j + B/2).
 int nibble(const uint8_t* q, int j, int B) {
   return j < B / 2 ? (q[j] & 0x0F) : (q[j - B / 2] >> 4);
+}
+
+// Code j (0..31) of a q5 block's q bytes (formats.h: high bits, then q4-ordered nibbles).
+int q5_code(const uint8_t* q, int j, int B) {
+  return nibble(q + B / 8, j, B) | (((q[j / 8] >> (j % 8)) & 1) << 4);
 }
 
 }  // namespace
@@ -48,6 +54,9 @@ void int8_matmul(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
           acc += (dw * dx) * float(dot);
         } else if (f == Format::q4) {
           for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * (nibble(q, j, B) - 8);
+          acc += (dw * dx) * float(dot);
+        } else if (f == Format::q5) {
+          for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * (q5_code(q, j, B) - 16);
           acc += (dw * dx) * float(dot);
         } else if (f == Format::q4n) {
           for (int j = 0; j < B; ++j) dot += int32_t(qx[j]) * kQ4nLevels[nibble(q, j, B)];

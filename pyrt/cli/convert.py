@@ -1,4 +1,4 @@
-"""`pyrt convert SRC -o OUT.pyrt --dtype {f32,f16,bf16,q8,q4,q4a,q4n}` (also installed as `pyrt-convert`):
+"""`pyrt convert SRC -o OUT.pyrt --dtype {f32,f16,bf16,q8,q4,q4a,q4n,q5}` (also installed as `pyrt-convert`):
 convert a checkpoint (Hugging Face folder, .safetensors, .npz, .bin/.pt with torch, .gguf) into a
 .pyrt model file, written atomically; prints what each tensor's format costs in accuracy and size."""
 from __future__ import annotations
@@ -23,7 +23,8 @@ HELP = "convert a checkpoint into a .pyrt file (alias: pyrt-convert)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="checkpoint file or Hugging Face model folder")
     p.add_argument("-o", "--output", required=True, help="the .pyrt file to write (atomically)")
-    p.add_argument("--dtype", default="q8", choices=list(FORMATS), help="format of the matmul weights (default q8)")
+    p.add_argument("--dtype", default=None, choices=list(FORMATS),
+                   help="format of the matmul weights (default q8; a GGUF keeps its types: docs/format.md)")
     p.add_argument("--block", type=int, default=32, choices=BLOCK_SIZES, help="q-format block size along K (default 32)")
     p.add_argument("--rule", action="append", default=[], metavar="REGEX=DTYPE[:BLOCK]",
                    help="format for tensors whose name matches REGEX (first matching rule wins; repeatable)")

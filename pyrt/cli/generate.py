@@ -33,7 +33,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     mode.add_argument("--chat", dest="chat", action="store_true", default=None, help="use the chat template")
     mode.add_argument("--raw", dest="chat", action="store_false", help="plain text completion")
     p.add_argument("--context", type=at_least(1), default=2048, help="KV cache size in tokens (default 2048)")
-    p.add_argument("--dtype", default="q4a", choices=FORMATS, help="weight format when reading a .gguf (default q4a)")
+    p.add_argument("--dtype", default=None, choices=FORMATS,
+                   help="requantize a .gguf's matrices to this format (default: keep the GGUF's types, in place)")
     p.add_argument("--block", type=int, default=32, choices=BLOCK_SIZES, help="block size when reading a .gguf (default 32)")
     p.add_argument("--threads", type=at_least(1), default=None, help="threads (default: PYRT_NUM_THREADS or all cores)")
     p.set_defaults(func=run)

@@ -114,11 +114,20 @@ def _refuse_overwriting_source(source: Source, out: Path) -> None:
         raise _as_output_error(FileIOError(f"refusing to write {out}: it is one of the source files"))
 
 
+def _keeps_gguf_type(st: SourceTensor, keep_gguf: bool, rules: tuple[Rule, ...]) -> bool:
+    return keep_gguf and st.native is not None and not any(r.pattern.search(st.name) for r in rules)
+
+
 def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, block: int, rules: tuple[Rule, ...],
                     fp16_overflow: str, importance: np.ndarray | None = None,
-                    method: str = "search") -> tuple[Tensor, dict[str, Any]]:
-    """One tensor: its stored form and its report row."""
-    if finite:
+                    method: str = "search", keep_gguf: bool = False) -> tuple[Tensor, dict[str, Any]]:
+    """One tensor: its stored form and its report row. ``keep_gguf``: a GGUF tensor no rule names
+    takes pyrt.gguf_weights' mapping (its own bytes where pyrt has them)."""
+    if finite and _keeps_gguf_type(st, keep_gguf, rules):
+        stored, how = st.native(x, method)
+        used, note = stored.dtype, f"GGUF {st.source_dtype}: {how}"
+        rel, max_abs = roundtrip_error(x, stored)
+    elif finite:
         stored, used, note = store_tensor(st.name, x, choose(st.name, st.shape, dtype, block, rules), fp16_overflow,
                                           importance if x.ndim == 2 else None, method)
         rel, max_abs = roundtrip_error(x, stored)
@@ -168,7 +177,7 @@ def _planner_texts(calibration: CalibrationChoice, texts: Sequence[str] | None) 
         return texts
     return split_calibration_text(read_calibration_text(calibration))
 
-def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: str = "q8", block: int = 32,
+def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: str | None = None, block: int = 32,
                        rules: Iterable[str | Rule] = (), report: str | os.PathLike | None = None,
                        quiet: bool = True, allow_nonfinite: bool = False,
                        fp16_overflow: str = "bf16", calibration: CalibrationChoice = DEFAULT_CALIBRATION,
@@ -179,7 +188,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     """Converts ``src`` (HF folder, .safetensors, .npz, .bin/.pt with torch, .gguf) into ``out``.
 
     ``dtype``/``block``: format of the matmul weights (see pyrt.convert.rules for the defaults of
-    the other tensors); ``rules``: 'REGEX=DTYPE[:BLOCK]' overrides, first match wins; ``report``:
+    the other tensors); None: q8, except that a GGUF source keeps its tensors' types where pyrt has
+    the same bytes and converts the others with the least loss (pyrt.gguf_weights, docs/format.md); ``rules``: 'REGEX=DTYPE[:BLOCK]' overrides, first match wins; ``report``:
     also write the report to this .md or .json file; ``fp16_overflow``: 'bf16' (fall back) or
     'stop' (raise RangeError); ``quant_method``: "search" (searched q-format scales, the default) or
     "rtn" (round to nearest); ``calibration``: "default" (the text shipped with pyrt), a text file, or
@@ -195,6 +205,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     pyrt.calibration.default_calibration_texts()).
     """
     start = time.perf_counter()
+    requested, dtype = dtype, dtype or "q8"
     effective_block(dtype, block)
     rules = tuple(parse_rule(r) if isinstance(r, str) else r for r in rules)
     if fp16_overflow not in OVERFLOW_POLICIES:
@@ -210,9 +221,15 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     with open_source(src) as source:
         _refuse_overwriting_source(source, out)
         provenance = _provenance(source)
+        keep_gguf = requested is None and source.kind == "gguf" and target_bpw is None and target_quality is None
+        if keep_gguf:
+            conversion["dtype"] = "gguf"  # each tensor's own type (pyrt.gguf_weights)
         loaded: dict[str, np.ndarray] = {}  # values calibration read, reused once below
-        importance, conversion["calibration"] = _calibration(source, dtype, block, rules, calibration, quant_method,
-                                                             loaded)
+        if keep_gguf and not rules:
+            importance, conversion["calibration"] = {}, {"used": False, "reason": "GGUF types kept (no --dtype)"}
+        else:
+            importance, conversion["calibration"] = _calibration(source, dtype, block, rules, calibration,
+                                                                 quant_method, loaded)
         # The planner measures each candidate quantized as the file will hold it: same importance, same method.
         quality = QualityPass(source, target_bpw=target_bpw, target_quality=target_quality, accuracy=accuracy,
                               calibration_texts=_planner_texts(calibration, calibration_texts),
@@ -239,7 +256,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 if nonfinite and not allow_nonfinite:
                     continue  # keep scanning so that the error names every bad tensor
                 stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow,
-                                              importance.get(st.name), quant_method)
+                                              importance.get(st.name), quant_method, keep_gguf)
                 quality.annotate(row, stored)
                 try:
                     writer.add_tensor(st.name, stored)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..errors import DtypeError
 from ..formats import BLOCK_SIZES, FORMATS, effective_block
 
-Q_FORMATS = ("q8", "q4", "q4a", "q4n")
+Q_FORMATS = ("q8", "q4", "q4a", "q4n", "q5")
 EMBEDDING_DTYPE_FOR_Q = "q8"
 NORM_PATTERN = re.compile(r"norm|(^|[._])ln(_?\w*)?([._]|$)", re.IGNORECASE)
 EMBEDDING_PATTERN = re.compile(

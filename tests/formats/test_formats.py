@@ -12,14 +12,15 @@ import pyrt
 from pyrt import _core
 from pyrt.formats import FORMATS, dequantize_reference, quantize_reference
 
-BLOCKED = [(f, b) for f in ("q8", "q4", "q4a", "q4n") for b in (32, 64, 128)]
+BLOCKED = [(f, b) for f in ("q8", "q4", "q4a", "q4n", "q5") for b in (32, 64, 128)]
 ALL = [("f32", 32), ("f16", 32), ("bf16", 32)] + BLOCKED
 
 # Worst-case error of one stored weight, relative to the largest |x| of its block (or, for plain
 # formats, to |x| itself): half a quantization step plus the FP16 rounding of the scale.
 MAX_REL_STEP = {"f32": 0.0, "f16": 2.0**-11, "bf16": 2.0**-8, "q8": 0.5 / 127 + 1e-3,
                 "q4": 1.0 / 8 + 1e-3, "q4a": 1.0 / 15 + 2e-3,  # q4a: half a step of (max-min)/15 <= 2*absmax/15
-                "q4n": 1.0 / 8 + 1e-3}  # q4n: half its widest gap (24 levels) at d <= absmax / 106
+                "q4n": 1.0 / 8 + 1e-3,  # q4n: half its widest gap (24 levels) at d <= absmax / 106
+                "q5": 1.0 / 16 + 1e-3}  # q5: as q4, a value opposite the extreme clips to 15 d = 15/16 absmax
 
 
 def sample(rng, kind: str, shape) -> np.ndarray:
@@ -102,6 +103,7 @@ def test_bits_per_weight_table():
     expect = {("q8", 32): 8.5, ("q8", 64): 8.25, ("q8", 128): 8.125, ("q4", 32): 4.5, ("q4", 64): 4.25,
               ("q4", 128): 4.125, ("q4a", 32): 5.0, ("q4a", 64): 4.5, ("q4a", 128): 4.25,
               ("q4n", 32): 4.5, ("q4n", 64): 4.25, ("q4n", 128): 4.125,
+              ("q5", 32): 5.5, ("q5", 64): 5.25, ("q5", 128): 5.125,
               ("f32", 32): 32.0, ("f16", 32): 16.0, ("bf16", 32): 16.0}
     for (fmt, block), bits in expect.items():
         assert FORMATS[fmt].bits_per_weight(block) == bits

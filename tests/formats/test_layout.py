@@ -35,6 +35,9 @@ EXPECTED = {
     ("q4a", 128): BlockLayout(128, 68, 0, 2, 4, 64),
     ("q4n", 32): BlockLayout(32, 18, 0, -1, 2, 16),
     ("q4n", 128): BlockLayout(128, 66, 0, -1, 2, 64),
+    ("q5", 32): BlockLayout(32, 22, 0, -1, 2, 20),   # 4 high-bit bytes + 16 nibble bytes: ggml's Q5_0
+    ("q5", 64): BlockLayout(64, 42, 0, -1, 2, 40),
+    ("q5", 128): BlockLayout(128, 82, 0, -1, 2, 80),
 }
 
 
@@ -53,7 +56,7 @@ def test_layout_adds_up_to_the_row_bytes(name, block):
 
 
 @pytest.mark.parametrize("block", [0, 16, 96, 256])
-@pytest.mark.parametrize("name", ["q8", "q4", "q4a", "q4n"])
+@pytest.mark.parametrize("name", ["q8", "q4", "q4a", "q4n", "q5"])
 def test_invalid_blocks_are_refused_by_both(name, block):
     with pytest.raises(DtypeError):
         _core.block_layout(name, block)
@@ -76,7 +79,7 @@ def test_quantizers_write_the_fields_where_the_layout_says(name, block, rng):
             ends = d.astype(np.float64)[:, None] * np.array([-127.0, 113.0])
             assert np.all(np.abs(ends + 2.0).min(axis=1) <= 0.06 * 2.0), d
         else:
-            expected_d = {"q8": 2.0 / 127, "q4": 2.0 / 8, "q4a": (x.max(axis=1) + 2.0) / 15}[name]
+            expected_d = {"q8": 2.0 / 127, "q4": 2.0 / 8, "q5": 2.0 / 16, "q4a": (x.max(axis=1) + 2.0) / 15}[name]
             np.testing.assert_allclose(d.astype(np.float64), expected_d, rtol=2.0**-10)
         if layout.min_offset >= 0:
             m = blocks[:, layout.min_offset:layout.min_offset + 2].copy().view(np.float16).ravel()

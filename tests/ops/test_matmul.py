@@ -152,7 +152,7 @@ def run_cuda(x16, t, bias):
 
 
 # How far y may be from x @ W_original.T, relative to ||x||_F ||W||_F / sqrt(K): the format's own loss.
-FORMAT_REL_ERROR = {"f32": 1e-6, "f16": 1e-3, "bf16": 8e-3, "q8": 1.5e-2, "q4": 0.2, "q4a": 0.2, "q4n": 0.2}
+FORMAT_REL_ERROR = {"f32": 1e-6, "f16": 1e-3, "bf16": 8e-3, "q8": 1.5e-2, "q4": 0.2, "q4a": 0.2, "q4n": 0.2, "q5": 0.1}
 
 
 # ---- the matrix -------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_wide_dynamic_range_and_extreme_values(cpu_isa, rng):
     extreme = rng.uniform(-60000, 60000, (20, 256)).astype(np.float32)
     x = rng.uniform(-100, 100, (9, 256)).astype(np.float32)
     for w, rows in ((wide, (x[:1] / 100, x / 100)), (extreme, (x[:1], x[:3], np.repeat(x[:3], 4, axis=0)))):
-        for fmt in ("f16", "bf16", "q8", "q4", "q4a", "q4n"):
+        for fmt in ("f16", "bf16", "q8", "q4", "q4a", "q4n", "q5"):
             t = pyrt.quantize(w, fmt, 32)
             for xm in rows:
                 xm = np.ascontiguousarray(xm, dtype=np.float32)

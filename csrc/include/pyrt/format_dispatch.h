@@ -40,6 +40,7 @@ decltype(auto) visit_blocked_format(Format f, int block, Fn&& fn) {
       case Format::q8: return fn(FormatBlock<Format::q8, B>{});
       case Format::q4: return fn(FormatBlock<Format::q4, B>{});
       case Format::q4n: return fn(FormatBlock<Format::q4n, B>{});
+      case Format::q5: return fn(FormatBlock<Format::q5, B>{});
       default: return fn(FormatBlock<Format::q4a, B>{});
     }
   });

@@ -7,10 +7,12 @@
 //   q4 : { fp16 d; uint8 q[B/2] }          x = (nibble - 8) * d, RTN: d = v / -8 (v: the value of largest |x|)
 //   q4a: { fp16 d; fp16 m; uint8 q[B/2] }  x = nibble * d + m,   RTN: d = (max - min) / 15, m = min
 //   q4n: { fp16 d; uint8 q[B/2] }          x = kQ4nLevels[nibble] * d (non-uniform; d always searched)
+//   q5 : { fp16 d; uint8 q[5B/8] }         x = (code - 16) * d,  RTN: d = v / -16; code = nibble | high bit << 4
 // The default quantizers search d (and m) instead (csrc/core/quantize_search.h); RTN stays available.
 // Nibbles: byte j holds element j in its low half and element j + B/2 in its high half, so one
 // 16-byte load yields 32 consecutive weights after a mask and a shift. q4n at B = 32 has the bytes
-// of ggml's IQ4_NL block (same level table, same nibble order).
+// of ggml's IQ4_NL block (same level table, same nibble order). q5's q holds B/8 bytes of high bits
+// (bit i, little-endian, of element i) then the B/2 nibble bytes; at B = 32 it is ggml's Q5_0 block.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -18,8 +20,8 @@
 
 namespace pyrt {
 
-enum class Format : int { f32 = 0, f16 = 1, bf16 = 2, q8 = 3, q4 = 4, q4a = 5, q4n = 6 };
-constexpr int kNumFormats = 7;
+enum class Format : int { f32 = 0, f16 = 1, bf16 = 2, q8 = 3, q4 = 4, q4a = 5, q4n = 6, q5 = 7 };
+constexpr int kNumFormats = 8;
 
 constexpr int kDefaultBlock = 32;
 inline bool is_valid_block(int block) { return block == 32 || block == 64 || block == 128; }
@@ -48,10 +50,21 @@ struct BlockQ4N {
   uint8_t q[B / 2];
 };
 constexpr int8_t kQ4nLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+// q5: 5-bit codes 0..31 standing for code - 16. One code array, so the layout's code bytes (and the
+// CUDA code plane) are the high-bit bytes and the nibbles together: q[0, B/8) high bits, then
+// q[B/8, B/8 + B/2) nibbles in q4's order.
+template <int B>
+struct BlockQ5 {
+  uint16_t d;
+  uint8_t q[B / 8 + B / 2];
+};
+template <int B>
+constexpr int kQ5HighBytes = B / 8;  // offset of the nibbles inside q
 static_assert(sizeof(BlockQ8<32>) == 34 && sizeof(BlockQ8<64>) == 66 && sizeof(BlockQ8<128>) == 130, "q8 block");
 static_assert(sizeof(BlockQ4<32>) == 18 && sizeof(BlockQ4<64>) == 34 && sizeof(BlockQ4<128>) == 66, "q4 block");
 static_assert(sizeof(BlockQ4A<32>) == 20 && sizeof(BlockQ4A<64>) == 36 && sizeof(BlockQ4A<128>) == 68, "q4a block");
 static_assert(sizeof(BlockQ4N<32>) == 18 && sizeof(BlockQ4N<64>) == 34 && sizeof(BlockQ4N<128>) == 66, "q4n block");
+static_assert(sizeof(BlockQ5<32>) == 22 && sizeof(BlockQ5<64>) == 42 && sizeof(BlockQ5<128>) == 82, "q5 block");
 
 // Byte layout of one block, derived from the structs above (offsetof/sizeof), so no kernel, the
 // CUDA plane builder or the file reader re-derives an offset by hand. Plain formats: block 1,
@@ -108,6 +121,7 @@ template <int B> struct BlockOf<Format::q8, B> : QuantBlockFields<BlockQ8<B>> {}
 template <int B> struct BlockOf<Format::q4, B> : QuantBlockFields<BlockQ4<B>> {};
 template <int B> struct BlockOf<Format::q4a, B> : QuantBlockFields<BlockQ4A<B>> {};
 template <int B> struct BlockOf<Format::q4n, B> : QuantBlockFields<BlockQ4N<B>> {};
+template <int B> struct BlockOf<Format::q5, B> : QuantBlockFields<BlockQ5<B>> {};
 
 // Whether F stores blocks with a scale (q-formats) or plain elements.
 template <Format F>
@@ -140,7 +154,7 @@ struct FormatTraits {
   const char* name;
   bool blocked;                 // q-formats: block size in {32, 64, 128}
   int header_bytes;             // per block (scale, min); 0 for plain formats
-  int bits_per_element;         // payload bits per weight (32, 16, 8, 4)
+  int bits_per_element;         // payload bits per weight (32, 16, 8, 5, 4)
   QuantizeRowFn quantize_row;
   DequantizeRowFn dequantize_row;
 };
@@ -166,7 +180,7 @@ const char* device_name(Device d);
 // A read-only view of a 2-D weight matrix [rows, cols] stored in `format`, on `device`.
 //   cpu : `data` holds pyrt's interleaved blocks, one row every `row_stride` bytes.
 //   cuda: the device plane layout (docs/cuda.md): `data` is the code plane (fp16 [rows, cols] for
-//         f16; B code bytes per block for q8, B/2 for q4/q4a/q4n, rows of cols * bits / 8 bytes),
+//         f16; B code bytes per block for q8, B/2 for q4/q4a/q4n, 5B/8 for q5, rows of cols * bits / 8 bytes),
 //         `scales` and, for q4a, `mins` are fp16 [rows, cols / block]. `row_stride` is the code
 //         plane's row stride. Built from the cpu bytes by block_layout() (csrc/cuda/).
 struct WeightView {

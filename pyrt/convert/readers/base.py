@@ -15,6 +15,9 @@ class SourceTensor:
     source_dtype: str                 # as the source names it: "F32", "BF16", "Q4_1", "float16", ...
     source_bytes: int                 # bytes it takes in the source
     load: Callable[[], np.ndarray]    # the values (any numeric dtype), shape `shape`; read lazily
+    # GGUF only: (values, method) -> (pyrt Tensor, how), the tensor in the pyrt format that holds its
+    # type best (pyrt.gguf_weights); the converter's default for a GGUF without --dtype.
+    native: Callable[..., tuple[Any, str]] | None = None
 
     @property
     def is_float(self) -> bool:

@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from ...errors import FileFormatError, FileIOError, UnsupportedError
+from ...gguf_weights import GGUF_FORMATS, gguf_tensor
 from ...model_config import config_float, config_int
 from ...tensor import Tensor, quantize
 from .base import Source, SourceTensor
 from .gguf_limits import byte_order, read_header
 
-SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q5_K", "Q6_K")
+SUPPORTED_TYPES = tuple(GGUF_FORMATS)  # F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q4_K Q5_K Q6_K Q5_1
 
 # GGUF "<arch>.<key>" -> Hugging Face config key, for llama-like architectures.
 LLAMA_KEYS = {
@@ -84,7 +85,9 @@ class GGUFTensor:
     tensor_type: Any    # gguf.GGMLQuantizationType
     shape: tuple[int, ...]  # numpy order [rows, K]
     n_bytes: int
-    data: np.ndarray
+    data: np.ndarray        # typed (plain types) or [blocks, bytes] view, for the gguf package
+    raw: np.ndarray         # the same bytes, 1-D uint8
+    little_endian: bool
 
 
 def _read(path: Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
@@ -106,8 +109,13 @@ def _read(path: Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
             data = raw.view(np.dtype(_PLAIN_DTYPES[kind.name]).newbyteorder(order)).reshape(shape)
         else:
             data = raw.reshape(gguf.quant_shape_to_byte_shape(shape, kind))
-        tensors.append(GGUFTensor(info.name, kind, shape, info.n_bytes, data))
+        tensors.append(GGUFTensor(info.name, kind, shape, info.n_bytes, data, raw, order == "<"))
     return tensors, kv
+
+
+def read_tensors(path: Path) -> tuple[list[GGUFTensor], dict[str, Any]]:
+    """The tensors (views of the memory-mapped file) and the key/value fields of a GGUF file."""
+    return _read(path)
 
 
 def _shape(t: GGUFTensor) -> tuple[int, ...]:
@@ -124,7 +132,9 @@ def _values(t: GGUFTensor) -> np.ndarray:
 
 def open_gguf(path: Path) -> Source:
     gguf_tensors, kv = _read(path)
-    tensors = [SourceTensor(t.name, _shape(t), t.tensor_type.name, int(t.n_bytes), functools.partial(_values, t))
+    # native: the tensor under pyrt.gguf_weights' mapping (the converter's default for a GGUF).
+    tensors = [SourceTensor(t.name, _shape(t), t.tensor_type.name, int(t.n_bytes), functools.partial(_values, t),
+                            native=functools.partial(gguf_tensor, t))
                for t in gguf_tensors]
     arch = kv.get("general.architecture", "unknown")
     tokens = kv.get("tokenizer.ggml.tokens") or []
