@@ -14,8 +14,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, collect_activation_stats, read_calibration_text,
-                           split_calibration_text)
+from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_stats,
+                           read_calibration_text, split_calibration_text)
 from ..errors import PyrtError
 from ..tensor import Tensor, quantize
 from .readers import Source
@@ -97,6 +97,8 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
     passages = split_calibration_text(text)
     if hasattr(model, "tokenizer") and hasattr(model, "forward"):
         passages = _bounded_passages(model, passages, LLM_CALIBRATION_TOKENS)
+    else:  # an encoder: its inputs are sentences (calibration_sentences)
+        passages = calibration_sentences(passages)
     stats = collect_activation_stats(model, passages)
     importance = {n: s.astype(np.float32) for n, s in stats.items()}
     return importance, {"used": True, **identity, "passages_run": len(passages), "tensors": len(importance),

@@ -12,8 +12,8 @@ import pytest
 
 import pyrt
 from helpers import models_dir
-from pyrt.calibration import (DEFAULT_CALIBRATION, collect_activation_stats, collect_activation_sums,
-                              default_calibration_texts)
+from pyrt.calibration import (DEFAULT_CALIBRATION, calibration_sentences, collect_activation_stats,
+                              collect_activation_sums, default_calibration_texts)
 
 pytest.importorskip("tokenizers", reason="the models' tokenizers need the 'tokenizers' package")
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
@@ -61,6 +61,16 @@ def test_default_calibration_text_is_varied_and_not_evaluation():
     for sentence in EVAL:
         if len(sentence) >= 12:  # ("ok" and the like occur inside any text)
             assert sentence[:30] not in joined
+
+
+def test_calibration_sentences_cut_lines_and_sentences():
+    passages = ["First one. Second one! Third?\nA line\nPi is 3.14 here.", "你好。再见！好的", "  "]
+    assert calibration_sentences(passages) == [
+        "First one.", "Second one!", "Third?", "A line", "Pi is 3.14 here.", "你好。", "再见！", "好的"]
+    # every sentence of the default text is short (an encoder input), and none is lost
+    sentences = calibration_sentences(default_calibration_texts())
+    assert len(sentences) > 3 * len(default_calibration_texts())
+    assert "".join(sentences).replace(" ", "") == "".join(default_calibration_texts()).replace(" ", "").replace("\n", "")
 
 
 def test_minilm_first_layer_statistics_equal_float64_numpy(minilm_f32):
@@ -202,7 +212,7 @@ def test_converter_calibrates_by_default_and_records_the_text(tmp_path, minilm_f
     model, report = _convert(tmp_path, "calibrated")
     # the stored bytes are the search weighted by the model's own statistics on the default text
     arrays, f32_model, _ = minilm_f32
-    stats = collect_activation_stats(f32_model, default_calibration_texts())
+    stats = collect_activation_stats(f32_model, calibration_sentences(default_calibration_texts()))
     for name in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.4.output.dense.weight"):
         expected = pyrt.quantize(arrays[name], "q4a", 32, importance=stats[name].astype(np.float32))
         np.testing.assert_array_equal(model.tensors[name].numpy(), expected.numpy())
