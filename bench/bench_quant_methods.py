@@ -172,7 +172,7 @@ def smollm2(models: Path, rows: list[str]) -> None:
     seconds = time.perf_counter() - start
     model = pyrt.load(tmp / "s.pyrt")
     ppl_cal = ppl(dict(model.tensors))
-    searched = quantize_weights(arrays, "q4", 32, "q8")
+    searched = quantize_weights(arrays, "q4", 32, "q8", method="search")
     ppl_search = ppl(searched)
     gap = ppl_rtn - source
     rows += ["", f"### SmolLM2-135M-Instruct (source: {gguf.name}), perplexity of a {len(LLM_EVAL_TEXT)}-character text",
