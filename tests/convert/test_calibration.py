@@ -244,7 +244,7 @@ def test_converter_calibrates_by_default_and_records_the_text(tmp_path, minilm_f
     model, report = _convert(tmp_path, "calibrated")
     # the stored bytes are the search weighted by the model's own statistics on the default text
     arrays, f32_model, _ = minilm_f32
-    stats = collect_activation_stats(f32_model, calibration_sentences(default_calibration_texts()))
+    stats = collect_activation_stats(f32_model, calibration_sentences(default_calibration_texts()), batch_size=64)
     for name in ("encoder.layer.0.attention.self.query.weight", "encoder.layer.4.output.dense.weight"):
         expected = pyrt.quantize(arrays[name], "q4a", 32, importance=stats[name].astype(np.float32))
         np.testing.assert_array_equal(model.tensors[name].numpy(), expected.numpy())
