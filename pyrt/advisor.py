@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from .convert.plan import Planner
 from .convert.rules import choose
 from .convert.source_model import SourceModel
@@ -75,12 +77,22 @@ def _load(path: Path, kind: str) -> Any:
     return LanguageModel(path, context_length=1024)
 
 
-def _uniform_tensors(model: SourceModel, dtype: str, block: int = 32) -> dict[str, Tensor]:
-    """The tensors `pyrt convert --dtype DTYPE` would store (same default rules)."""
+def _quantizer(importance: dict[str, np.ndarray]) -> Callable[[str, np.ndarray, str, int], Tensor]:
+    """Quantizes as `pyrt convert` does: q-formats searched and weighted by the calibration importance."""
+    def run(name: str, x: np.ndarray, dtype: str, block: int) -> Tensor:
+        blocked = FORMATS[dtype].blocked and x.ndim == 2
+        return quantize(x, dtype, block, importance=importance.get(name) if blocked else None)
+    return run
+
+
+def _uniform_tensors(model: SourceModel, dtype: str, block: int = 32,
+                     importance: dict[str, np.ndarray] | None = None) -> dict[str, Tensor]:
+    """The tensors `pyrt convert --dtype DTYPE` would store (same default rules, same calibration)."""
+    quantizer = _quantizer(importance or {})
     out = {}
     for name, x in model.arrays.items():
         c = choose(name, x.shape, dtype, block)
-        out[name] = quantize(x, c.dtype, c.block)
+        out[name] = quantizer(name, x, c.dtype, c.block)
     return out
 
 
@@ -126,18 +138,21 @@ class Advisor:
         return Trial(label, bits, path.stat().st_size, load_seconds, metrics, speed, mixed)
 
     def run(self, formats: Sequence[str] | None = None, budgets: Sequence[float] = DEFAULT_BUDGETS) -> list[Trial]:
+        from .convert.accuracy_report import calibration_or_default
+        from .convert.calibrate import model_importance
+
         formats = check_formats(formats)
         trials = []
+        texts, _ = calibration_or_default(self.calibration_texts)
+        # the converter's default: q-formats weighted by the model's activation statistics
+        importance, _ = model_importance(self.model.build(self.model.reference_tensors()), texts)
         with tempfile.TemporaryDirectory(prefix="pyrt-advise-") as tmp:
             folder = Path(tmp)
             for f in formats:
                 trials.append(self._trial(f + ("/32" if FORMATS[f].blocked else ""),
-                                          _uniform_tensors(self.model, f), folder))
+                                          _uniform_tensors(self.model, f, importance=importance), folder))
             if budgets:
-                from .convert.accuracy_report import calibration_or_default
-
-                texts, _ = calibration_or_default(self.calibration_texts)
-                planner = Planner(self.model, texts, progress=self.progress)
+                planner = Planner(self.model, texts, progress=self.progress, quantizer=_quantizer(importance))
                 for b in budgets:
                     if b < planner.min_bpw():
                         continue

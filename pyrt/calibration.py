@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
@@ -36,6 +37,23 @@ def split_calibration_text(text: str) -> list[str]:
     dialogue stays one passage)."""
     passages = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n")]
     return [p for p in passages if p]
+
+
+# A sentence ends after . ! ? followed by white space, or after a CJK full stop, exclamation or
+# question mark (no space follows those).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def calibration_sentences(passages: Sequence[str]) -> list[str]:
+    """The passages cut into lines and sentences: what an encoder calibrates on. Embedding models
+    are used on short inputs, whose special tokens ([CLS], [SEP]) make up a large share of every
+    sequence; calibrating on whole passages under-weights them. Measured on all-MiniLM-L6-v2 q4a/32
+    (docs/quantization.md): sentences lift the worst evaluation sentence's cosine by about 0.01."""
+    out = []
+    for passage in passages:
+        for line in passage.splitlines():
+            out += [s.strip() for s in _SENTENCE_END.split(line) if s.strip()]
+    return out
 
 
 def read_calibration_text(path: Union[str, os.PathLike]) -> str:

@@ -199,7 +199,7 @@ def _sum_in_order(a: np.ndarray) -> np.ndarray:
 def _quantize_q4n(blocks: np.ndarray, importance: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """fp16 scales and nibbles (unpacked) of q4n blocks: among candidate scales mapping the value of
     largest magnitude to an end level (+-7), the one whose least-squares fit removes the most
-    weighted error, w = importance * (mean(y^2) + y^2) on y = x / amax."""
+    weighted error, w = importance^1.5 * (mean(y^2) + y^2) on y = x / amax."""
     f32 = np.float32
     rows = np.arange(blocks.shape[0])
     absb = np.abs(blocks)
@@ -211,7 +211,7 @@ def _quantize_q4n(blocks: np.ndarray, importance: np.ndarray | None) -> tuple[np
     sigma2 = _sum_in_order(y * y) / f32(blocks.shape[1])
     w = sigma2[:, None] + y * y
     if importance is not None:
-        w = w * importance
+        w = w * (importance * np.sqrt(importance))  # importance^1.5, as quantize_q4n.cc
     best_lx = np.zeros_like(sigma2)
     best_ll = np.zeros_like(sigma2)
     best_score = np.zeros_like(sigma2)

@@ -14,8 +14,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, collect_activation_stats, read_calibration_text,
-                           split_calibration_text)
+from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_stats,
+                           read_calibration_text, split_calibration_text)
 from ..errors import PyrtError
 from ..tensor import Tensor, quantize
 from .readers import Source
@@ -94,10 +94,19 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
     model, why_not = _runnable_model(source, loaded)
     if model is None:
         return {}, {"used": False, "reason": why_not, **identity}
-    passages = split_calibration_text(text)
+    importance, passages_run = model_importance(model, split_calibration_text(text))
+    return importance, {"used": True, **identity, "passages_run": passages_run, "tensors": len(importance),
+                        "seconds": round(time.perf_counter() - start, 2)}
+
+
+def model_importance(model: Any, passages: list[str]) -> tuple[dict[str, np.ndarray], int]:
+    """({tensor name: float32 [K] importance}, inputs run) of a built model (SentenceEncoder or
+    LanguageModel) on calibration passages: a decoder runs the first LLM_CALIBRATION_TOKENS tokens'
+    passages, an encoder the passages' sentences (calibration_sentences)."""
     if hasattr(model, "tokenizer") and hasattr(model, "forward"):
         passages = _bounded_passages(model, passages, LLM_CALIBRATION_TOKENS)
-    stats = collect_activation_stats(model, passages)
-    importance = {n: s.astype(np.float32) for n, s in stats.items()}
-    return importance, {"used": True, **identity, "passages_run": len(passages), "tensors": len(importance),
-                        "seconds": round(time.perf_counter() - start, 2)}
+    else:  # an encoder: its inputs are sentences (calibration_sentences)
+        passages = calibration_sentences(passages)
+    # batches of 64 short sentences: a third of the CPU time of 16 (statistics identical: no padding rows)
+    stats = collect_activation_stats(model, passages, batch_size=64)
+    return {n: s.astype(np.float32) for n, s in stats.items()}, len(passages)

@@ -84,3 +84,25 @@ def test_advise_plot_without_matplotlib_names_the_extra(tmp_path):
     proc = run_python("-c", script, "advise", str(MINILM), "--plot", str(tmp_path / "p.png"))
     _one_line_error(proc, 1, "pyrt-infer[plot]")
     assert not Path(tmp_path / "p.png").exists()
+
+
+@needs_minilm
+def test_advise_quantizes_as_the_converter_does(tmp_path):
+    # The candidates `pyrt advise` measures are the bytes `pyrt convert` writes: searched and
+    # weighted by the same calibration (a difference here made advise under-report q4a/32).
+    import pyrt
+    from pyrt.advisor import _uniform_tensors
+    from pyrt.calibration import default_calibration_texts
+    from pyrt.convert import convert_checkpoint
+    from pyrt.convert.calibrate import model_importance
+    from pyrt.convert.source_model import SourceModel
+
+    model = SourceModel.load(MINILM)
+    importance, _ = model_importance(model.build(model.reference_tensors()), default_calibration_texts())
+    advised = _uniform_tensors(model, "q4a", importance=importance)
+    convert_checkpoint(MINILM, tmp_path / "m.pyrt", dtype="q4a", block=32, accuracy=False)
+    converted = pyrt.load(tmp_path / "m.pyrt")
+    for name in ("encoder.layer.2.attention.self.value.weight", "encoder.layer.5.output.dense.weight"):
+        np.testing.assert_array_equal(advised[name].numpy(), converted.tensors[name].numpy())
+    uncalibrated = _uniform_tensors(model, "q4a")["encoder.layer.5.output.dense.weight"]
+    assert not np.array_equal(uncalibrated.numpy(), advised["encoder.layer.5.output.dense.weight"].numpy())
