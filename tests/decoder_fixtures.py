@@ -90,3 +90,37 @@ def perplexity(logits: np.ndarray, ids: list[int]) -> float:
     z = np.asarray(logits, np.float64)[:-1]
     log_z = z.max(axis=1) + np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1))
     return float(np.exp((log_z - z[np.arange(len(ids) - 1), ids[1:]]).mean()))
+
+
+def check_greedy_against_llama_cpp(model: pyrt.LanguageModel, path: Path, reference, arrays: dict, md: dict,
+                                   steps: int = 24) -> None:
+    """Greedy continuations of PROMPTS by pyrt and by llama.cpp on the same GGUF: equal tokens, or,
+    where llama.cpp's quantized activations pick the other side of a near tie, pyrt's token is the
+    float64 forward's argmax (``reference(arrays, md, ids, last=1)``) and the two tokens' float64
+    logits are within 0.5. At least one prompt must agree all the way."""
+    llm = llama_cpp_model(path)
+    equal = 0
+    for text in PROMPTS:
+        ids = llm.tokenize(text, add_bos=True)
+        ours, theirs = greedy_pyrt(model, ids, steps), greedy_llama_cpp(llm, ids, steps)
+        k = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
+        print(f"{text[:30]!r}: {len(ids)} prompt tokens, first difference at step {k}")
+        if k is None:
+            equal += 1
+            continue
+        want = reference(arrays, md, ids + ours[:k], last=1)[0]
+        print(f"  float64 logits: pyrt's token {want[ours[k]]:.4f}, llama.cpp's {want[theirs[k]]:.4f}")
+        assert ours[k] == int(np.argmax(want))
+        assert want[ours[k]] - want[theirs[k]] < 0.5
+    assert equal >= 1
+
+
+def perplexities(model: pyrt.LanguageModel, path: Path) -> tuple[float, float]:
+    """(pyrt's, llama.cpp's) perplexity of PERPLEXITY_TEXT, tokenized by llama.cpp."""
+    llm = llama_cpp_model(path)
+    ids = llm.tokenize(PERPLEXITY_TEXT, add_bos=True)
+    theirs = perplexity(llama_cpp_logits(llm, ids), ids)
+    model.reset()
+    ours = perplexity(model.forward(ids, all_logits=True), ids)
+    print(f"perplexity of {len(ids)} tokens: pyrt {ours:.3f}, llama.cpp {theirs:.3f}")
+    return ours, theirs

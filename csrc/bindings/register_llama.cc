@@ -6,7 +6,7 @@
 
 #include "bindings/bindings.h"
 #include "bindings/weight_table.h"
-#include "models/decoder.h"
+#include "models/causal_decoder.h"
 #include "pyrt/matmul.h"
 
 namespace pyrt::bindings {

@@ -1,5 +1,5 @@
-// The CPU backend of pyrt/ops_decoder.h (csrc/cpu/decoder_variants_cpu.cc). Called only from
-// csrc/ops/decoder_variants.cc after validation.
+// The CPU backend of pyrt/ops_decoder.h: decoder_variants_cpu.cc, rope_neox_rows in rotary_cpu.cc,
+// windowed_head_attention_rows in attention_cpu.cc. Called only from csrc/ops/ after validation.
 #pragma once
 #include <cstdint>
 

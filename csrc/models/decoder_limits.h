@@ -1,10 +1,10 @@
-// Size limits of the decoder (models/decoder.h): every buffer the decoder sizes from its configuration (KV cache,
+// Size limits of the decoder (models/causal_decoder.h): every buffer the decoder sizes from its configuration (KV cache,
 // head offsets, per-call activations, rotary tables, attention scratch, logits) is computed once
 // here with checked arithmetic before anything is allocated (docs/hostile-input.md).
 #pragma once
 #include <cstdint>
 
-#include "models/decoder.h"
+#include "models/causal_decoder.h"
 
 namespace pyrt::models {
 

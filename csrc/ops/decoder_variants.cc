@@ -35,21 +35,6 @@ void gelu_tanh_gated_rows(const float* gate, const float* up, float* y, int64_t 
   cpu::gelu_tanh_gated_rows(gate, up, y, n);
 }
 
-void rope_neox(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t, const float* sin_t,
-               Device device) {
-  ops::require_cpu(device, "rope_neox");
-  PYRT_CHECK(head_dim > 0 && head_dim % 2 == 0, Shape, "rope_neox: head_dim ", head_dim, " must be positive and even");
-  ops::require_sizes("rope_neox", rows, n_heads);
-  if (rows == 0 || n_heads == 0) return;
-  ops::require_pointers("rope_neox", x && cos_t && sin_t);
-  cpu::rope_neox_rows(x, rows, n_heads, head_dim, cos_t, sin_t);
-}
-
-void rope_neox_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t,
-                    const float* sin_t) noexcept {
-  cpu::rope_neox_rows(x, rows, n_heads, head_dim, cos_t, sin_t);
-}
-
 void bias_add(float* y, const float* bias, int64_t rows, int64_t n, Device device) {
   ops::require_cpu(device, "bias_add");
   ops::require_sizes("bias_add", rows, n);

@@ -1,8 +1,9 @@
 // The op layer's decoder-family variants (Qwen2, Gemma 2/3 beside Llama): the numerical pieces a
 // family adds to the ops of pyrt/ops.h. Same two forms: op(...) checks its arguments and throws
 // pyrt::Error; op_rows(...) is the calling thread's share inside a ThreadTeam step (CPU memory,
-// validated arguments, never throws, never allocates). csrc/ops/decoder_variants.cc validates,
-// csrc/cpu/decoder_variants_cpu.cc computes.
+// validated arguments, never throws, never allocates). csrc/ops/decoder_variants.cc validates and
+// csrc/cpu/decoder_variants_cpu.cc computes (the rotary beside its NORM sibling in ops/rotary.cc and
+// cpu/rotary_cpu.cc, the attention beside the plain one in cpu/attention_cpu.cc).
 #pragma once
 #include <cstdint>
 

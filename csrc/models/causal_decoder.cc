@@ -1,4 +1,4 @@
-#include "models/decoder.h"
+#include "models/causal_decoder.h"
 
 #include <algorithm>
 #include <cmath>
