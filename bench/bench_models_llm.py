@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""LLM benchmark: SmolLM2-135M-Instruct (GGUF) with pyrt.LanguageModel, per weight format.
+"""LLM benchmark: a decoder GGUF (SmolLM2-135M-Instruct by default; --family gemma3 / qwen2 for
+Gemma 3 270M and Qwen2.5-Coder-0.5B) with pyrt.LanguageModel, per weight format.
 
 Measures prompt processing (one prefill of --prompt-tokens tokens) and generation (--gen-tokens
 single-token decode steps after a short prompt) in tokens/s on --threads threads, and puts
@@ -10,9 +11,13 @@ Also prints the perplexity of the test paragraph (tests/models/test_llm.py) per 
 Peer: llama.cpp through llama-cpp-python (optional; `pip install llama-cpp-python` compiles
 llama.cpp, 10-20 minutes) on the same GGUF in the same run. Its Q4_1 layers + Q8_0 embedding are
 exactly pyrt's q4a/32 + q8 embedding, so the row "q4a/32+q8emb" is the same-bits comparison.
-The bandwidth bound is measured at the start of the run (bench/bandwidth.py, a 1 GiB read).
+The Gemma 3 and Qwen2 files mix Q4_K/Q5_0/Q6_K/Q8_0: pyrt requantizes them (the row q4a/32+q8emb is
+then pyrt's default load of the file, not the same bits; MB/token says how many bytes each reads).
+The bandwidth bound is measured at the start of the run (bench/bandwidth.py, a 1 GiB read), and
+the machine block (bench/machine_info.py: CPU model, ISA flags, caches, load) printed first.
 
     PYRT_MODELS=/tmp/pyrt_models_llm python bench/bench_models_llm.py --formats f32 q8 q4a
+    python bench/bench_models_llm.py --family gemma3 --formats q4a --same-bits
 """
 from __future__ import annotations
 
@@ -28,10 +33,19 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pyrt  # noqa: E402
+import pyrt.gguf_tokenizer  # noqa: E402
 from pyrt.cli.models_dir import models_dir  # noqa: E402
 from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+
+# --family: the model folder and file under PYRT_MODELS (tools/fetch_models.py puts them there).
+FAMILY_FILES = {"smollm2": ("smollm2", "*.gguf"), "gemma3": ("gemma3-270m", "gemma-3-270m-q4_k_m.gguf"),
+                "qwen2": ("qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct.gguf")}
+# The timed runs feed token ids: a model whose tokenizer pyrt cannot build yet gets this stand-in
+# (no perplexity then).
+STUB_TOKENIZER = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b", "ab"],
+                  "tokenizer.ggml.merges": ["a b"]}
 
 
 def weight_bytes_per_token(tensors: dict) -> int:
@@ -72,13 +86,18 @@ def time_prompt_and_generation(run, reset, prompt: list[int], gen_tokens: int) -
 def bench_format(arrays, md, fmt, block, emb, args, activations="exact"):
     tensors = quantize_weights(arrays, fmt, block, emb)
     ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1  # 256: room for the perplexity paragraph
-    lm = pyrt.LanguageModel.from_parts(tensors, md, md, context_length=ctx, activations=activations)
+    try:
+        pyrt.gguf_tokenizer.GGUFTokenizer.from_metadata(md)
+        tokenizer = md
+    except pyrt.UnsupportedError:  # a tokenizer pyrt cannot build (yet): timing needs none
+        tokenizer = STUB_TOKENIZER
+    lm = pyrt.LanguageModel.from_parts(tensors, md, tokenizer, context_length=ctx, activations=activations)
     prompt = random_prompt(args.prompt_tokens, lm.config["vocab"])
     pp, tg = time_prompt_and_generation(lm.forward, lm.reset, prompt, args.gen_tokens)
     mean_ctx = 16 + args.gen_tokens / 2
     bytes_tok = weight_bytes_per_token(tensors) + kv_bytes_per_token(lm.config, int(mean_ctx))
     ppl = None
-    if args.perplexity:
+    if args.perplexity and tokenizer is md:
         from test_llm import PARAGRAPH  # noqa: PLC0415
 
         ppl = lm.perplexity(PARAGRAPH)
@@ -100,7 +119,8 @@ def bench_llama_cpp(path: Path, args):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="GGUF file (default: <PYRT_MODELS>/smollm2/*.gguf)")
+    ap.add_argument("--model", default=None, help="GGUF file (default: the --family file under PYRT_MODELS)")
+    ap.add_argument("--family", choices=sorted(FAMILY_FILES), default="smollm2")
     ap.add_argument("--formats", nargs="+", default=["f32", "f16", "q8", "q4", "q4a"])
     ap.add_argument("--blocks", nargs="+", type=int, default=[32])
     ap.add_argument("--embedding", default=None, help="format of the token embedding/output head (default: same)")
@@ -114,16 +134,20 @@ def main() -> int:
                     help="also run the same-bits model with opt-in int8 activations (docs/int8.md)")
     args = ap.parse_args()
     models = models_dir()
-    path = Path(args.model) if args.model else next(iter(sorted((models / "smollm2").glob("*.gguf"))), None)
+    folder, pattern = FAMILY_FILES[args.family]
+    path = Path(args.model) if args.model else next(iter(sorted((models / folder).glob(pattern))), None)
     if path is None or not path.exists():
-        print(f"no SmolLM2 GGUF under {models / 'smollm2'} (tools/fetch_models.py or PYRT_MODELS)")
+        print(f"no {args.family} GGUF under {models / folder} (tools/fetch_models.py or PYRT_MODELS)")
         return 1
     pyrt.set_num_threads(args.threads)
     import bandwidth  # noqa: PLC0415
+    from machine_info import describe, markdown_lines  # noqa: PLC0415
+
+    print("\n".join(markdown_lines(describe())))
 
     dram = bandwidth.read_bandwidth(1 << 30, args.threads, repeats=3).gbps
     arrays, md = read_gguf(path)
-    print(f"# {path.name}; threads={args.threads}; cpu_isa={pyrt.get_cpu_isa()}; prompt={args.prompt_tokens} "
+    print(f"# {path.name} ({md.get('general.architecture')}); {time.strftime('%Y-%m-%d %H:%M')}; threads={args.threads}; cpu_isa={pyrt.get_cpu_isa()}; prompt={args.prompt_tokens} "
           f"gen={args.gen_tokens}; embedding={args.embedding or 'same'}; DRAM read bound {dram:.1f} GB/s")
     print(f"{'format':>14} {'pp tok/s':>9} {'tg tok/s':>9} {'MB/token':>9} {'GB/s':>6} {'of bound':>9} {'ppl':>7}")
     runs = [(fmt, block, args.embedding, "exact") for fmt in args.formats
@@ -154,7 +178,8 @@ def main() -> int:
         if same_bits:
             gbps = same_bits[2] * tg / 1e9
             line += f" {same_bits[2] / 1e6:9.1f} {gbps:6.2f} {gbps / dram:9.1%}"
-            line += f"\npyrt q4a/32+q8emb vs llama.cpp (same bits): prompt {same_bits[0] / pp:.2f}x, generation {same_bits[1] / tg:.2f}x"
+            bits = "same bits" if args.family == "smollm2" else "pyrt's default load vs the file as shipped"
+            line += f"\npyrt q4a/32+q8emb vs llama.cpp ({bits}): prompt {same_bits[0] / pp:.2f}x, generation {same_bits[1] / tg:.2f}x"
         if int8:
             line += f"\npyrt q4a/32+q8emb int8 activations vs llama.cpp: prompt {int8[0] / pp:.2f}x, generation {int8[1] / tg:.2f}x"
         print(line, flush=True)

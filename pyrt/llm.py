@@ -1,7 +1,8 @@
-"""pyrt.LanguageModel: text generation with Llama-architecture decoders (SmolLM2, Llama-style GGUF
-models). The forward pass runs in C++ (pyrt._core.LlamaDecoder, FP16 KV cache); tokenization, chat
-templates and sampling live here. Generation runs on the model's BatchEngine (pyrt/batch_engine.py):
-concurrent calls from several threads decode together, each with its own KV cache."""
+"""pyrt.LanguageModel: text generation with the Llama-like decoder families (Llama/SmolLM2, Qwen2,
+Gemma 3, Gemma 2: pyrt/decoder_families.py, docs/models.md). The forward pass runs in C++
+(pyrt._core.Decoder, FP16 KV cache); tokenization, chat templates and sampling live here.
+Generation runs on the model's BatchEngine (pyrt/batch_engine.py): concurrent calls from several
+threads decode together, each with its own KV cache."""
 from __future__ import annotations
 
 import codecs
@@ -94,7 +95,8 @@ def _gguf_keys_from_model(model) -> dict[str, Any]:
 
 
 class LanguageModel:
-    """A Llama-architecture language model.
+    """A decoder-only language model of a supported family (``general.architecture`` llama, qwen2,
+    gemma3 or gemma2; another architecture raises :class:`UnsupportedError` naming the supported ones).
 
     ``LanguageModel(path)`` loads a .pyrt file (pyrt.load) or, directly, a llama.cpp .gguf file.
     A GGUF's tensors keep their types by default (``dtype=None``): Q8_0, Q4_0, Q4_1, Q5_0 and
@@ -143,8 +145,8 @@ class LanguageModel:
     def from_parts(cls, tensors: Mapping[str, Tensor], config: Mapping[str, Any], tokenizer_info: Mapping[str, Any],
                    *, context_length: int = DEFAULT_CONTEXT, kv_cache: str = "f16",
                    activations: str = "exact") -> "LanguageModel":
-        """Builds a model from pyrt Tensors by GGUF name, the architecture keys (``llama.*``) and the
-        tokenizer keys (``tokenizer.*``), both under llama.cpp's GGUF key names."""
+        """Builds a model from pyrt Tensors by GGUF name, the architecture keys (``general.architecture``
+        and ``<arch>.*``) and the tokenizer keys (``tokenizer.*``), both under llama.cpp's GGUF key names."""
         self = cls.__new__(cls)
         self._init(tensors, config, tokenizer_info, context_length, kv_cache, activations)
         return self
@@ -153,7 +155,7 @@ class LanguageModel:
         self.config = _decoder_config(config, tensors, context_length, kv_cache, activations)
         self.tokenizer = GGUFTokenizer.from_metadata(tokenizer_info)
         self.chat_template: str | None = tokenizer_info.get("tokenizer.chat_template")
-        self._decoder = require_core().LlamaDecoder(self.config, native_weights(tensors))
+        self._decoder = require_core().Decoder(self.config, native_weights(tensors))
         self._tensors = dict(tensors)  # the decoder reads their bytes in place
         self._cached: list[int] = []   # token ids whose keys/values are in the default sequence's cache
         self._lock = threading.RLock()  # the default sequence: forward, prefill, reset, perplexity

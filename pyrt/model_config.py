@@ -11,9 +11,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ConfigError, FileFormatError, RangeError, ShapeError, UnsupportedError
+from .errors import ConfigError, FileFormatError, RangeError, ShapeError
 
-# The largest KV cache capacity, in tokens (mirrors kMaxContextTokens, csrc/models/llama_limits.h).
+# The largest KV cache capacity, in tokens (mirrors kMaxContextTokens, csrc/models/decoder_limits.h).
 MAX_CONTEXT = 1 << 20
 # Token ids are int32 in the core; no size read from a config may exceed it.
 MAX_SIZE = (1 << 31) - 1
@@ -99,39 +99,11 @@ def _matrix_shape(tensors: Mapping[str, Any], name: str) -> tuple[int, ...]:
 
 def decoder_config(md: Mapping[str, Any], tensors: Mapping[str, Any], context_length: Any,
                    kv_cache: str) -> dict[str, Any]:
-    """The native LlamaConfig fields from llama.cpp-named metadata, every value checked."""
-    arch = md.get("general.architecture", "llama")
-    if arch != "llama":
-        raise UnsupportedError(f"architecture {_shown(arch)} (general.architecture) is not supported; only 'llama' is")
-    vocab, d_model = _matrix_shape(tensors, "token_embd.weight")
-    n_heads = config_int(md, "llama.attention.head_count")
-    n_kv_heads = config_int(md, "llama.attention.head_count_kv", n_heads, high=n_heads)
-    embedding = config_int(md, "llama.embedding_length")
-    if embedding != d_model:
-        raise ShapeError(f"llama.embedding_length is {embedding} but token_embd.weight has shape {(vocab, d_model)}")
-    check_divisible("llama.embedding_length", d_model, "llama.attention.head_count", n_heads)
-    check_divisible("llama.attention.head_count", n_heads, "llama.attention.head_count_kv", n_kv_heads)
-    head_dim = d_model // n_heads
-    if head_dim % 2:
-        raise ConfigError(f"head size {head_dim} (embedding_length / head_count) must be even for rotary embeddings")
-    if config_int(md, "llama.rope.dimension_count", head_dim) != head_dim:
-        raise UnsupportedError("partial rotary embeddings (llama.rope.dimension_count != head size) are not supported")
-    if kv_cache not in ("f16", "f32"):
-        raise UnsupportedError(f"kv_cache must be 'f16' or 'f32', got {_shown(kv_cache)}")
-    trained = config_int(md, "llama.context_length", None) if "llama.context_length" in md else None
-    return {
-        "n_layers": config_int(md, "llama.block_count"),
-        "d_model": d_model,
-        "n_heads": n_heads,
-        "n_kv_heads": n_kv_heads,
-        "head_dim": head_dim,
-        "d_ffn": config_int(md, "llama.feed_forward_length"),
-        "vocab": vocab,
-        "max_context": check_context_length(context_length, trained),
-        "rms_eps": config_float(md, "llama.attention.layer_norm_rms_epsilon", high=1.0),
-        "rope_theta": config_float(md, "llama.rope.freq_base", 10000.0),
-        "kv_f32": kv_cache == "f32",
-    }
+    """The native DecoderConfig fields from llama.cpp-named metadata, every value checked, the
+    architecture's features from the family table (pyrt/decoder_families.py)."""
+    from .decoder_families import decoder_config as family_decoder_config  # noqa: PLC0415 - it builds on this module
+
+    return family_decoder_config(md, tensors, context_length, kv_cache)
 
 
 def bounded_json(text: str | bytes, name: str) -> Any:

@@ -1,12 +1,15 @@
 // Attention on the CPU: the encoder's packed self-attention, (sequence, head) pairs scheduled over
 // threads with the active ISA's head kernel (cpu/attention_head.h), and one decoder head over its
-// KV cache, built from matmul_rows and the causal softmax.
+// KV cache (with the decoder families' sliding window and softcap), built from matmul_rows and the
+// row softmax.
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
 #include "cpu/attention_head.h"
+#include "cpu/decoder_variants_cpu.h"
 #include "cpu/ops_cpu.h"
+#include "cpu/vector_math.h"
 #include "pyrt/runtime.h"
 
 #ifdef PYRT_WITH_OPENMP
@@ -58,7 +61,22 @@ void packed_self_attention(const float* q, const float* k, const float* v, const
 }
 
 void cached_head_attention_rows(const CachedHeadAttention& a, float* scratch) noexcept {
-  const int64_t hd = a.keys.cols, end = a.keys.rows, rows = a.rows;
+  cpu::windowed_head_attention_rows(a, 0, 0.0f, scratch);  // all keys, no cap: the plain causal head
+}
+
+void windowed_head_attention_rows(const CachedHeadAttention& a, int64_t window, float softcap,
+                                  float* scratch) noexcept {
+  const int64_t hd = a.keys.cols, rows = a.rows;
+  // Query i sits at position first_valid - 1 + i. Keys before `first` are outside every query's
+  // window: the products skip them by starting the views there.
+  const int64_t first = window > 0 ? std::max<int64_t>(0, a.first_valid - window) : 0;
+  const int64_t span = a.keys.rows - first;
+  WeightView keys = a.keys;
+  keys.data += first * keys.row_stride;
+  keys.rows = span;
+  WeightView values_t = a.values_t;
+  values_t.data += first * (format_traits(values_t.format).bits_per_element / 8);  // f16 or f32 cache
+  values_t.cols = span;
   // The products want contiguous rows: the head's queries are gathered first, its output scattered
   // after.
   float* q_chunk = scratch;
@@ -68,12 +86,25 @@ void cached_head_attention_rows(const CachedHeadAttention& a, float* scratch) no
   MatmulParams p;
   p.x = q_chunk;
   p.M = rows;
-  p.w = a.keys;
+  p.w = keys;
   p.y = scores;
-  cpu::matmul_rows(p, 0, end);
-  causal_softmax_rows(scores, rows, end, a.first_valid, a.scale);
+  cpu::matmul_rows(p, 0, span);
+  const VectorMath& vm = vector_math();
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = scores + i * span;
+    const int64_t end = std::min(span, a.first_valid + i - first);  // keys up to the query's own position
+    const int64_t begin = window > 0 ? std::min(end, std::max<int64_t>(0, a.first_valid + i - window) - first) : 0;
+    float scale = a.scale;
+    if (softcap > 0) {
+      const float inv = a.scale / softcap;
+      for (int64_t j = begin; j < end; ++j) row[j] = softcap * std::tanh(row[j] * inv);
+      scale = 1.0f;
+    }
+    std::fill(row, row + begin, 0.0f);
+    vm.softmax(row + begin, span - begin, end - begin, scale);
+  }
   p.x = scores;
-  p.w = a.values_t;
+  p.w = values_t;
   p.y = out_chunk;
   cpu::matmul_rows(p, 0, hd);
   for (int64_t i = 0; i < rows; ++i) std::copy_n(out_chunk + i * hd, hd, a.out + i * a.out_stride);

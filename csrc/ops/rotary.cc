@@ -1,6 +1,7 @@
-// rope_tables, rope_interleaved: validate, then the CPU backend (cpu/rotary_cpu.cc).
+// rope_tables, rope_interleaved, rope_neox: validate, then the CPU backend (cpu/rotary_cpu.cc).
 #include <cmath>
 
+#include "cpu/decoder_variants_cpu.h"
 #include "cpu/ops_cpu.h"
 #include "ops/dispatch.h"
 
@@ -10,6 +11,17 @@ namespace {
 void check_head_dim(int64_t head_dim) {
   PYRT_CHECK(head_dim > 0 && head_dim % 2 == 0, Shape, "rotary embedding: head_dim ", head_dim,
              " must be positive and even");
+}
+
+// true when there is work: the arguments of a rotation (either layout) checked.
+bool check_rotation(const char* op, const float* x, int64_t rows, int64_t n_heads, int64_t head_dim,
+                    const float* cos_t, const float* sin_t, Device device) {
+  ops::require_cpu(device, op);
+  check_head_dim(head_dim);
+  ops::require_sizes(op, rows, n_heads);
+  if (rows == 0 || n_heads == 0) return false;
+  ops::require_pointers(op, x && cos_t && sin_t);
+  return true;
 }
 
 }  // namespace
@@ -25,17 +37,24 @@ void rope_tables(int64_t head_dim, float theta, int64_t first_pos, int64_t rows,
 
 void rope_interleaved(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t,
                       const float* sin_t, Device device) {
-  ops::require_cpu(device, "rope_interleaved");
-  check_head_dim(head_dim);
-  ops::require_sizes("rope_interleaved", rows, n_heads);
-  if (rows == 0 || n_heads == 0) return;
-  ops::require_pointers("rope_interleaved", x && cos_t && sin_t);
-  cpu::rope_interleaved_rows(x, rows, n_heads, head_dim, cos_t, sin_t);
+  if (check_rotation("rope_interleaved", x, rows, n_heads, head_dim, cos_t, sin_t, device))
+    cpu::rope_interleaved_rows(x, rows, n_heads, head_dim, cos_t, sin_t);
 }
 
 void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t,
                            const float* sin_t) noexcept {
   cpu::rope_interleaved_rows(x, rows, n_heads, head_dim, cos_t, sin_t);
+}
+
+void rope_neox(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t, const float* sin_t,
+               Device device) {
+  if (check_rotation("rope_neox", x, rows, n_heads, head_dim, cos_t, sin_t, device))
+    cpu::rope_neox_rows(x, rows, n_heads, head_dim, cos_t, sin_t);
+}
+
+void rope_neox_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t,
+                    const float* sin_t) noexcept {
+  cpu::rope_neox_rows(x, rows, n_heads, head_dim, cos_t, sin_t);
 }
 
 }  // namespace pyrt

@@ -17,33 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from ...decoder_families import hf_config
 from ...errors import FileFormatError, FileIOError, UnsupportedError
 from ...gguf_weights import GGUF_FORMATS, gguf_tensor
-from ...model_config import config_float, config_int
 from ...tensor import Tensor, quantize
 from .base import Source, SourceTensor
 from .gguf_limits import byte_order, read_header
 
 SUPPORTED_TYPES = tuple(GGUF_FORMATS)  # F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q4_K Q5_K Q6_K Q5_1
 
-# GGUF "<arch>.<key>" -> Hugging Face config key, for llama-like architectures.
-LLAMA_KEYS = {
-    "embedding_length": "hidden_size",
-    "feed_forward_length": "intermediate_size",
-    "block_count": "num_hidden_layers",
-    "attention.head_count": "num_attention_heads",
-    "attention.head_count_kv": "num_key_value_heads",
-    "attention.layer_norm_rms_epsilon": "rms_norm_eps",
-    "rope.freq_base": "rope_theta",
-    "context_length": "max_position_embeddings",
-    "rope.dimension_count": "rope_dimension_count",
-    "vocab_size": "vocab_size",
-}
 # What the gguf package raises on a file the pre-scan let through (its own checks, numpy views).
 _PACKAGE_ERRORS = (ValueError, OSError, IndexError, KeyError, TypeError, ArithmeticError, AttributeError,
                    AssertionError)
-FLOAT_KEYS = ("rms_norm_eps", "rope_theta")
-TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id")
 
 
 def _module():
@@ -55,22 +40,9 @@ def _module():
 
 
 def llama_config(arch: str, kv: dict[str, Any], has_output: bool, n_vocab: int) -> dict[str, Any]:
-    config: dict[str, Any] = {"model_type": arch, "tensor_naming": "gguf", "source_format": "gguf"}
-    if arch == "llama":
-        config["architectures"] = ["LlamaForCausalLM"]
-    for key, hf in LLAMA_KEYS.items():
-        if f"{arch}.{key}" in kv:  # types and ranges checked (pyrt/model_config.py)
-            check = config_float if hf in FLOAT_KEYS else config_int
-            config[hf] = check(kv, f"{arch}.{key}")
-    config.setdefault("vocab_size", n_vocab)
-    if "hidden_size" in config and "num_attention_heads" in config:
-        config["head_dim"] = config["hidden_size"] // config["num_attention_heads"]
-    config.setdefault("num_key_value_heads", config.get("num_attention_heads"))
-    config["tie_word_embeddings"] = not has_output  # no output.weight: the head reuses token_embd
-    for key in TOKENIZER_IDS:
-        if f"tokenizer.ggml.{key}" in kv:
-            config[key.replace("unknown", "unk").replace("padding", "pad")] = kv[f"tokenizer.ggml.{key}"]
-    return config
+    """The Hugging Face-style config of a GGUF decoder of any supported family
+    (pyrt/decoder_families.py); UnsupportedError for another architecture."""
+    return hf_config(arch, kv, has_output, n_vocab)
 
 
 # ggml types whose data the gguf package hands over as typed numbers rather than raw blocks.

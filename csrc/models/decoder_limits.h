@@ -1,10 +1,10 @@
-// Size limits of the Llama decoder: every buffer the decoder sizes from its configuration (KV cache,
+// Size limits of the decoder (models/causal_decoder.h): every buffer the decoder sizes from its configuration (KV cache,
 // head offsets, per-call activations, rotary tables, attention scratch, logits) is computed once
 // here with checked arithmetic before anything is allocated (docs/hostile-input.md).
 #pragma once
 #include <cstdint>
 
-#include "models/llama_decoder.h"
+#include "models/causal_decoder.h"
 
 namespace pyrt::models {
 
@@ -14,6 +14,6 @@ constexpr int64_t kMaxContextTokens = int64_t(1) << 20;
 
 // Throws Shape for a non-positive size and Range when max_context exceeds kMaxContextTokens or any
 // buffer of the decoder would overflow int64 or exceed the process's address space.
-void check_llama_sizes(const LlamaConfig& config);
+void check_decoder_sizes(const DecoderConfig& config);
 
 }  // namespace pyrt::models

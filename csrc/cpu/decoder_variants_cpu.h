@@ -1,0 +1,20 @@
+// The CPU backend of pyrt/ops_decoder.h: decoder_variants_cpu.cc, rope_neox_rows in rotary_cpu.cc,
+// windowed_head_attention_rows in attention_cpu.cc. Called only from csrc/ops/ after validation.
+#pragma once
+#include <cstdint>
+
+#include "pyrt/ops_decoder.h"
+
+namespace pyrt::cpu {
+
+void rms_norm_offset_rows(const float* x, const float* weight, float offset, int64_t rows, int64_t n, float eps,
+                          float* y) noexcept;
+void gelu_tanh_gated_rows(const float* gate, const float* up, float* y, int64_t n) noexcept;
+void rope_neox_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* cos_t,
+                    const float* sin_t) noexcept;
+void bias_add_rows(float* y, const float* bias, int64_t rows, int64_t n) noexcept;
+void softcap_rows(float* x, int64_t n, float cap) noexcept;
+void windowed_head_attention_rows(const CachedHeadAttention& a, int64_t window, float softcap,
+                                  float* scratch) noexcept;
+
+}  // namespace pyrt::cpu
