@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -168,7 +168,8 @@ def _requested(name: str, ndim: int, dtype: str | None, embedding_dtype: str | N
 
 def load_gguf_tensors(path: str | Path, dtype: str | None = None, block: int = GGUF_BLOCK,
                       embedding_dtype: str | None = None, method: str = "rtn",
-                      measure: bool = True) -> tuple[dict[str, Tensor], dict[str, Any], GGUFLoadReport]:
+                      measure: bool = True, check_keys: Callable[[dict[str, Any]], Any] | None = None,
+                      ) -> tuple[dict[str, Tensor], dict[str, Any], GGUFLoadReport]:
     """(Tensors by GGUF name, the GGUF's key/values, a report) of a GGUF file.
 
     ``dtype`` None keeps each tensor's GGUF type where pyrt has the same bytes (a view of the mapped
@@ -177,7 +178,8 @@ def load_gguf_tensors(path: str | Path, dtype: str | None = None, block: int = G
     (None: as the other matrices). ``method``: the quantizer of requantized tensors (round to
     nearest by default: no calibration text here). ``measure``: report each converted tensor's
     relative RMS error against the GGUF's dequantized values now (mapped ones are exact: 0);
-    False leaves them to ``report.measure()`` (faster loading).
+    False leaves them to ``report.measure()`` (faster loading). ``check_keys(kv)`` runs on the
+    key/values before any tensor is read or converted (LanguageModel: architecture and tokenizer).
     Raises UnsupportedError (a ggml type pyrt cannot read, one line naming the tensor), FileIOError,
     FileFormatError."""
     from .convert.readers.gguf_file import read_tensors  # noqa: PLC0415 - needs the gguf package
@@ -186,6 +188,8 @@ def load_gguf_tensors(path: str | Path, dtype: str | None = None, block: int = G
     if not path.is_file():
         raise FileIOError(f"cannot open '{path}': no such file")
     gguf_tensors, kv = read_tensors(path)
+    if check_keys is not None:
+        check_keys(kv)
     out: dict[str, Tensor] = {}
     rows = []
     unmeasured: dict[str, tuple[Any, Tensor]] = {}

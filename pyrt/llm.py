@@ -18,7 +18,8 @@ from .batch_engine import BatchEngine, Request
 from .model_weights import native_weights
 from .errors import ArgumentTypeError, RangeError, ShapeError, UnsupportedError
 from .gguf_tokenizer import GGUFTokenizer
-from .model_config import check_converted_llama_metadata, decoder_config
+from .decoder_families import family_for
+from .model_config import check_converted_llama_metadata, check_tokenizer_metadata, decoder_config
 from .ops import check_activations
 from .tensor import Tensor
 from .chat_template import template_for
@@ -94,6 +95,13 @@ def _gguf_keys_from_model(model) -> dict[str, Any]:
     return keys
 
 
+def _check_gguf_keys(kv: Mapping[str, Any]) -> None:
+    """What a GGUF must say before its weights are read: a supported architecture and tokenizer
+    (each an UnsupportedError in one line naming the key)."""
+    family_for(kv.get("general.architecture", "llama"))
+    check_tokenizer_metadata(kv)
+
+
 class LanguageModel:
     """A decoder-only language model of a supported family (``general.architecture`` llama, qwen2,
     gemma3 or gemma2; another architecture raises :class:`UnsupportedError` naming the supported ones).
@@ -132,7 +140,8 @@ class LanguageModel:
 
             if dtype is not None and embedding_dtype is None:
                 embedding_dtype = "q8" if dtype.startswith("q") else dtype
-            tensors, metadata, report = load_gguf_tensors(path, dtype, block, embedding_dtype, measure=False)
+            tensors, metadata, report = load_gguf_tensors(path, dtype, block, embedding_dtype, measure=False,
+                                                          check_keys=_check_gguf_keys)
             self.gguf_report = report
         else:
             from . import load  # type: ignore[attr-defined]  # noqa: PLC0415 - provided by pyrt.convert

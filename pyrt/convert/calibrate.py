@@ -16,6 +16,7 @@ import numpy as np
 
 from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_stats,
                            read_calibration_text, split_calibration_text)
+from ..decoder_families import FAMILIES
 from ..errors import PyrtError
 from ..tensor import Tensor, quantize
 from .readers import Source
@@ -60,11 +61,11 @@ def _runnable_model(source: Source, loaded: dict[str, np.ndarray]) -> tuple[Opti
     """(a model built from the source's float32 weights, "") or (None, why not)."""
     model_type = str(source.config.get("model_type", ""))
     try:
-        if source.kind == "gguf" and model_type == "llama":
+        if source.kind == "gguf" and model_type in FAMILIES:
             from ..llm import LanguageModel  # noqa: PLC0415 - needs the llm extra
 
             keys = _gguf_keys(source)
-            context = min(LLM_CONTEXT, int(keys.get("llama.context_length", LLM_CONTEXT)))
+            context = min(LLM_CONTEXT, int(keys.get(f"{model_type}.context_length", LLM_CONTEXT)))
             return LanguageModel.from_parts(_float_tensors(source, loaded), keys, keys, context_length=context), ""
         if model_type == "bert":
             from ..encoder import SentenceEncoder  # noqa: PLC0415

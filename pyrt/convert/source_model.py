@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..tensor import Tensor, quantize
 from .readers import Source, SourceTensor, open_source
+from ..decoder_families import FAMILIES
 from .rules import default_choice
 
 DECODER_CONTEXT = 1024  # KV cache of the in-memory decoders: enough for every probe text
@@ -27,7 +28,7 @@ def model_kind(source: Source) -> str | None:
     config = source.config
     if config.get("model_type") == "bert" and "tokenizer.json" in source.files:
         return "encoder"
-    if source.kind == "gguf" and config.get("model_type") == "llama":
+    if source.kind == "gguf" and config.get("model_type") in FAMILIES:
         return "decoder"
     return None
 
@@ -77,7 +78,8 @@ class SourceModel:
         from ..llm import LanguageModel, _gguf_keys_from_model
 
         keys = _gguf_keys_from_model(SimpleNamespace(metadata=self.metadata, config=self.config))
-        context = min(DECODER_CONTEXT, int(keys.get("llama.context_length", DECODER_CONTEXT)))
+        arch = self.config.get("model_type", "llama")
+        context = min(DECODER_CONTEXT, int(keys.get(f"{arch}.context_length", DECODER_CONTEXT)))
         return LanguageModel.from_parts(tensors, keys, keys, context_length=context)
 
     def _encoder(self, tensors: Mapping[str, Tensor]) -> Any:

@@ -336,12 +336,11 @@ def test_language_model_with_unknown_tokenizer_says_so(tmp_path, override):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="pyrt/llm.py reads (dequantizes) the GGUF's tensors before checking its "
-                   "tokenizer: it should call model_config.check_tokenizer_metadata(kv) right after the header")
 def test_unknown_tokenizer_is_reported_before_weights_are_read(tmp_path, monkeypatch):
     from fuzz import seeds
 
     import pyrt  # noqa: PLC0415
+    from pyrt import gguf_weights
     from pyrt.convert.readers import gguf_file
 
     path = tmp_path / "m.gguf"
@@ -350,5 +349,25 @@ def test_unknown_tokenizer_is_reported_before_weights_are_read(tmp_path, monkeyp
     def no_weights(*args, **kwargs):
         raise AssertionError("tensor data read before the tokenizer was checked")
     monkeypatch.setattr(gguf_file, "_values", no_weights)
+    monkeypatch.setattr(gguf_weights, "gguf_tensor", no_weights)
     with pytest.raises(UnsupportedError, match="tokenizer.ggml.model"):
         pyrt.LanguageModel(path, context_length=16, dtype="f32", embedding_dtype=None)
+
+
+def test_unknown_architecture_is_reported_before_weights_are_read(tmp_path, monkeypatch):
+    from fuzz import seeds
+
+    import pyrt  # noqa: PLC0415
+    from pyrt import gguf_weights
+    from pyrt.convert.readers import gguf_file
+
+    path = tmp_path / "m.gguf"
+    path.write_bytes(seeds.llama_gguf_bytes(**{"general.architecture": "mamba"}))
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("tensor data read before the architecture was checked")
+    monkeypatch.setattr(gguf_file, "_values", no_weights)
+    monkeypatch.setattr(gguf_weights, "gguf_tensor", no_weights)
+    with pytest.raises(UnsupportedError, match="mamba") as err:
+        pyrt.LanguageModel(path, context_length=16)
+    assert "\n" not in str(err.value) and "gemma3" in str(err.value)
