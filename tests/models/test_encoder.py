@@ -373,8 +373,8 @@ def test_bad_checkpoints_raise_typed_errors(checkpoint, encoders):
         pyrt.SentenceEncoder.from_parts(good, config, {**files, "modules.json": json.dumps(modules)})
     with pytest.raises(pyrt.DtypeError):
         pyrt.SentenceEncoder(42)
-    with pytest.raises(pyrt.FileFormatError, match="convert it first"):
-        pyrt.SentenceEncoder(models_dir() / MODEL_FOLDER)
+    with pytest.raises(pyrt.FileFormatError, match="no config.json"):  # a folder that is no model
+        pyrt.SentenceEncoder(models_dir())
 
 
 def test_other_1d_formats_and_prefixed_names(checkpoint, embeddings):
@@ -446,6 +446,14 @@ def test_demo_command(folder, tmp_path, capsys, monkeypatch):
     assert "Espresso" in out.split("How do you make coffee?")[1].splitlines()[1]
     monkeypatch.setenv("PYRT_MODELS", str(tmp_path / "empty"))
     assert _cli("demo") == 1
+
+
+def test_folder_runs_as_it_is(folder, embeddings):
+    """SentenceEncoder(folder): the sentence-transformers folder in FP32, no conversion step (it
+    replaced the 'convert it first' error once folders became loadable)."""
+    enc = pyrt.SentenceEncoder(folder)
+    assert enc.formats == [("f32", 1)] and enc.max_seq_length == 256 and enc.name == MODEL_FOLDER
+    np.testing.assert_allclose(enc.encode(SENTENCES), embeddings("f32"), rtol=0, atol=1e-6)
 
 
 def test_matches_sentence_transformers(folder, encoders, embeddings):
