@@ -10,7 +10,6 @@ safetensors + tokenizers packages; skips with the reason otherwise.
 from __future__ import annotations
 
 import json
-import math
 import threading
 
 import numpy as np
@@ -19,10 +18,13 @@ import pytest
 import pyrt
 from pyrt.errors import ConfigError
 
+from encoder_reference import (MPNET_ATTENTION, cosines, independent_token_ids,
+                               layer_norm64, mean_pooled_unit, model_folder, per_format, post_norm_layers64,
+                               read_checkpoint)
 from helpers import models_dir
 
-safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
-tokenizers = pytest.importorskip("tokenizers", reason="SentenceEncoder needs the tokenizers package")
+pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
+pytest.importorskip("tokenizers", reason="SentenceEncoder needs the tokenizers package")
 
 MODEL_FOLDER = "all-mpnet-base-v2"
 CARRIED_FILES = ("tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json",
@@ -58,20 +60,6 @@ MEAN_COSINE = {"f16": 0.999995, "q8": 0.9997, "q4": 0.955, "q4a": 0.965}
 
 # ----------------------------------------------------------------------------- float64 reference
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    try:
-        from scipy.special import erf
-        return erf(x)
-    except ImportError:
-        return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
-
-
-def _layer_norm(x, gamma, beta, eps):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * gamma + beta
-
-
 def relative_buckets(length: int, num_buckets: int = 32, max_distance: int = 128) -> np.ndarray:
     """[L, L] bucket of key j seen from query i: half the buckets per direction (keys after the
     query in the upper half), exact distances below a quarter of the buckets, log-spaced above up
@@ -88,69 +76,32 @@ def relative_buckets(length: int, num_buckets: int = 32, max_distance: int = 128
 
 def reference_hidden_states(w: dict, cfg: dict, ids: list[int]) -> np.ndarray:
     """Last hidden states [L, H] of MPNetModel in float64 for one unpadded sentence."""
-    H, heads, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
-    dh, L = H // heads, len(ids)
+    L = len(ids)
     x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][2:2 + L]
-    x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
-    bias = w[RELATIVE_BIAS][relative_buckets(L)].transpose(2, 0, 1)  # [heads, L, L]
-
-    def dense(h, name):
-        return h @ w[name + ".weight"].T + w[name + ".bias"]
-
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layer.{i}."
-        q, k, v = (dense(x, p + f"attention.attn.{n}").reshape(L, heads, dh).transpose(1, 0, 2) for n in "qkv")
-        scores = q @ k.transpose(0, 2, 1) / math.sqrt(dh) + bias
-        probs = np.exp(scores - scores.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        ctx = (probs @ v).transpose(1, 0, 2).reshape(L, H)
-        x = _layer_norm(x + dense(ctx, p + "attention.attn.o"), w[p + "attention.LayerNorm.weight"],
-                        w[p + "attention.LayerNorm.bias"], eps)
-        f = dense(x, p + "intermediate.dense")
-        f = 0.5 * f * (1.0 + _erf(f / math.sqrt(2.0)))
-        x = _layer_norm(x + dense(f, p + "output.dense"), w[p + "output.LayerNorm.weight"],
-                        w[p + "output.LayerNorm.bias"], eps)
-    return x
+    x = layer_norm64(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], cfg["layer_norm_eps"])
+    bias = w[RELATIVE_BIAS][relative_buckets(L)].transpose(2, 0, 1)  # [heads, L, L], shared by all layers
+    return post_norm_layers64(x, w, cfg, MPNET_ATTENTION, bias)
 
 
 def reference_embeddings(w: dict, cfg: dict, token_ids: list[list[int]]) -> np.ndarray:
-    """Mean pooling + L2 normalisation (the model's modules.json)."""
-    out = np.stack([reference_hidden_states(w, cfg, ids).mean(0) for ids in token_ids])
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return mean_pooled_unit([reference_hidden_states(w, cfg, ids) for ids in token_ids])
 
 
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
 def folder():
-    path = models_dir() / MODEL_FOLDER
-    if not (path / "model.safetensors").is_file():
-        pytest.skip(f"{path} is absent: run python tools/fetch_models.py --only mpnet (or set PYRT_MODELS)")
-    return path
+    return model_folder(models_dir() / MODEL_FOLDER, "mpnet")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(folder):
-    """(float32 weights by name, HF config, carried files) read without pyrt."""
-    weights = {k: v for k, v in safetensors_numpy.load_file(str(folder / "model.safetensors")).items()
-               if v.dtype == np.float32}
-    config = json.loads((folder / "config.json").read_text())
-    files = {name: (folder / name).read_bytes() for name in CARRIED_FILES if (folder / name).is_file()}
-    return weights, config, files
+    return read_checkpoint(folder, CARRIED_FILES)
 
 
 @pytest.fixture(scope="module")
 def token_ids(folder):
-    """Tokenisation set up independently, as sentence-transformers does for this model."""
-    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=MAX_SEQ_LENGTH)
-    return [e.ids for e in tok.encode_batch([s.strip() for s in SENTENCES])]
+    return independent_token_ids(folder, SENTENCES, MAX_SEQ_LENGTH)
 
 
 @pytest.fixture(scope="module")
@@ -173,26 +124,12 @@ def quantized_tensors(weights: dict, fmt: str, block: int = 32) -> dict:
 @pytest.fixture(scope="module")
 def encoders(checkpoint):
     weights, config, files = checkpoint
-    cache: dict = {}
-
-    def get(fmt: str):
-        if fmt not in cache:
-            cache[fmt] = pyrt.SentenceEncoder.from_parts(quantized_tensors(weights, fmt), config, files)
-        return cache[fmt]
-
-    return get
+    return per_format(lambda fmt: pyrt.SentenceEncoder.from_parts(quantized_tensors(weights, fmt), config, files))
 
 
 @pytest.fixture(scope="module")
 def embeddings(encoders):
-    cache: dict = {}
-
-    def get(fmt: str):
-        if fmt not in cache:
-            cache[fmt] = encoders(fmt).encode(SENTENCES, batch_size=8)
-        return cache[fmt]
-
-    return get
+    return per_format(lambda fmt: encoders(fmt).encode(SENTENCES, batch_size=8))
 
 
 # ----------------------------------------------------------------------------- settings, tokens
