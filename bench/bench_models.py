@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Model benchmarks. Encoder part: all-MiniLM-L6-v2 sentences/s at batch 1 and batch 32, the
+"""Model benchmarks. Encoder part: all-MiniLM-L6-v2 (or, with --model mpnet, all-mpnet-base-v2)
+sentences/s at batch 1 and batch 32, the
 peak RSS and the achieved GFLOP/s at batch 32 (arithmetic bound: the machine's FMA peak), per pyrt
 weight format, side by side with sentence-transformers on PyTorch (FP32, CPU)
 when it is installed, measured in the same run.
@@ -10,8 +11,12 @@ pyrt.convert.convert_checkpoint and memory-mapped by pyrt.load; before that conv
 weights are quantized in memory from the safetensors (reported as 'from_parts': RSS then includes
 the float32 checkpoint that was read).
 
-Usage: python bench/bench_models.py encoder [--formats f32,f16,q8,q4] [--activations exact,int8] [--threads N]
-                                            [--rounds R] [--json]
+The table starts with the machine (bench/machine_info.py: CPU model, ISA flags, load average).
+
+Usage: python bench/bench_models.py encoder [--model minilm|mpnet] [--formats f32,f16,q8,q4]
+                                            [--activations exact,int8] [--threads N] [--rounds R] [--json]
+MPNet against PyTorch FP32, exact activations, 2 threads:
+       python bench/bench_models.py encoder --model mpnet --formats f32 --threads 2 --rounds 3
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_FOLDER = "all-MiniLM-L6-v2"
+# --model -> the sentence-transformers folder under the models cache (tools/fetch_models.py names).
+MODEL_FOLDERS = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
 BATCH_SIZES = (1, 32)
 
 # Sentences of everyday length (8-30 tokens), like a retrieval workload.
@@ -161,9 +167,9 @@ def bench_encoder(args) -> list[dict]:
     (all pyrt configurations, then PyTorch, R times over), so a slow phase of a shared machine hits
     every engine alike. Rates are then the median over rounds, and each pyrt row keeps the ratio to
     PyTorch of every round (per_round_b32)."""
-    args.model_dir = args.model_dir or default_cache() / MODEL_FOLDER
+    args.model_dir = args.model_dir or default_cache() / MODEL_FOLDERS[args.model]
     if not (Path(args.model_dir) / "model.safetensors").is_file():
-        sys.exit(f"{args.model_dir} has no model.safetensors: run python tools/fetch_models.py --only minilm")
+        sys.exit(f"{args.model_dir} has no model.safetensors: run python tools/fetch_models.py --only {args.model}")
     sys.path.insert(0, str(REPO))
     try:
         from pyrt.convert import convert_checkpoint
@@ -183,7 +189,7 @@ def bench_encoder(args) -> list[dict]:
         for fmt in args.formats.split(","):
             extra = ["--format", fmt]
             if convert_checkpoint is not None:
-                path = Path(tmp) / f"minilm-{fmt}.pyrt"
+                path = Path(tmp) / f"{args.model}-{fmt}.pyrt"
                 convert_checkpoint(args.model_dir, path, dtype=fmt, block=args.block)
                 extra += ["--pyrt-file", str(path), "--file-mb", f"{path.stat().st_size / 1e6:.2f}"]
             configs += [("pyrt", extra + ["--activation", a]) for a in args.activations.split(",")]
@@ -234,12 +240,16 @@ def combine_rounds(rounds: list[list[dict]]) -> list[dict]:
     return combined
 
 
-def print_results(results: list[dict]) -> None:
+def print_results(results: list[dict], model_name: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine_info import describe, markdown_lines  # noqa: PLC0415
+
+    print("\n".join(markdown_lines(describe())))
     torch_row = next((r for r in results if r["engine"] != "pyrt"), None)
     # The torch run does the same arithmetic on the same sentences: reuse pyrt's FLOP count.
     flop_reference = next((r["gflop_per_sentence"] for r in results if "gflop_per_sentence" in r), None)
     rounds = max((r.get("rounds", 1) for r in results), default=1)
-    print(f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences (batch 32) / 16 sentences (batch 1)"
+    print(f"{model_name}, {len(SENTENCES)} sentences (batch 32) / 16 sentences (batch 1)"
           + (f"; medians over {rounds} interleaved rounds" if rounds > 1 else ""))
     print(f"{'engine':<38} {'format':<9} {'source':<11} {'load s':>7} {'b1 sent/s':>10} {'b32 sent/s':>11} "
           f"{'peak RSS MB':>12} {'b32 GFLOP/s':>12} {'b1 MB/fwd':>10} {'b1 GB/s':>8} {'of DRAM':>8}"
@@ -268,6 +278,7 @@ def print_results(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["encoder", "_worker_pyrt", "_worker_torch"])
+    parser.add_argument("--model", choices=sorted(MODEL_FOLDERS), default="minilm")
     parser.add_argument("--formats", default="f32,f16,q8,q4")
     parser.add_argument("--block", type=int, default=32)
     parser.add_argument("--activations", default="exact",
@@ -297,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print_results(results)
+        print_results(results, Path(args.model_dir).name)
     return 0
 
 

@@ -47,9 +47,14 @@ def matmul(x: np.ndarray | int, w: Weights, bias: Optional[np.ndarray | int], ou
 def _vector_math(name: str, x: np.ndarray, out: np.ndarray, y: Optional[np.ndarray] = None,
                  weight: Optional[np.ndarray] = None, bias: Optional[np.ndarray] = None,
                  scalar: float = 1.0, valid: int = 0) -> None: ...
-# Test hook: the encoder's packed self-attention; sequence s is rows offsets[s]:offsets[s + 1].
+# Test hook: the encoder's packed self-attention; sequence s is rows offsets[s]:offsets[s + 1];
+# bias: an optional additive [num_heads, P, P] score bias.
 def _packed_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, offsets: np.ndarray, num_heads: int,
-                      ctx: np.ndarray) -> None: ...
+                      ctx: np.ndarray, bias: Optional[np.ndarray] = None) -> None: ...
+# Test hooks: T5/MPNet relative position buckets, and the [heads, P, P] bias built from a
+# [buckets, heads] table (written into out).
+def _relative_position_bucket(relative: int, num_buckets: int, max_distance: int, bidirectional: bool) -> int: ...
+def _relative_position_bias(table: np.ndarray, max_distance: int, bidirectional: bool, out: np.ndarray) -> None: ...
 
 class ModelFile:
     """A memory-mapped .pyrt file (csrc/core/model_file.cc); use pyrt.load instead."""
@@ -94,8 +99,8 @@ def cuda_join_planes(codes: np.ndarray, scales: Optional[np.ndarray], mins: Opti
                      block: int, rows: int, cols: int) -> np.ndarray: ...
 
 # Both models take their weights as {name: (uint8 bytes, format, block, shape)} (pyrt/model_weights.py).
-class BertEncoder:
-    """BERT encoder forward pass (csrc/models/bert_encoder.cc); use pyrt.SentenceEncoder instead."""
+class Encoder:
+    """BERT / MPNet encoder forward pass (csrc/models/encoder.cc); use pyrt.SentenceEncoder instead."""
     def __init__(self, config: dict[str, Any], weights: dict[str, Any], activations: str = ...) -> None: ...
     def encode(self, input_ids: np.ndarray, token_type_ids: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray: ...
     @property
@@ -104,6 +109,8 @@ class BertEncoder:
     def max_positions(self) -> int: ...
     @property
     def activations(self) -> str: ...
+
+BertEncoder = Encoder  # the name before MPNet shared it
 
 class KvCache:
     """One sequence's KV cache (Decoder.new_cache); its position changes only through the decoder."""

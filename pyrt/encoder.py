@@ -1,6 +1,8 @@
-"""pyrt.SentenceEncoder: sentence-transformers BERT models (all-MiniLM-L6-v2 and its kin) on pyrt.
+"""pyrt.SentenceEncoder: sentence-transformers BERT and MPNet models (all-MiniLM-L6-v2,
+all-mpnet-base-v2 and their kin) on pyrt.
 
-The forward pass (embeddings, transformer layers, pooling, L2 normalisation) runs in the native
+Both families run on one native encoder (csrc/models/encoder.h): a family is a configuration
+(ENCODER_FAMILIES below says what each needs). The forward pass (embeddings, transformer layers, pooling, L2 normalisation) runs in the native
 core, one call per batch, with the weights in whatever pyrt format the model file holds. This
 module reads the model's own sentence-transformers files to match that library's results: the
 maximum sequence length from sentence_bert_config.json (not the tokenizer's), the pooling mode
@@ -27,10 +29,20 @@ from .ops import check_activations
 from .tensor import Tensor
 from .tokenizer_guard import guarded_tokenizer
 
-# Where the BERT tensors may sit in a checkpoint: bare BertModel names, a BertFor* head model, or a
-# sentence-transformers module saved whole.
-NAME_PREFIXES = ("", "bert.", "0.auto_model.", "model.")
+# Where the encoder's tensors may sit in a checkpoint: bare base-model names, a BertFor*/MPNetFor*
+# head model, or a sentence-transformers module saved whole.
+NAME_PREFIXES = ("", "bert.", "mpnet.", "0.auto_model.", "model.")
 ANCHOR_TENSOR = "embeddings.word_embeddings.weight"
+
+# What each family adds to the shared sizes (the native EncoderConfig fields). MPNet: Hugging Face's
+# MPNetEmbeddings fixes padding_idx = 1 and numbers the non-padding tokens from padding_idx + 1; no
+# token types; one bucketed relative position bias (max distance 128, both directions) for all layers.
+ENCODER_FAMILIES = {
+    "bert": {"position_offset": 0, "positions_skip_padding": False, "relative_attention_buckets": 0},
+    "mpnet": {"position_offset": 2, "positions_skip_padding": True, "type_vocab_size": 0,
+              "relative_attention_max_distance": 128},
+}
+MPNET_BUCKETS = 32
 
 # sentence-transformers Pooling config keys -> the native pooling modes.
 POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
@@ -66,10 +78,11 @@ def _text_file(files: Mapping[str, FileValue], name: str) -> str:
 
 
 def _native_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The BertConfig fields the native encoder takes, from a Hugging Face config.json."""
+    """The native EncoderConfig fields, from a Hugging Face config.json (BERT or MPNet)."""
     model_type = config.get("model_type", "bert")
-    if model_type != "bert":
-        raise UnsupportedError(f"SentenceEncoder runs BERT models; this config has model_type {model_type!r}")
+    if model_type not in ENCODER_FAMILIES:
+        raise UnsupportedError(f"SentenceEncoder runs {' and '.join(sorted(ENCODER_FAMILIES))} models; this config "
+                               f"has model_type {model_type!r}")
     act = config.get("hidden_act", "gelu")
     if act != "gelu":
         raise UnsupportedError(f"hidden_act {act!r} is not supported; the encoder implements the exact "
@@ -80,24 +93,48 @@ def _native_config(config: Mapping[str, Any]) -> dict[str, Any]:
     keys = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
             "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
             "max_positions": "max_position_embeddings"}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"family": model_type}
     for field, key in keys.items():
         if key not in config:
             raise FileFormatError(f"model config has no {key!r}")
         out[field] = int(config[key])
     out["type_vocab_size"] = int(config.get("type_vocab_size", 2))
     out["layer_norm_eps"] = float(config.get("layer_norm_eps", 1e-12))
+    out.update(ENCODER_FAMILIES[model_type])
+    if model_type == "mpnet":
+        # Hugging Face's MPNetEncoder buckets with its default of 32 whatever the config says, and
+        # its table has relative_attention_num_buckets rows: pyrt runs the configs where they agree.
+        buckets = int(config.get("relative_attention_num_buckets", MPNET_BUCKETS))
+        if buckets != MPNET_BUCKETS:
+            raise UnsupportedError(f"relative_attention_num_buckets {buckets} is not supported: MPNet buckets "
+                                   f"relative positions into {MPNET_BUCKETS}")
+        out["relative_attention_buckets"] = MPNET_BUCKETS
     return out
 
 
-def _bert_tensors(tensors: Mapping[str, Tensor]) -> dict[str, tuple]:
+def _encoder_tensors(tensors: Mapping[str, Tensor]) -> dict[str, tuple]:
     """name -> (bytes, format, block, shape) with the checkpoint's prefix removed."""
     for prefix in NAME_PREFIXES:
         if prefix + ANCHOR_TENSOR in tensors:
             break
     else:
-        raise FileFormatError(f"no BERT word embeddings ('{ANCHOR_TENSOR}') among the model's tensors")
+        raise FileFormatError(f"no word embeddings ('{ANCHOR_TENSOR}') among the model's tensors")
     return native_weights(tensors, prefix)
+
+
+def _folder_parts(folder: Union[str, os.PathLike]) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, bytes]]:
+    """(tensors, config, carried files) of a Hugging Face / sentence-transformers folder, its float
+    weights as f32 (safetensors arrays wrapped without a copy); integer buffers are left out."""
+    from .convert.readers import open_source
+
+    with open_source(folder) as source:
+        tensors = {}
+        for st in source.tensors:
+            if not st.is_float:
+                continue
+            array = np.ascontiguousarray(st.load(), dtype=np.float32)
+            tensors[st.name] = Tensor(array.reshape(-1).view(np.uint8), "f32", array.shape, 1)
+        return tensors, dict(source.config), dict(source.files)
 
 
 class _SentenceTransformersSettings:
@@ -182,10 +219,11 @@ def _make_tokenizer(files: Mapping[str, FileValue], max_length: int) -> Any:
 
 
 class SentenceEncoder:
-    """Sentence embeddings from a converted sentence-transformers BERT model (``.tensors``: the
+    """Sentence embeddings from a sentence-transformers BERT or MPNet model (``.tensors``: the
     weights it runs, by checkpoint name; ``.settings``: what the sentence-transformers files say).
 
-    ``SentenceEncoder(path)`` opens a .pyrt file with :func:`pyrt.load`; ``SentenceEncoder(model)``
+    ``SentenceEncoder(path)`` opens a .pyrt file with :func:`pyrt.load`, or a sentence-transformers
+    (Hugging Face) folder as it is, in FP32; ``SentenceEncoder(model)``
     takes an already loaded :class:`pyrt.Model`; :meth:`from_parts` takes the tensors, config and
     carried files directly. The weights are used where they are (zero-copy).
 
@@ -199,10 +237,13 @@ class SentenceEncoder:
     def __init__(self, path_or_model: Union[str, os.PathLike, Any], activations: str = "exact"):
         self.activations = check_activations(activations)
         model = path_or_model
+        if isinstance(path_or_model, (str, os.PathLike)) and os.path.isdir(path_or_model):
+            # A sentence-transformers folder runs as it is, in FP32 (convert it for other formats).
+            self._setup(*_folder_parts(path_or_model))
+            self.model = None
+            self.name = Path(path_or_model).name
+            return
         if isinstance(path_or_model, (str, os.PathLike)):
-            if os.path.isdir(path_or_model):
-                raise FileFormatError(f"{os.fspath(path_or_model)} is a folder: convert it first "
-                                      "(pyrt-convert FOLDER model.pyrt, or pyrt.convert.convert_checkpoint)")
             try:
                 from . import load  # the model file reader may be absent in older builds
             except ImportError as exc:
@@ -237,7 +278,7 @@ class SentenceEncoder:
         check_encoder_config(config, tensors, files)  # types, ranges, shapes (pyrt/model_config.py)
         self.settings = _SentenceTransformersSettings(config, files)
         self._tokenizer = guarded_tokenizer(lambda: _make_tokenizer(files, self.settings.max_seq_length))
-        self._native = require_core().BertEncoder(_native_config(config), _bert_tensors(tensors), self.activations)
+        self._native = require_core().Encoder(_native_config(config), _encoder_tensors(tensors), self.activations)
         self.tensors: dict[str, Tensor] = dict(tensors)
         self.name = "pyrt-encoder"  # what create_embedding reports as the model (the file stem when loaded from one)
         self.formats = sorted({(t.dtype, t.block) for t in self.tensors.values() if t.ndim == 2})

@@ -137,9 +137,16 @@ def _carried(files: Mapping[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+# Relative position buckets an MPNet config may ask for (the native encoder's limit).
+MAX_RELATIVE_BUCKETS = 1 << 16
+# MPNet numbers positions from padding_idx + 1 = 2 (Hugging Face's MPNetEmbeddings).
+MPNET_FIRST_POSITION = 2
+
+
 def check_encoder_config(config: Mapping[str, Any], tensors: Mapping[str, Any], files: Mapping[str, Any]) -> None:
-    """Checks a BERT (sentence-transformers) model's config.json and carried JSON files: every value
-    SentenceEncoder reads has the right type and range, and the word embeddings match the config."""
+    """Checks a BERT or MPNet (sentence-transformers) model's config.json and carried JSON files:
+    every value SentenceEncoder reads has the right type and range, and the word embeddings match
+    the config."""
     if not isinstance(config, Mapping):
         raise ConfigError(f"config must be a dict, got {type(config).__name__}")
     if not isinstance(files, Mapping):
@@ -154,8 +161,13 @@ def check_encoder_config(config: Mapping[str, Any], tensors: Mapping[str, Any], 
     if "hidden_size" in sizes and "num_attention_heads" in sizes:
         check_divisible("hidden_size", sizes["hidden_size"], "num_attention_heads", sizes["num_attention_heads"])
     config_float(config, "layer_norm_eps", 1e-12, high=1.0)
+    if config.get("model_type") == "mpnet":
+        config_int(config, "relative_attention_num_buckets", 32, high=MAX_RELATIVE_BUCKETS)
+        if "max_position_embeddings" in sizes and sizes["max_position_embeddings"] <= MPNET_FIRST_POSITION:
+            raise ConfigError(f"config 'max_position_embeddings' is {sizes['max_position_embeddings']}, MPNet "
+                              f"positions start at {MPNET_FIRST_POSITION}")
     hidden = sizes.get("hidden_size")
-    for prefix in ("", "bert.", "0.auto_model.", "model."):
+    for prefix in ("", "bert.", "mpnet.", "0.auto_model.", "model."):
         name = prefix + "embeddings.word_embeddings.weight"
         if name in tensors:
             shape = tuple(getattr(tensors[name], "shape", ()))

@@ -6,14 +6,19 @@
 
 #include "bindings/bindings.h"
 #include "bindings/weight_table.h"
-#include "models/bert_encoder.h"
+#include "models/encoder.h"
 
 namespace pyrt::bindings {
 namespace {
 
 int64_t config_int(const py::dict& config, const char* key) {
-  PYRT_CHECK(config.contains(key), Format, "BERT config has no '", key, "'");
+  PYRT_CHECK(config.contains(key), Format, "encoder config has no '", key, "'");
   return config[key].cast<int64_t>();
+}
+
+// The fields a family may leave out: their defaults are BERT's.
+int64_t config_int_or(const py::dict& config, const char* key, int64_t fallback) {
+  return config.contains(key) ? config[key].cast<int64_t>() : fallback;
 }
 
 const int32_t* optional_tokens(const py::object& obj, const char* name, const py::array& ids) {
@@ -27,13 +32,16 @@ const int32_t* optional_tokens(const py::object& obj, const char* name, const py
 
 // Holds the native encoder and a reference to every array whose bytes it reads (numpy arrays or
 // views of a memory-mapped model file), so the weights outlive any Python-side dict they came from.
-class BertEncoderHandle {
+class EncoderHandle {
  public:
-  // config: the BertConfig fields by name; tensors: name -> (uint8 bytes, format, block, shape).
+  // config: the EncoderConfig fields by name ("family": "bert" or "mpnet", BERT's defaults for the
+  // position and relative-bias fields); tensors: name -> (uint8 bytes, format, block, shape).
   // activations: "exact" or "int8" (docs/int8.md).
-  BertEncoderHandle(const py::dict& config, const py::dict& tensors, const std::string& activations) {
+  EncoderHandle(const py::dict& config, const py::dict& tensors, const std::string& activations) {
     const ActivationPrecision precision = activation_precision_from_name(activations);
-    models::BertConfig c;
+    models::EncoderConfig c;
+    c.family = models::encoder_family_from_name(config.contains("family") ? config["family"].cast<std::string>()
+                                                                          : std::string("bert"));
     c.vocab_size = config_int(config, "vocab_size");
     c.hidden_size = config_int(config, "hidden_size");
     c.num_layers = config_int(config, "num_layers");
@@ -41,10 +49,14 @@ class BertEncoderHandle {
     c.intermediate_size = config_int(config, "intermediate_size");
     c.max_positions = config_int(config, "max_positions");
     c.type_vocab_size = config_int(config, "type_vocab_size");
-    PYRT_CHECK(config.contains("layer_norm_eps"), Format, "BERT config has no 'layer_norm_eps'");
+    PYRT_CHECK(config.contains("layer_norm_eps"), Format, "encoder config has no 'layer_norm_eps'");
     c.layer_norm_eps = config["layer_norm_eps"].cast<float>();
+    c.position_offset = config_int_or(config, "position_offset", 0);
+    c.positions_skip_padding = config.contains("positions_skip_padding") && config["positions_skip_padding"].cast<bool>();
+    c.relative_attention_buckets = config_int_or(config, "relative_attention_buckets", 0);
+    c.relative_attention_max_distance = config_int_or(config, "relative_attention_max_distance", 128);
 
-    encoder_ = std::make_unique<models::BertEncoder>(c, weight_table(tensors, &keep_alive_), precision);
+    encoder_ = std::make_unique<models::Encoder>(c, weight_table(tensors, &keep_alive_), precision);
   }
 
   // ids, type_ids, mask: int32 [batch, seq]; returns float32 [batch, hidden].
@@ -74,20 +86,21 @@ class BertEncoderHandle {
 
  private:
   std::vector<py::object> keep_alive_;
-  std::unique_ptr<models::BertEncoder> encoder_;
+  std::unique_ptr<models::Encoder> encoder_;
 };
 
 }  // namespace
 
 void register_models(py::module_& m) {
-  py::class_<BertEncoderHandle>(m, "BertEncoder")
+  py::class_<EncoderHandle>(m, "Encoder")
       .def(py::init<const py::dict&, const py::dict&, const std::string&>(), py::arg("config"), py::arg("weights"),
            py::arg("activations") = "exact")
-      .def("encode", &BertEncoderHandle::encode, py::arg("input_ids"), py::arg("token_type_ids"),
+      .def("encode", &EncoderHandle::encode, py::arg("input_ids"), py::arg("token_type_ids"),
            py::arg("attention_mask"), py::arg("pooling"), py::arg("normalize"))
-      .def_property_readonly("hidden_size", &BertEncoderHandle::hidden_size)
-      .def_property_readonly("max_positions", &BertEncoderHandle::max_positions)
-      .def_property_readonly("activations", &BertEncoderHandle::activations);
+      .def_property_readonly("hidden_size", &EncoderHandle::hidden_size)
+      .def_property_readonly("max_positions", &EncoderHandle::max_positions)
+      .def_property_readonly("activations", &EncoderHandle::activations);
+  m.attr("BertEncoder") = m.attr("Encoder");  // its name before MPNet shared it
 }
 
 }  // namespace pyrt::bindings

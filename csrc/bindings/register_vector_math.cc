@@ -62,7 +62,7 @@ void vector_math(const std::string& name, const py::array& x, py::array& out, co
 
 // ctx = packed_self_attention(q, k, v) for sequences at rows offsets[s]..offsets[s + 1].
 void packed_attention(const py::array& q, const py::array& k, const py::array& v, const py::array& offsets,
-                      int64_t num_heads, py::array& ctx) {
+                      int64_t num_heads, py::array& ctx, const py::object& bias) {
   require_array(q, "q", 'f', 4);
   require_array(k, "k", 'f', 4);
   require_array(v, "v", 'f', 4);
@@ -74,10 +74,31 @@ void packed_attention(const py::array& q, const py::array& k, const py::array& v
   const int64_t sequences = offsets.size() - 1;
   const int64_t* off = static_cast<const int64_t*>(offsets.data());
   PYRT_CHECK(sequences >= 0 && off[sequences] == q.shape(0), Shape, "offsets must run from 0 to T");
+  const float* bias_data = nullptr;
+  int64_t bias_len = 0;
+  if (!bias.is_none()) {
+    py::array b = bias.cast<py::array>();
+    require_array(b, "bias", 'f', 4);
+    PYRT_CHECK(b.ndim() == 3 && b.shape(0) == num_heads && b.shape(1) == b.shape(2), Shape,
+               "bias must be [num_heads, P, P]");
+    bias_data = static_cast<const float*>(b.data());
+    bias_len = b.shape(1);
+  }
   py::gil_scoped_release release;
   packed_self_attention(static_cast<const float*>(q.data()), static_cast<const float*>(k.data()),
-                            static_cast<const float*>(v.data()), off, sequences, num_heads,
-                            q.shape(1) / num_heads, static_cast<float*>(ctx.mutable_data()));
+                        static_cast<const float*>(v.data()), off, sequences, num_heads, q.shape(1) / num_heads,
+                        bias_data, bias_len, static_cast<float*>(ctx.mutable_data()));
+}
+
+// table: float32 [num_buckets, num_heads]; out: float32 [num_heads, length, length].
+void relative_bias(const py::array& table, int64_t max_distance, bool bidirectional, py::array& out) {
+  require_array(table, "table", 'f', 4);
+  require_array(out, "out", 'f', 4);
+  PYRT_CHECK(table.ndim() == 2 && out.ndim() == 3 && out.shape(0) == table.shape(1) && out.shape(1) == out.shape(2),
+             Shape, "table must be [buckets, heads] and out [heads, P, P]");
+  py::gil_scoped_release release;
+  relative_position_bias(static_cast<const float*>(table.data()), table.shape(0), table.shape(1), max_distance,
+                         bidirectional, out.shape(1), static_cast<float*>(out.mutable_data()));
 }
 
 }  // namespace
@@ -87,7 +108,11 @@ void register_vector_math(py::module_& m) {
         py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("scalar") = 1.0,
         py::arg("valid") = 0);
   m.def("_packed_attention", &packed_attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("offsets"),
-        py::arg("num_heads"), py::arg("ctx"));
+        py::arg("num_heads"), py::arg("ctx"), py::arg("bias") = py::none());
+  m.def("_relative_position_bias", &relative_bias, py::arg("table"), py::arg("max_distance"),
+        py::arg("bidirectional"), py::arg("out"));
+  m.def("_relative_position_bucket", &relative_position_bucket, py::arg("relative"), py::arg("num_buckets"),
+        py::arg("max_distance"), py::arg("bidirectional"));
 }
 
 }  // namespace pyrt::bindings

@@ -1,4 +1,4 @@
-// Attention on the CPU: the encoder's packed self-attention, (sequence, head) pairs scheduled over
+// Attention on the CPU: the encoder's packed self-attention (optionally with an additive bias), (sequence, head) pairs scheduled over
 // threads with the active ISA's head kernel (cpu/attention_head.h), and one decoder head over its
 // KV cache (with the decoder families' sliding window and softcap), built from matmul_rows and the
 // row softmax.
@@ -19,7 +19,8 @@
 namespace pyrt::cpu {
 
 void packed_self_attention(const float* q, const float* k, const float* v, const int64_t* offsets,
-                           int64_t num_sequences, int64_t num_heads, int64_t head_dim, float* ctx) {
+                           int64_t num_sequences, int64_t num_heads, int64_t head_dim, const float* bias,
+                           int64_t bias_len, float* ctx) {
   const int64_t hidden = num_heads * head_dim;
   const int64_t tasks = num_sequences * num_heads;
   if (tasks == 0) return;
@@ -55,7 +56,12 @@ void packed_self_attention(const float* q, const float* k, const float* v, const
       const int64_t first = offsets[s] * hidden + h * head_dim;
       const int64_t L = offsets[s + 1] - offsets[s];
       if (L == 0) continue;
-      attend_head({q + first, k + first, v + first, ctx + first, L, hidden, head_dim, scale}, mine);
+      AttentionHead head{q + first, k + first, v + first, ctx + first, L, hidden, head_dim, scale};
+      if (bias != nullptr) {
+        head.bias = bias + h * bias_len * bias_len;
+        head.bias_stride = bias_len;
+      }
+      attend_head(head, mine);
     }
   }
 }

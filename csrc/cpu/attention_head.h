@@ -17,7 +17,20 @@ struct AttentionHead {
   int64_t stride;  // floats between consecutive rows (num_heads * head_dim when packed)
   int64_t head_dim;
   float scale;     // usually 1 / sqrt(head_dim)
+  // Optional additive bias on the scaled scores: row i at bias + i * bias_stride, L floats.
+  const float* bias = nullptr;
+  int64_t bias_stride = 0;
 };
+
+// Before the softmax of query row i: with a bias, scores = scores * scale + bias row, and the
+// softmax then scales by 1 (the returned factor); without one the softmax applies the scale.
+// static: each ISA's file compiles its own copy with its own instruction set.
+static inline float add_score_bias(const AttentionHead& a, int64_t i, float* scores) {
+  if (a.bias == nullptr) return a.scale;
+  const float* row = a.bias + i * a.bias_stride;
+  for (int64_t j = 0; j < a.L; ++j) scores[j] = scores[j] * a.scale + row[j];
+  return 1.0f;
+}
 
 // Writes every ctx row of the head; never throws. scratch holds attention_head_scratch_floats(L,
 // head_dim) floats, 64-byte aligned.

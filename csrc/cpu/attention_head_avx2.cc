@@ -67,7 +67,10 @@ void weighted_values(const AttentionHead& a, const float* p, int64_t Lp, int64_t
 template <int R>
 void query_block(const AttentionHead& a, const float* keys_t, int64_t Lp, int64_t i0, float* scores) {
   score_block<R>(a, keys_t, Lp, i0, scores);
-  for (int r = 0; r < R; ++r) kVectorMath.softmax(scores + r * Lp, a.L, a.L, a.scale);
+  for (int r = 0; r < R; ++r) {
+    float* row = scores + r * Lp;
+    kVectorMath.softmax(row, a.L, a.L, add_score_bias(a, i0 + r, row));
+  }
   weighted_values<R>(a, scores, Lp, i0);
 }
 

@@ -21,7 +21,7 @@ void attend_head(const AttentionHead& a, float* scratch) {
       const float* kd = keys_t + d * L;
       for (int64_t j = 0; j < L; ++j) scores[j] += qd * kd[j];
     }
-    kVectorMath.softmax(scores, L, L, a.scale);
+    kVectorMath.softmax(scores, L, L, add_score_bias(a, i, scores));
     for (int64_t d = 0; d < hd; ++d) acc[d] = 0.0f;
     for (int64_t j = 0; j < L; ++j) {
       const float p = scores[j];

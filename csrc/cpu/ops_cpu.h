@@ -39,8 +39,15 @@ void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head
                            const float* sin_t) noexcept;
 
 // attention_cpu.cc
+// bias: [num_heads, bias_len, bias_len] or null (ops.h)
 void packed_self_attention(const float* q, const float* k, const float* v, const int64_t* offsets,
-                           int64_t num_sequences, int64_t num_heads, int64_t head_dim, float* ctx);
+                           int64_t num_sequences, int64_t num_heads, int64_t head_dim, const float* bias,
+                           int64_t bias_len, float* ctx);
+
+// position_bias_cpu.cc
+int64_t relative_position_bucket(int64_t relative, int64_t num_buckets, int64_t max_distance, bool bidirectional);
+void relative_position_bias(const float* table, int64_t num_buckets, int64_t num_heads, int64_t max_distance,
+                            bool bidirectional, int64_t length, float* out);
 void cached_head_attention_rows(const CachedHeadAttention& a, float* scratch) noexcept;
 
 }  // namespace pyrt::cpu

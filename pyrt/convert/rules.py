@@ -1,8 +1,8 @@
 """Which format each tensor gets.
 
 Defaults (docs/format.md, "Conversion rules"):
-  * 1-D tensors (biases, norm weights) and any tensor whose name says "norm" stay f32: they are
-    tiny and the model is sensitive to them.
+  * 1-D tensors (biases, norm weights), any tensor whose name says "norm" and relative position
+    bias tables (MPNet) stay f32: they are tiny and the model is sensitive to them.
   * Embedding tables take q8 when --dtype is a q-format (their rows are gathered, not multiplied,
     and with tied weights the table is also the output head; q8 keeps that accurate at ~half the
     size of f16), otherwise the requested --dtype.
@@ -25,6 +25,8 @@ from ..formats import BLOCK_SIZES, FORMATS, effective_block
 Q_FORMATS = ("q8", "q4", "q4a", "q4n", "q5")
 EMBEDDING_DTYPE_FOR_Q = "q8"
 NORM_PATTERN = re.compile(r"norm|(^|[._])ln(_?\w*)?([._]|$)", re.IGNORECASE)
+# MPNet's [buckets, heads] bias table: a few hundred values, added to every attention score.
+RELATIVE_BIAS_PATTERN = re.compile(r"relative_attention_bias")
 EMBEDDING_PATTERN = re.compile(
     r"(^|[._])(word_embeddings|position_embeddings|token_type_embeddings|embed_tokens|embed_positions|"
     r"token_embd|tok_embeddings|wte|wpe|embeddings?)([._]|$)", re.IGNORECASE)
@@ -70,6 +72,8 @@ def parse_rule(text: str) -> Rule:
 def default_choice(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
     if len(shape) < 2:
         return "f32", "1-D: kept f32"
+    if RELATIVE_BIAS_PATTERN.search(name):
+        return "f32", "relative position bias: kept f32"
     if NORM_PATTERN.search(name):
         return "f32", "norm: kept f32"
     if EMBEDDING_PATTERN.search(name):

@@ -1,7 +1,7 @@
 """A checkpoint's float32 values held in memory, and runnable models built from any choice of
 stored tensors: the planner and `pyrt advise` try many formats without writing a file per trial.
 
-Supported: sentence-transformers BERT encoders (SentenceEncoder) and Llama GGUF decoders
+Supported: sentence-transformers BERT and MPNet encoders (SentenceEncoder) and Llama GGUF decoders
 (LanguageModel). Other architectures raise UnsupportedError (the converter then skips the
 accuracy report)."""
 from __future__ import annotations
@@ -26,7 +26,7 @@ DECODER_CONTEXT = 1024  # KV cache of the in-memory decoders: enough for every p
 def model_kind(source: Source) -> str | None:
     """"encoder", "decoder", or None when pyrt cannot run the checkpoint's architecture."""
     config = source.config
-    if config.get("model_type") == "bert" and "tokenizer.json" in source.files:
+    if config.get("model_type") in ("bert", "mpnet") and "tokenizer.json" in source.files:
         return "encoder"
     if source.kind == "gguf" and config.get("model_type") in FAMILIES:
         return "decoder"
@@ -47,7 +47,7 @@ class SourceModel:
         shapes and turns a reader library's exceptions into pyrt errors)."""
         kind = model_kind(source)
         if kind is None:
-            raise UnsupportedError(f"{source.path.name}: pyrt measures quality only for BERT sentence encoders "
+            raise UnsupportedError(f"{source.path.name}: pyrt measures quality only for BERT/MPNet sentence encoders "
                                    "and Llama GGUF decoders")
         load = loader or (lambda st: st.load())
         arrays = {st.name: np.ascontiguousarray(load(st), dtype=np.float32) for st in source.tensors if st.is_float}
@@ -85,7 +85,7 @@ class SourceModel:
     def _encoder(self, tensors: Mapping[str, Tensor]) -> Any:
         """Encoders after the first share its tokenizer and settings (parsing tokenizer.json costs
         more than building the native model): only the native model is new."""
-        from ..encoder import SentenceEncoder, _bert_tensors, _native_config
+        from ..encoder import SentenceEncoder, _encoder_tensors, _native_config
         from .._native import require_core
 
         template = getattr(self, "_template", None)
@@ -93,7 +93,7 @@ class SourceModel:
             self._template = SentenceEncoder.from_parts(tensors, self.config, self.files)
             return self._template
         encoder = copy.copy(template)
-        encoder._native = require_core().BertEncoder(_native_config(self.config), _bert_tensors(tensors), "exact")
+        encoder._native = require_core().Encoder(_native_config(self.config), _encoder_tensors(tensors), "exact")
         encoder.tensors = dict(tensors)
         encoder.formats = sorted({(t.dtype, t.block) for t in encoder.tensors.values() if t.ndim == 2})
         return encoder

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import threading
 
 import numpy as np
@@ -17,10 +16,13 @@ import pytest
 
 import pyrt
 
+from encoder_reference import (BERT_ATTENTION, cosines, independent_token_ids,
+                               layer_norm64, mean_pooled_unit, model_folder, per_format, post_norm_layers64,
+                               read_checkpoint)
 from helpers import models_dir
 
-safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
-tokenizers = pytest.importorskip("tokenizers", reason="SentenceEncoder needs the tokenizers package")
+pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
+pytest.importorskip("tokenizers", reason="SentenceEncoder needs the tokenizers package")
 
 MODEL_FOLDER = "all-MiniLM-L6-v2"
 CARRIED_FILES = ("tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json",
@@ -54,87 +56,38 @@ MEAN_COSINE = {"f16": 0.99999, "q8": 0.9995, "q4": 0.93, "q4a": 0.945}
 
 # ----------------------------------------------------------------------------- float64 reference
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    try:
-        from scipy.special import erf
-        return erf(x)
-    except ImportError:
-        return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
-
-
-def _layer_norm(x, gamma, beta, eps):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * gamma + beta
-
-
 def reference_hidden_states(w: dict, cfg: dict, ids: list[int]) -> np.ndarray:
     """Last hidden states [L, H] of BertModel in float64 for one unpadded sentence."""
-    H, heads, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
-    dh, L = H // heads, len(ids)
+    L = len(ids)
     x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:L]
          + w["embeddings.token_type_embeddings.weight"][0])
-    x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
-
-    def dense(h, name):
-        return h @ w[name + ".weight"].T + w[name + ".bias"]
-
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layer.{i}."
-        q, k, v = (dense(x, p + f"attention.self.{n}").reshape(L, heads, dh).transpose(1, 0, 2)
-                   for n in ("query", "key", "value"))
-        scores = q @ k.transpose(0, 2, 1) / math.sqrt(dh)
-        probs = np.exp(scores - scores.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        ctx = (probs @ v).transpose(1, 0, 2).reshape(L, H)
-        x = _layer_norm(x + dense(ctx, p + "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
-                        w[p + "attention.output.LayerNorm.bias"], eps)
-        f = dense(x, p + "intermediate.dense")
-        f = 0.5 * f * (1.0 + _erf(f / math.sqrt(2.0)))
-        x = _layer_norm(x + dense(f, p + "output.dense"), w[p + "output.LayerNorm.weight"],
-                        w[p + "output.LayerNorm.bias"], eps)
-    return x
+    x = layer_norm64(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], cfg["layer_norm_eps"])
+    return post_norm_layers64(x, w, cfg, BERT_ATTENTION)
 
 
 def reference_embeddings(w: dict, cfg: dict, token_ids: list[list[int]]) -> np.ndarray:
     """Mean pooling + L2 normalisation, as the model's modules.json prescribes."""
-    out = np.stack([reference_hidden_states(w, cfg, ids).mean(0) for ids in token_ids])
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return mean_pooled_unit([reference_hidden_states(w, cfg, ids) for ids in token_ids])
 
 
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
 def folder():
-    path = models_dir() / MODEL_FOLDER
-    if not (path / "model.safetensors").is_file():
-        pytest.skip(f"{path} is absent: run python tools/fetch_models.py --only minilm (or set PYRT_MODELS)")
-    return path
+    return model_folder(models_dir() / MODEL_FOLDER, "minilm")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(folder):
     """(float32 weights by name, HF config, carried files) read without pyrt."""
-    weights = {k: v for k, v in safetensors_numpy.load_file(str(folder / "model.safetensors")).items()
-               if v.dtype == np.float32}
-    config = json.loads((folder / "config.json").read_text())
-    files = {name: (folder / name).read_bytes() for name in CARRIED_FILES if (folder / name).is_file()}
-    return weights, config, files
+    return read_checkpoint(folder, CARRIED_FILES)
 
 
 @pytest.fixture(scope="module")
 def token_ids(folder):
     """Tokenisation set up independently, as sentence-transformers does for this model."""
-    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
     max_len = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
-    tok.no_padding()
-    tok.enable_truncation(max_length=max_len)
-    return [e.ids for e in tok.encode_batch([s.strip() for s in SENTENCES])]
+    return independent_token_ids(folder, SENTENCES, max_len)
 
 
 @pytest.fixture(scope="module")
@@ -152,27 +105,12 @@ def quantized_tensors(weights: dict, fmt: str, block: int = 32) -> dict:
 @pytest.fixture(scope="module")
 def encoders(checkpoint):
     weights, config, files = checkpoint
-    cache: dict = {}
-
-    def get(fmt: str):
-        if fmt not in cache:
-            tensors = quantized_tensors(weights, fmt)
-            cache[fmt] = (pyrt.SentenceEncoder.from_parts(tensors, config, files), tensors)
-        return cache[fmt][0]
-
-    return get
+    return per_format(lambda fmt: pyrt.SentenceEncoder.from_parts(quantized_tensors(weights, fmt), config, files))
 
 
 @pytest.fixture(scope="module")
 def embeddings(encoders):
-    cache: dict = {}
-
-    def get(fmt: str):
-        if fmt not in cache:
-            cache[fmt] = encoders(fmt).encode(SENTENCES)
-        return cache[fmt]
-
-    return get
+    return per_format(lambda fmt: encoders(fmt).encode(SENTENCES))
 
 
 # ----------------------------------------------------------------------------- tokenisation, settings
@@ -373,8 +311,8 @@ def test_bad_checkpoints_raise_typed_errors(checkpoint, encoders):
         pyrt.SentenceEncoder.from_parts(good, config, {**files, "modules.json": json.dumps(modules)})
     with pytest.raises(pyrt.DtypeError):
         pyrt.SentenceEncoder(42)
-    with pytest.raises(pyrt.FileFormatError, match="convert it first"):
-        pyrt.SentenceEncoder(models_dir() / MODEL_FOLDER)
+    with pytest.raises(pyrt.FileFormatError, match="no config.json"):  # a folder that is no model
+        pyrt.SentenceEncoder(models_dir())
 
 
 def test_other_1d_formats_and_prefixed_names(checkpoint, embeddings):
@@ -446,6 +384,14 @@ def test_demo_command(folder, tmp_path, capsys, monkeypatch):
     assert "Espresso" in out.split("How do you make coffee?")[1].splitlines()[1]
     monkeypatch.setenv("PYRT_MODELS", str(tmp_path / "empty"))
     assert _cli("demo") == 1
+
+
+def test_folder_runs_as_it_is(folder, embeddings):
+    """SentenceEncoder(folder): the sentence-transformers folder in FP32, no conversion step (it
+    replaced the 'convert it first' error once folders became loadable)."""
+    enc = pyrt.SentenceEncoder(folder)
+    assert enc.formats == [("f32", 1)] and enc.max_seq_length == 256 and enc.name == MODEL_FOLDER
+    np.testing.assert_allclose(enc.encode(SENTENCES), embeddings("f32"), rtol=0, atol=1e-6)
 
 
 def test_matches_sentence_transformers(folder, encoders, embeddings):

@@ -89,6 +89,28 @@ void rope_interleaved_rows(float* x, int64_t rows, int64_t n_heads, int64_t head
 void packed_self_attention(const float* q, const float* k, const float* v, const int64_t* offsets,
                            int64_t num_sequences, int64_t num_heads, int64_t head_dim, float* ctx,
                            Device device = Device::cpu);
+// The same with an additive bias on the scaled scores, before the softmax (MPNet's relative
+// position bias): bias is [num_heads, bias_len, bias_len] and query i, key j of a sequence (counted
+// from its first token) add bias[h, i, j]; every sequence must be at most bias_len tokens long.
+// bias == nullptr (bias_len 0) is the unbiased op.
+void packed_self_attention(const float* q, const float* k, const float* v, const int64_t* offsets,
+                           int64_t num_sequences, int64_t num_heads, int64_t head_dim, const float* bias,
+                           int64_t bias_len, float* ctx, Device device = Device::cpu);
+
+// ---- relative position bias (ops/position_bias.cc) ----------------------------------------------
+// T5's bucketed relative positions, as MPNet uses them. For query i and key j, n = i - j; when
+// bidirectional, half the buckets are for keys after the query (n < 0) and n becomes |n|, else
+// n = max(n, 0). Of the (remaining) B buckets the first B / 2 hold the exact distances 0 .. B/2 - 1;
+// larger distances share the other half on a log scale up to max_distance, and farther ones the last:
+// B/2 + floor(log(n / (B/2)) / log(max_distance / (B/2)) * (B - B/2)), at most B - 1.
+
+// The bucket of key j for query i, given relative = j - i.
+int64_t relative_position_bucket(int64_t relative, int64_t num_buckets, int64_t max_distance, bool bidirectional);
+// out[h, i, j] = table[bucket(j - i), h] for i, j < length: the additive attention bias
+// [num_heads, length, length] of every sequence up to `length` tokens (host memory). table is the
+// model's [num_buckets, num_heads] embedding of buckets, FP32.
+void relative_position_bias(const float* table, int64_t num_buckets, int64_t num_heads, int64_t max_distance,
+                            bool bidirectional, int64_t length, float* out, Device device = Device::cpu);
 
 // One query head of a decoder over its KV cache, for a chunk of `rows` consecutive queries:
 // scores = q k^T * scale, causal softmax, out = P v. Both products read the cache in place, keys as
