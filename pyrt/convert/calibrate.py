@@ -17,6 +17,7 @@ import numpy as np
 from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_stats,
                            read_calibration_text, split_calibration_text)
 from ..decoder_families import FAMILIES
+from ..encoder import ENCODER_FAMILIES
 from ..errors import PyrtError
 from ..tensor import Tensor, quantize
 from .readers import Source
@@ -67,8 +68,8 @@ def _runnable_model(source: Source, loaded: dict[str, np.ndarray]) -> tuple[Opti
             keys = _gguf_keys(source)
             context = min(LLM_CONTEXT, int(keys.get(f"{model_type}.context_length", LLM_CONTEXT)))
             return LanguageModel.from_parts(_float_tensors(source, loaded), keys, keys, context_length=context), ""
-        if model_type == "bert":
-            from ..encoder import SentenceEncoder  # noqa: PLC0415
+        if model_type in ENCODER_FAMILIES:
+            from ..encoder import SentenceEncoder  # noqa: PLC0415 - keeps the converter's imports light
 
             return SentenceEncoder.from_parts(_float_tensors(source, loaded), source.config, source.files), ""
     except (PyrtError, ImportError, KeyError, ValueError, TypeError) as exc:

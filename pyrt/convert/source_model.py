@@ -14,10 +14,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..decoder_families import FAMILIES
+from ..encoder import ENCODER_FAMILIES
 from ..errors import UnsupportedError
 from ..tensor import Tensor, quantize
 from .readers import Source, SourceTensor, open_source
-from ..decoder_families import FAMILIES
 from .rules import default_choice
 
 DECODER_CONTEXT = 1024  # KV cache of the in-memory decoders: enough for every probe text
@@ -26,7 +27,7 @@ DECODER_CONTEXT = 1024  # KV cache of the in-memory decoders: enough for every p
 def model_kind(source: Source) -> str | None:
     """"encoder", "decoder", or None when pyrt cannot run the checkpoint's architecture."""
     config = source.config
-    if config.get("model_type") in ("bert", "mpnet") and "tokenizer.json" in source.files:
+    if config.get("model_type") in ENCODER_FAMILIES and "tokenizer.json" in source.files:
         return "encoder"
     if source.kind == "gguf" and config.get("model_type") in FAMILIES:
         return "decoder"
