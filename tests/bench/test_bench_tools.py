@@ -314,7 +314,7 @@ def test_encoder_batch1_bandwidth_columns(capsys):
              "weight_mb_per_forward": 22.5, "dram_gbps": 30.0, "gflop_per_sentence": 0.2},
             {"engine": "torch", "format": "f32", "load_s": 0.3, "sent_per_s_b1": 100.0, "sent_per_s_b32": 300.0,
              "peak_rss_mb": 500.0, "threads": 2, "source": "st", "dram_gbps": 30.0}]
-    bench_models.print_results(rows)
+    bench_models.print_results(rows, "all-MiniLM-L6-v2")
     out = capsys.readouterr().out.splitlines()
     pyrt_line = next(line for line in out if line.startswith("pyrt"))
     assert "22.5" in pyrt_line and " 9.0 " in pyrt_line and "30%" in pyrt_line  # 22.5 MB * 400/s = 9 GB/s
