@@ -109,7 +109,7 @@ def main() -> int:
               "win this process a larger share of them, which inflates the concurrent figure")
     engine = "batch engine" if hasattr(model, "engine") else "serial stand-in (no batch engine in this build)"
     print(f"\nengine: {engine}; {args.tokens} tokens per client, greedy")
-    print(f"| measure | value | target |\n|---|---|---|")
+    print("| measure | value | target |\n|---|---|---|")
     print(f"| time to first token, short chat prompt (median of {args.repeats}) | {statistics.median(ttft):.1f} ms | < 50 ms |")
     print(f"| aggregate decode, 1 streaming client | {single:.1f} tokens/s | |")
     print(f"| aggregate decode, {args.clients} streaming clients | {many:.1f} tokens/s | |")

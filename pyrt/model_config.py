@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ConfigError, FileFormatError, RangeError, ShapeError
+from .errors import ConfigError, FileFormatError, RangeError, ShapeError, UnsupportedError
 
 # The largest KV cache capacity, in tokens (mirrors kMaxContextTokens, csrc/models/decoder_limits.h).
 MAX_CONTEXT = 1 << 20

@@ -10,7 +10,6 @@ import random
 import signal
 import sys
 import tempfile
-import time
 import zlib
 from pathlib import Path
 
