@@ -11,8 +11,9 @@ Also prints the perplexity of the test paragraph (tests/models/test_llm.py) per 
 Peer: llama.cpp through llama-cpp-python (optional; `pip install llama-cpp-python` compiles
 llama.cpp, 10-20 minutes) on the same GGUF in the same run. Its Q4_1 layers + Q8_0 embedding are
 exactly pyrt's q4a/32 + q8 embedding, so the row "q4a/32+q8emb" is the same-bits comparison.
-The Gemma 3 and Qwen2 files mix Q4_K/Q5_0/Q6_K/Q8_0: pyrt requantizes them (the row q4a/32+q8emb is
-then pyrt's default load of the file, not the same bits; MB/token says how many bytes each reads).
+--same-bits adds the row "gguf": the file loaded as LanguageModel("x.gguf") does (pyrt/gguf_weights.py:
+Q8_0/Q4_0/Q4_1/Q5_0 with the file's own bytes, Q4_K as q4a/32 and Q6_K as q8/32, slightly more bytes
+than the file: MB/token says how many each reads).
 The bandwidth bound is measured at the start of the run (bench/bandwidth.py, a 1 GiB read), and
 the machine block (bench/machine_info.py: CPU model, ISA flags, caches, load) printed first.
 
@@ -84,7 +85,12 @@ def time_prompt_and_generation(run, reset, prompt: list[int], gen_tokens: int) -
 
 
 def bench_format(arrays, md, fmt, block, emb, args, activations="exact"):
-    tensors = quantize_weights(arrays, fmt, block, emb)
+    if fmt == "gguf":  # the file's own bits: what LanguageModel("x.gguf") loads (pyrt/gguf_weights.py)
+        from pyrt.gguf_weights import load_gguf_tensors  # noqa: PLC0415
+
+        tensors = load_gguf_tensors(args.model_path, measure=False)[0]
+    else:
+        tensors = quantize_weights(arrays, fmt, block, emb)
     ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1  # 256: room for the perplexity paragraph
     try:
         pyrt.gguf_tokenizer.GGUFTokenizer.from_metadata(md)
@@ -145,6 +151,7 @@ def main() -> int:
 
     print("\n".join(markdown_lines(describe())))
 
+    args.model_path = path
     dram = bandwidth.read_bandwidth(1 << 30, args.threads, repeats=3).gbps
     arrays, md = read_gguf(path)
     print(f"# {path.name} ({md.get('general.architecture')}); {time.strftime('%Y-%m-%d %H:%M')}; threads={args.threads}; cpu_isa={pyrt.get_cpu_isa()}; prompt={args.prompt_tokens} "
@@ -153,7 +160,7 @@ def main() -> int:
     runs = [(fmt, block, args.embedding, "exact") for fmt in args.formats
             for block in (args.blocks if fmt in ("q8", "q4", "q4a") else [32])]
     if args.same_bits:
-        runs.append(("q4a", 32, "q8", "exact"))
+        runs.append(("gguf", 32, None, "exact"))
     if args.int8:
         runs.append(("q4a", 32, "q8", "int8"))
     same_bits = int8 = None
@@ -165,7 +172,7 @@ def main() -> int:
         if activations == "int8":
             name += " i8"
             int8 = (pp, tg)
-        elif (fmt, block, emb) == ("q4a", 32, "q8"):
+        elif fmt == "gguf":
             same_bits = (pp, tg, bytes_tok)
         ppl_s = f"{ppl:7.3f}" if ppl is not None else "      -"
         print(f"{name:>14} {pp:9.1f} {tg:9.2f} {bytes_tok / 1e6:9.1f} {gbps:6.2f} {gbps / dram:9.1%} {ppl_s}", flush=True)
@@ -178,8 +185,8 @@ def main() -> int:
         if same_bits:
             gbps = same_bits[2] * tg / 1e9
             line += f" {same_bits[2] / 1e6:9.1f} {gbps:6.2f} {gbps / dram:9.1%}"
-            bits = "same bits" if args.family == "smollm2" else "pyrt's default load vs the file as shipped"
-            line += f"\npyrt q4a/32+q8emb vs llama.cpp ({bits}): prompt {same_bits[0] / pp:.2f}x, generation {same_bits[1] / tg:.2f}x"
+            bits = "same bits" if args.family == "smollm2" else "the file's types; Q4_K/Q6_K held as q4a/q8"
+            line += f"\npyrt gguf (in place) vs llama.cpp ({bits}): prompt {same_bits[0] / pp:.2f}x, generation {same_bits[1] / tg:.2f}x"
         if int8:
             line += f"\npyrt q4a/32+q8emb int8 activations vs llama.cpp: prompt {int8[0] / pp:.2f}x, generation {int8[1] / tg:.2f}x"
         print(line, flush=True)

@@ -92,8 +92,11 @@ def test_two_models_step_at_once(smollm2_q4a, restore_settings):
         pyrt.set_num_threads(2)
         pyrt.set_wait_spin_us(5)
         reference = _decode(smollm2_q4a)
+        # One thread per model: a model's forward() extends its one default sequence, so two threads
+        # must not share a model here.
         with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(_decode, [smollm2_q4a, other, smollm2_q4a, other]))
+            results = [r for pair in pool.map(lambda m: (_decode(m), _decode(m)), [smollm2_q4a, other]) for r in pair]
+        assert len(results) == 4
         for r in results:
             np.testing.assert_array_equal(r, reference)
     finally:
