@@ -48,15 +48,18 @@ def models_dir() -> Path:
     return fetched_models_dir()
 
 
-def run_python(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_python(*args: str, env: dict | None = None, timeout: float = 300,
+               base_env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs ``python *args`` from a neutral directory, so the subprocess imports the installed pyrt
-    (from a checkout root, ``python -c`` would pick up the uncompiled source tree instead)."""
+    (from a checkout root, ``python -c`` would pick up the uncompiled source tree instead). The
+    environment is ``base_env`` (default: this process's) updated with ``env``."""
+    base = dict(os.environ if base_env is None else base_env)
     # Put the directory holding the pyrt under test first, so a subprocess tests that same pyrt.
     package_parent = str(Path(pyrt.__file__).resolve().parents[1])
-    python_path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+    python_path = os.pathsep.join(p for p in (package_parent, base.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as cwd:
         return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd,
-                              env={**os.environ, "PYTHONPATH": python_path, **(env or {})}, timeout=timeout)
+                              env={**base, "PYTHONPATH": python_path, **(env or {})}, timeout=timeout)
 
 
 # ---- quantized (int8 / int16) activations: a float64 emulation of the kernels' math ---------------

@@ -4,8 +4,6 @@ with two models stepping at once; the setting's API and environment variable."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 
 import pyrt
 
+from helpers import run_python
 from llm_fixtures import smollm2_q4a  # noqa: F401 - fixture
 
 PROMPT = np.random.default_rng(7).integers(100, 40000, 24).tolist()
@@ -50,9 +49,8 @@ def test_spin_setting_api(restore_settings):
 
 @pytest.mark.parametrize("value,ok", [("0", True), ("200", True), ("abc", False), ("-3", False), ("1e3", False)])
 def test_spin_environment_variable(value, ok):
-    env = dict(os.environ, PYRT_WAIT_SPIN_US=value)
     code = "import pyrt; print(pyrt.get_wait_spin_us())"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = run_python("-c", code, env={"PYRT_WAIT_SPIN_US": value}, timeout=120)
     if ok:
         assert out.returncode == 0, out.stderr
         assert int(out.stdout.strip()) == int(value)
@@ -111,6 +109,6 @@ def test_openmp_spin_count_is_set_for_the_load_only(user_env):
     env.update(user_env)
     code = ("import os, pyrt, pyrt._native as n; "
             "print(sorted(k for k in os.environ if k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')), n._set_spin)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = run_python("-c", code, base_env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"{sorted(user_env)} {not user_env}"
