@@ -107,29 +107,6 @@ void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0) {
               acc[(c / 16) % S][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), wv, acc[(c / 16) % S][m][r]);
           }
         }
-      } else if constexpr (F == Format::q5 && MB == 1) {
-        // MB == 1 (decode): codes to int8 levels (-16..15) and one scale per block, as q8 does:
-        // 3 integer ops per 16 weights instead of a table lookup and a masked add on floats.
-        // Measured 4864x3584 in cache, 2 threads: 564 us through Q5Values, q8 293 us.
-        const uint8_t* bits = blk + L::quants_offset;
-        const uint8_t* nib = bits + kQ5HighBytes<B>;
-        const __m128i low4 = _mm_set1_epi8(0x0F), sixteen = _mm_set1_epi8(16);
-        __m512 part[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int c = 0; c < B / 2; c += 16) {
-          const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(nib + c));
-          __m128i lo = _mm_and_si128(q, low4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low4);
-          // Clear the 16 where the high bit is set, subtract it elsewhere: code - 16.
-          lo = _mm_mask_sub_epi8(lo, static_cast<__mmask16>(~Q5Values<B>::mask_at(bits + c / 8)), lo, sixteen);
-          hi = _mm_mask_sub_epi8(hi, static_cast<__mmask16>(~Q5Values<B>::mask_at(bits + (B / 2 + c) / 8)), hi,
-                                 sixteen);
-          part[0] = _mm512_fmadd_ps(_mm512_loadu_ps(x[0] + k0 + c), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)),
-                                    part[0]);
-          part[1] = _mm512_fmadd_ps(_mm512_loadu_ps(x[0] + k0 + B / 2 + c),
-                                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), part[1]);
-        }
-        const __m512 d = _mm512_set1_ps(load_fp16(blk + L::scale_offset));
-        acc[0][0][r] = _mm512_fmadd_ps(part[0], d, acc[0][0][r]);
-        acc[S - 1][0][r] = _mm512_fmadd_ps(part[1], d, acc[S - 1][0][r]);
       } else if constexpr (F == Format::q5) {
         const Q5Values<B> v(blk);
         for (int c = 0; c < B / 2; c += 16) {
