@@ -80,13 +80,6 @@ void wake_all(std::atomic<uint32_t>& word) {
 #endif
 }
 
-// Per thread: how many of its last waits ended asleep (saturating), and a counter for the probes.
-constexpr int kMissesBeforeSleepingAtOnce = 3;
-struct SpinHistory {
-  int misses = 0;
-  uint32_t waits = 0;
-};
-
 void team_wait(TeamSync& s, int size) {
   const uint32_t gen = s.generation.load(std::memory_order_acquire);
   if (s.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == size) {
@@ -96,27 +89,23 @@ void team_wait(TeamSync& s, int size) {
     return;
   }
   // Spin first: on an idle machine the partner arrives within microseconds and a futex round
-  // trip (tens of microseconds in a VM) would cost more than the wait. But after a few waits in a
-  // row that ended asleep (the partner is losing its core to other processes) spinning only burns
-  // this thread's share of the machine, so it sleeps at once, trying a spin again every 64 waits.
-  thread_local SpinHistory history;
-  const bool spin = history.misses < kMissesBeforeSleepingAtOnce || (++history.waits & 63) == 0;
-  const auto limit = std::chrono::microseconds(spin ? spin_for_barrier() : 0);
+  // trip (tens of microseconds in a VM) would cost more than the wait; then sleep, so a partner
+  // that lost its core to another process gets it back. Always spin first: an earlier variant
+  // that slept at once after a few waits ended asleep locked itself into that mode on an idle VM
+  // (both threads sleeping, each wake-up slower than the probe spin: SmolLM2 decode 48 instead of
+  // 207 tok/s, 2026-12-02).
+  const auto limit = std::chrono::microseconds(spin_for_barrier());
   if (limit.count() > 0) {
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
       for (int i = 0; i < 16; ++i) {
-        if (s.generation.load(std::memory_order_acquire) != gen) {
-          history.misses = 0;
-          return;
-        }
+        if (s.generation.load(std::memory_order_acquire) != gen) return;
         PYRT_CPU_RELAX();
       }
       if (std::chrono::steady_clock::now() - start >= limit) break;
     }
   }
   if (s.generation.load(std::memory_order_acquire) != gen) return;
-  if (history.misses < kMissesBeforeSleepingAtOnce) ++history.misses;
   // The seq_cst increment orders against the releaser's seq_cst store/load pair: either it sees
   // this sleeper and wakes it, or the futex finds the generation already changed.
   s.sleepers.fetch_add(1, std::memory_order_seq_cst);
