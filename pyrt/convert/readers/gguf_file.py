@@ -1,9 +1,10 @@
 """pyrt's one reader of llama.cpp GGUF files: the header (key/values, tensor descriptions) by pyrt's
 own bounded reader (gguf_limits.py: every count and length checked against the file), the tensors
 dequantized to float32 by the `gguf` package's gguf.quants.dequantize; the architecture config and
-the tokenizer come from the key/value fields. :func:`open_gguf` serves the converter (a lazy Source); :func:`read_gguf` and
-:func:`quantize_weights` serve ``pyrt.LanguageModel("x.gguf")``, which loads a GGUF without
-converting it first, and the tests, which use it as the independent source of truth.
+the tokenizer come from the key/value fields. :func:`open_gguf` serves the converter (a lazy Source),
+:func:`read_tensors` serves pyrt/gguf_weights.py (``pyrt.LanguageModel("x.gguf")``: tensors mapped in
+place or converted); :func:`read_gguf` and :func:`quantize_weights` (everything dequantized, then
+requantized) serve the tests and benchmarks, which use them as the independent source of truth.
 
 Tensor names and layouts are kept as in the GGUF file (token_embd.weight, blk.N.attn_q.weight, ...,
 with llama.cpp's Q/K row order), shapes in numpy order [rows, K]. The config says so
