@@ -28,6 +28,7 @@ from .model_config import check_encoder_config
 from .ops import check_activations
 from .tensor import Tensor
 from .tokenizer_guard import guarded_tokenizer
+from .repack import resolve_repack
 
 # Where the encoder's tensors may sit in a checkpoint: bare base-model names, a BertFor*/MPNetFor*
 # head model, or a sentence-transformers module saved whole.
@@ -232,10 +233,15 @@ class SentenceEncoder:
     uses two int8 digits per activation (about 16 bits: on all-MiniLM-L6-v2 as accurate as exact,
     at about twice int8's matmul cost); the default "exact" keeps FP32 activations. Both modes need
     AVX-512 VNNI to be faster than exact (on AVX2-only CPUs they are slower: docs/int8.md).
+    ``repack=True`` adds a copy of the q4/q4a/q4n matrices in the layout of the one-row (M=1)
+    kernels; None (the default) follows ``PYRT_REPACK`` and is otherwise off, since an encoder's
+    products have one row per token and read the file's layout (pyrt/repack.py).
     """
 
-    def __init__(self, path_or_model: Union[str, os.PathLike, Any], activations: str = "exact"):
+    def __init__(self, path_or_model: Union[str, os.PathLike, Any], activations: str = "exact",
+                 repack: bool | None = None):
         self.activations = check_activations(activations)
+        self.repack = resolve_repack(repack, default=False)
         model = path_or_model
         if isinstance(path_or_model, (str, os.PathLike)) and os.path.isdir(path_or_model):
             # A sentence-transformers folder runs as it is, in FP32 (convert it for other formats).
@@ -260,13 +266,15 @@ class SentenceEncoder:
 
     @classmethod
     def from_parts(cls, tensors: Mapping[str, Tensor], config: Mapping[str, Any],
-                   files: Mapping[str, FileValue], activations: str = "exact") -> "SentenceEncoder":
+                   files: Mapping[str, FileValue], activations: str = "exact",
+                   repack: bool | None = None) -> "SentenceEncoder":
         """Builds an encoder from ``tensors`` (checkpoint names -> :class:`pyrt.Tensor`), the Hugging
         Face ``config`` dict and the sentence-transformers ``files`` (relative name -> bytes, text
         or parsed JSON): tokenizer.json, modules.json, sentence_bert_config.json,
         1_Pooling/config.json."""
         self = cls.__new__(cls)
         self.activations = check_activations(activations)
+        self.repack = resolve_repack(repack, default=False)
         self._setup(tensors, config, files)
         self.model = None
         return self
@@ -278,7 +286,8 @@ class SentenceEncoder:
         check_encoder_config(config, tensors, files)  # types, ranges, shapes (pyrt/model_config.py)
         self.settings = _SentenceTransformersSettings(config, files)
         self._tokenizer = guarded_tokenizer(lambda: _make_tokenizer(files, self.settings.max_seq_length))
-        self._native = require_core().Encoder(_native_config(config), _encoder_tensors(tensors), self.activations)
+        native_config = {**_native_config(config), "repack": getattr(self, "repack", False)}
+        self._native = require_core().Encoder(native_config, _encoder_tensors(tensors), self.activations)
         self.tensors: dict[str, Tensor] = dict(tensors)
         self.name = "pyrt-encoder"  # what create_embedding reports as the model (the file stem when loaded from one)
         self.formats = sorted({(t.dtype, t.block) for t in self.tensors.values() if t.ndim == 2})

@@ -25,6 +25,7 @@ from .tensor import Tensor
 from .chat_template import template_for
 from .generation_options import check_messages, check_prompt, parse_generation_options
 from .sampling import request_sampler
+from .repack import resolve_repack
 
 DEFAULT_CONTEXT = 2048
 
@@ -119,6 +120,10 @@ class LanguageModel:
     int8 activations for the q-format weight products (faster, approximate: docs/int8.md has the
     measured perplexity cost); the default "exact" keeps them FP32. "int16" raises
     :class:`UnsupportedError` here (it exists for pyrt.matmul, Linear and SentenceEncoder).
+    ``repack`` (None: ``PYRT_REPACK``, else on) keeps a second copy of the q4/q4a/q4n (block 32)
+    matrices in the decode kernel's layout where the CPU's kernels use one (AVX-512): faster
+    decoding, the same logits, about twice those weights' memory (docs/benchmarks.md);
+    ``repack=False`` keeps the file's layout only.
 
     Thread safety: every method may be called from any number of threads. :meth:`generate`,
     :meth:`stream` and :meth:`generate_batch` run on :attr:`engine`, where each request has its own
@@ -132,8 +137,9 @@ class LanguageModel:
 
     def __init__(self, path: str | Path, *, context_length: int = DEFAULT_CONTEXT, dtype: str | None = None,
                  block: int = 32, embedding_dtype: str | None = None, kv_cache: str = "f16",
-                 activations: str = "exact"):
+                 activations: str = "exact", repack: bool | None = None):
         _decoder_activations(activations)
+        repack = resolve_repack(repack, default=True)
         path = Path(path)
         if path.suffix == ".gguf":
             from .gguf_weights import load_gguf_tensors  # noqa: PLC0415 - needs the gguf package
@@ -148,23 +154,25 @@ class LanguageModel:
 
             model = load(path)
             tensors, metadata = dict(model.tensors), _gguf_keys_from_model(model)
-        self._init(tensors, metadata, metadata, context_length, kv_cache, activations)
+        self._init(tensors, metadata, metadata, context_length, kv_cache, activations, repack)
 
     @classmethod
     def from_parts(cls, tensors: Mapping[str, Tensor], config: Mapping[str, Any], tokenizer_info: Mapping[str, Any],
                    *, context_length: int = DEFAULT_CONTEXT, kv_cache: str = "f16",
-                   activations: str = "exact") -> "LanguageModel":
+                   activations: str = "exact", repack: bool | None = None) -> "LanguageModel":
         """Builds a model from pyrt Tensors by GGUF name, the architecture keys (``general.architecture``
         and ``<arch>.*``) and the tokenizer keys (``tokenizer.*``), both under llama.cpp's GGUF key names."""
         self = cls.__new__(cls)
-        self._init(tensors, config, tokenizer_info, context_length, kv_cache, activations)
+        self._init(tensors, config, tokenizer_info, context_length, kv_cache, activations,
+                   resolve_repack(repack, default=True))
         return self
 
-    def _init(self, tensors, config, tokenizer_info, context_length, kv_cache, activations="exact"):
+    def _init(self, tensors, config, tokenizer_info, context_length, kv_cache, activations="exact", repack=False):
         self.config = _decoder_config(config, tensors, context_length, kv_cache, activations)
         self.tokenizer = GGUFTokenizer.from_metadata(tokenizer_info)
         self.chat_template: str | None = tokenizer_info.get("tokenizer.chat_template")
-        self._decoder = require_core().Decoder(self.config, native_weights(tensors))
+        self.repack = repack  # whether the 4-bit matrices have a repacked copy (pyrt/repack.py)
+        self._decoder = require_core().Decoder({**self.config, "repack": repack}, native_weights(tensors))
         self._tensors = dict(tensors)  # the decoder reads their bytes in place
         self._cached: list[int] = []   # token ids whose keys/values are in the default sequence's cache
         self._lock = threading.RLock()  # the default sequence: forward, prefill, reset, perplexity

@@ -61,7 +61,7 @@ std::unique_ptr<PyDecoder> make_decoder(const py::dict& config, const py::dict& 
   c.attn_softcap = optional(config, "attn_softcap", c.attn_softcap);
   c.final_softcap = optional(config, "final_softcap", c.final_softcap);
   if (config.contains("activations")) c.activations = activation_precision_from_name(config["activations"].cast<std::string>());
-  self->decoder = std::make_unique<models::Decoder>(c, weight_table(weights, &self->keep_alive));
+  self->decoder = std::make_unique<models::Decoder>(c, weight_table(weights, &self->keep_alive, optional(config, "repack", false)));
   return self;
 }
 
@@ -133,7 +133,8 @@ void register_llama(py::module_& m) {
       .def(
           "truncate_cache", [](PyDecoder& s, models::KvCache& c, int64_t pos) { s.decoder->truncate(c, pos); },
           py::arg("cache"), py::arg("pos"))
-      .def_property_readonly("max_context", [](const PyDecoder& s) { return s.decoder->config().max_context; });
+      .def_property_readonly("max_context", [](const PyDecoder& s) { return s.decoder->config().max_context; })
+      .def_property_readonly("repacked_bytes", [](const PyDecoder& s) { return s.decoder->weights().repacked_bytes(); });
   m.attr("LlamaDecoder") = m.attr("Decoder");  // the name before the families shared one decoder
   register_decoder_ops(m);
 }

@@ -56,7 +56,7 @@ class EncoderHandle {
     c.relative_attention_buckets = config_int_or(config, "relative_attention_buckets", 0);
     c.relative_attention_max_distance = config_int_or(config, "relative_attention_max_distance", 128);
 
-    encoder_ = std::make_unique<models::Encoder>(c, weight_table(tensors, &keep_alive_), precision);
+    encoder_ = std::make_unique<models::Encoder>(c, weight_table(tensors, &keep_alive_, config.contains("repack") && config["repack"].cast<bool>()), precision);
   }
 
   // ids, type_ids, mask: int32 [batch, seq]; returns float32 [batch, hidden].
@@ -82,6 +82,7 @@ class EncoderHandle {
 
   int64_t hidden_size() const { return encoder_->config().hidden_size; }
   int64_t max_positions() const { return encoder_->config().max_positions; }
+  int64_t repacked_bytes() const { return encoder_->weights().repacked_bytes(); }
   std::string activations() const { return activation_precision_name(encoder_->activations()); }
 
  private:
@@ -99,7 +100,8 @@ void register_models(py::module_& m) {
            py::arg("attention_mask"), py::arg("pooling"), py::arg("normalize"))
       .def_property_readonly("hidden_size", &EncoderHandle::hidden_size)
       .def_property_readonly("max_positions", &EncoderHandle::max_positions)
-      .def_property_readonly("activations", &EncoderHandle::activations);
+      .def_property_readonly("activations", &EncoderHandle::activations)
+      .def_property_readonly("repacked_bytes", &EncoderHandle::repacked_bytes);
   m.attr("BertEncoder") = m.attr("Encoder");  // its name before MPNet shared it
 }
 

@@ -1,8 +1,10 @@
 #include <memory>
+#include <vector>
 
 #include "bindings/bindings.h"
 #include "pyrt/device.h"
 #include "pyrt/matmul.h"
+#include "pyrt/repack.h"
 
 namespace pyrt::bindings {
 namespace {
@@ -27,6 +29,22 @@ class Weights {
   }
 
   const WeightView& view() const { return view_; }
+
+  // The same weights plus a repacked copy for the M=1 kernels (pyrt/repack.h) where the active
+  // ISA has a kernel that reads one; otherwise the same weights. The copy lives as long as the
+  // returned object and the ones copied from it.
+  Weights repacked() const {
+    Weights out = *this;
+    const int64_t bytes = repacked_bytes(view_);
+    if (bytes == 0) return out;
+    out.repacked_ = std::make_shared<std::vector<uint8_t>>(size_t(bytes + 63));
+    uint8_t* base = out.repacked_->data();
+    uint8_t* aligned = base + (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
+    repack_weights(view_, aligned);
+    out.view_.repacked = aligned;
+    return out;
+  }
+  int64_t repacked_nbytes() const { return view_.repacked ? int64_t(repacked_->size()) - 63 : 0; }
   std::string device() const { return device_name(view_.device); }
   int64_t nbytes() const { return device_ ? device_->nbytes() : view_.rows * view_.row_stride; }
 
@@ -59,6 +77,7 @@ class Weights {
   WeightView view_;
   py::array host_;                                   // Device::cpu
   std::shared_ptr<const gpu::DeviceWeights> device_;  // Device::cuda
+  std::shared_ptr<std::vector<uint8_t>> repacked_;   // what view_.repacked points into, or null
 };
 
 // Host operands: numpy arrays. Shapes were checked in pyrt/ops.py; the byte sizes are checked
@@ -133,7 +152,16 @@ void register_ops(py::module_& m) {
       .def_property_readonly("device_index", [](const Weights& w) { return w.view().device_index; })
       .def_property_readonly("nbytes", &Weights::nbytes)
       .def("to_device", &Weights::to_device, py::arg("device"))
-      .def("host_bytes", &Weights::host_bytes);
+      .def("host_bytes", &Weights::host_bytes)
+      .def("repacked", &Weights::repacked)
+      .def_property_readonly("repacked_nbytes", &Weights::repacked_nbytes)
+      // The repacked copy's bytes in place (for tests and inspection; writing them changes what
+      // the M=1 kernel reads), or an empty array.
+      .def("repacked_view", [](const py::object& self) {
+        const Weights& w = self.cast<const Weights&>();
+        const int64_t n = w.repacked_nbytes();
+        return py::array_t<uint8_t>({n}, {int64_t(1)}, n ? w.view().repacked : nullptr, self);
+      });
   m.def("matmul", &matmul, py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("out"),
         py::arg("activations") = "exact", py::arg("M") = -1, py::arg("stream") = 0);
 }

@@ -6,8 +6,9 @@
 
 namespace pyrt::bindings {
 
-models::WeightTable weight_table(const py::dict& tensors, std::vector<py::object>* keep_alive) {
+models::WeightTable weight_table(const py::dict& tensors, std::vector<py::object>* keep_alive, bool repack) {
   models::WeightTable table;
+  table.set_repack(repack);
   for (const auto& item : tensors) {
     const std::string name = item.first.cast<std::string>();
     const py::tuple entry = item.second.cast<py::tuple>();

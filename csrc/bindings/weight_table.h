@@ -9,7 +9,7 @@
 namespace pyrt::bindings {
 
 // Appends every array whose bytes the table points to to *keep_alive, so the weights outlive the
-// Python dict they came from. Dtype errors for a malformed entry.
-models::WeightTable weight_table(const py::dict& tensors, std::vector<py::object>* keep_alive);
+// Python dict they came from. Dtype errors for a malformed entry. repack: WeightTable::set_repack.
+models::WeightTable weight_table(const py::dict& tensors, std::vector<py::object>* keep_alive, bool repack = false);
 
 }  // namespace pyrt::bindings

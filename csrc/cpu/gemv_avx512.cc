@@ -7,6 +7,7 @@
 
 #include "cpu/decode_avx512.h"
 #include "cpu/nibble_group_avx512.h"
+#include "cpu/repacked_gemv_avx512.h"
 #include "cpu/scratch.h"
 #include "pyrt/format_dispatch.h"
 
@@ -162,7 +163,7 @@ template <Format F, int R>
 void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const float* xp, const float* sums,
                         int64_t n0) {
   constexpr int B = kGroupBlock;
-  constexpr int64_t gb = NibbleGroup<F>::kBytes, bb = BlockOf<F, B>::bytes;
+  constexpr int64_t gb = NibbleGroup<F>::kBytes;
   const int64_t groups = a.K / kGroupWeights, nblocks = a.K / B;
   const uint8_t* w[R];
   const uint8_t* next[R];  // as in gemv_quant: the next row group, fetched meanwhile
@@ -178,16 +179,7 @@ void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const 
     for (int r = 0; r < R; ++r)
       acc[r] = group.accumulate(w[r] + g * gb, xp + g * kGroupWeights, sums + g * 16, acc[r]);
   }
-  for (int64_t b = groups * (kGroupWeights / B); b < nblocks; ++b)
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* q;
-      const __m512 table = nibble_value_table<F, B>(w[r] + b * bb, &q);
-      for (int c = 0; c < B / 2; c += 16) {
-        const __m512i idx = load_nibble_pairs(q + c);
-        acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a.x + b * B + c), low_nibbles(idx, table), acc[r]);
-        acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a.x + b * B + B / 2 + c), high_nibbles(idx, table), acc[r]);
-      }
-    }
+  for (int r = 0; r < R; ++r) acc[r] = accumulate_blocks<F>(w[r], a.x, groups * (kGroupWeights / B), nblocks, acc[r]);
   for (int r = 0; r < R; ++r) a.y[n0 + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
 }
 
@@ -198,9 +190,18 @@ void gemv_4bit_single_row(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   float* xp = static_cast<float*>(thread_scratch(3, size_t(groups * (kGroupWeights + 16)) * sizeof(float)));
   float* sums = xp + groups * kGroupWeights;
   group.permute_x(a.x, groups, xp, sums);
-  int64_t n = n_begin;
-  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_nibble_groups<F, kRowsInFlight>(a, group, xp, sums, n);
-  for (; n < n_end; ++n) gemv_nibble_groups<F, 1>(a, group, xp, sums, n);
+  auto file_rows = [&](int64_t n, int64_t end) {
+    for (; n + kRowsInFlight <= end; n += kRowsInFlight) gemv_nibble_groups<F, kRowsInFlight>(a, group, xp, sums, n);
+    for (; n < end; ++n) gemv_nibble_groups<F, 1>(a, group, xp, sums, n);
+  };
+  if (a.w.repacked == nullptr) return file_rows(n_begin, n_end);
+  // The repacked copy holds whole quads of rows (pyrt/repack.h): the rows around them, if any,
+  // from the file's layout. Both sum in the same order, so every row gets the same bits.
+  const int64_t q0 = std::min((n_begin + kRepackRows - 1) / kRepackRows * kRepackRows, n_end);
+  const int64_t q1 = std::max(q0, n_end / kRepackRows * kRepackRows);
+  file_rows(n_begin, q0);
+  gemv_repacked_quads<F>(a, group, xp, sums, q0, q1);
+  file_rows(q1, n_end);
 }
 
 template <Format F, int B>

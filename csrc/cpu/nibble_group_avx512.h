@@ -115,6 +115,12 @@ struct NibbleGroup {
   inline __m512 accumulate(const uint8_t* grp, const float* xg, const float* sum, __m512 acc) const {
     __m512i scales;
     const __m512i nib = loader.load(grp, &scales);
+    return accumulate_loaded(nib, scales, xg, sum, acc);
+  }
+
+  // The same from a group already in registers (nib, scales as NibbleGroupLoader::load returns
+  // them): the repacked layout's kernel (repacked_gemv_avx512.cc) loads them without the gather.
+  inline __m512 accumulate_loaded(__m512i nib, __m512i scales, const float* xg, const float* sum, __m512 acc) const {
     // Two chains of four products, each weight exactly its level before the per-lane scale.
     // Nibbles 1..3 skip the shuffle pipes (shift + vpermps): ORed into the float 2^(23-4n), whose
     // mantissa ulp is then 1, nibble n gives 2^(23-4n) + q exactly, and a subtract leaves the level.
@@ -132,5 +138,23 @@ struct NibbleGroup {
     return acc;
   }
 };
+
+// acc + the products of blocks [first, last) of a file-layout row (B = 32, per block: the path
+// for the blocks after K's whole groups of 128). x: the row's activations in their own order.
+template <Format F>
+inline __m512 accumulate_blocks(const uint8_t* row, const float* x, int64_t first, int64_t last, __m512 acc) {
+  constexpr int B = kGroupBlock;
+  constexpr int64_t bb = BlockOf<F, B>::bytes;
+  for (int64_t b = first; b < last; ++b) {
+    const uint8_t* q;
+    const __m512 table = nibble_value_table<F, B>(row + b * bb, &q);
+    for (int c = 0; c < B / 2; c += 16) {
+      const __m512i idx = load_nibble_pairs(q + c);
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + b * B + c), low_nibbles(idx, table), acc);
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + b * B + B / 2 + c), high_nibbles(idx, table), acc);
+    }
+  }
+  return acc;
+}
 
 }  // namespace pyrt::cpu::avx512

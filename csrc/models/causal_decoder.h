@@ -83,6 +83,7 @@ class Decoder {
   Decoder(const DecoderConfig& config, WeightTable weights);
 
   const DecoderConfig& config() const { return config_; }
+  const WeightTable& weights() const { return weights_; }
   // The decoder's own sequence (the single-sequence API below). Tokens already in its KV cache;
   // the next token goes to this position.
   int64_t position() const { return cache_.position(); }

@@ -77,6 +77,7 @@ class Encoder {
   void encode(const EncoderInput& input, Pooling pooling, bool normalize, float* out) const;
 
   const EncoderConfig& config() const { return config_; }
+  const WeightTable& weights() const { return weights_; }
   ActivationPrecision activations() const { return activations_; }
 
  private:

@@ -2,6 +2,7 @@
 
 #include "pyrt/errors.h"
 #include "pyrt/matmul.h"
+#include "pyrt/repack.h"
 
 namespace pyrt::models {
 namespace {
@@ -42,10 +43,10 @@ WeightView WeightTable::view(const TensorRef& ref, const std::string& name, int6
   return w;
 }
 
-WeightView WeightTable::matrix(const std::string& name, int64_t rows, int64_t cols) const {
+WeightView WeightTable::matrix(const std::string& name, int64_t rows, int64_t cols) {
   const TensorRef& ref = find(name);
   check_shape(ref, name, {rows, cols});
-  const WeightView w = view(ref, name, rows, cols);
+  WeightView w = view(ref, name, rows, cols);
   // Models run matmul_rows, which trusts its arguments: every weight passes the checks once here.
   float dummy = 0.0f;
   MatmulParams p;
@@ -54,7 +55,25 @@ WeightView WeightTable::matrix(const std::string& name, int64_t rows, int64_t co
   p.w = w;
   p.y = &dummy;
   check_matmul(p);
+  if (repack_) w.repacked = repacked_copy(name, w);
   return w;
+}
+
+const uint8_t* WeightTable::repacked_copy(const std::string& name, const WeightView& w) {
+  const int64_t bytes = pyrt::repacked_bytes(w);
+  if (bytes == 0) return nullptr;
+  std::vector<uint8_t>& buf = repacked_[name];
+  const bool fresh = buf.empty();
+  if (fresh) buf.resize(size_t(bytes + 63));
+  uint8_t* aligned = buf.data() + ((64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64);
+  if (fresh) repack_weights(w, aligned);
+  return aligned;
+}
+
+int64_t WeightTable::repacked_bytes() const {
+  int64_t total = 0;
+  for (const auto& item : repacked_) total += int64_t(item.second.size()) - 63;
+  return total;
 }
 
 const float* WeightTable::vector(const std::string& name, int64_t n) {

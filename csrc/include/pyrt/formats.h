@@ -194,6 +194,9 @@ struct WeightView {
   int device_index = 0;               // which GPU, for Device::cuda
   const uint16_t* scales = nullptr;   // cuda plane layout only
   const uint16_t* mins = nullptr;     // cuda plane layout only (q4a)
+  // cpu: a copy of the same weights in the M=1 kernels' layout (pyrt/repack.h), read where a kernel
+  // of the active ISA uses it; null: the file's layout only. `data` stays valid either way.
+  const uint8_t* repacked = nullptr;
   const uint8_t* row(int64_t r) const { return data + r * row_stride; }
 };
 

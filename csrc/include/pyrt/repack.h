@@ -1,0 +1,41 @@
+// Load-time repacking of 4-bit weights into the layout the AVX-512 M=1 (decode) kernels read
+// fastest (csrc/cpu/repacked_gemv_avx512.cc). The file's layout stays the portable one; the
+// repacked copy is made in memory next to it, by whoever owns the weights (models::WeightTable),
+// and handed to the kernels through WeightView::repacked.
+//
+// Formats q4, q4a, q4n at block 32, matrices [N >= 4, K >= 128]. Rows go in quads (the 4 rows the
+// kernel has in flight), K in groups of 128 weights (4 blocks), and the copy is two regions:
+//   nibbles: [quad][group][row of the quad][64 bytes], block b's 16 nibble bytes at 16b: the order
+//            the file-layout kernel gathers with two loads and a word permute, here one load;
+//            the 4 rows of a quad interleaved group by group, so the kernel reads one stream.
+//   scales : after all nibbles, [quad][group][row of the quad][repacked_scale_bytes]: the 4
+//            blocks' FP16 d, then (q4a) their 4 FP16 m; the same bytes as the file's.
+// Rows after the last whole quad and blocks after the last whole group are not copied: the
+// kernels read those from the file's layout. The copy has the file's bytes but never more.
+#pragma once
+#include <cstdint>
+
+#include "pyrt/formats.h"
+
+namespace pyrt {
+
+constexpr int kRepackRows = 4;          // rows per quad
+constexpr int kRepackGroupWeights = 128;
+constexpr int kRepackNibbleBytes = kRepackGroupWeights / 2;
+
+constexpr int repacked_scale_bytes(Format f) { return f == Format::q4a ? 16 : 8; }
+// Byte offsets inside the copy, for `quads` = N / 4 and `groups` = K / 128.
+constexpr int64_t repacked_nibbles_at(int64_t quad, int64_t group, int64_t groups) {
+  return (quad * groups + group) * kRepackRows * kRepackNibbleBytes;
+}
+constexpr int64_t repacked_scales_at(Format f, int64_t quad, int64_t group, int64_t quads, int64_t groups) {
+  return quads * groups * kRepackRows * kRepackNibbleBytes + (quad * groups + group) * kRepackRows * repacked_scale_bytes(f);
+}
+
+// Bytes of w's repacked copy, or 0 when no kernel of the active ISA reads one for w (then models
+// keep the file's layout only). Depends on the ISA chosen when it is called.
+int64_t repacked_bytes(const WeightView& w);
+// Writes w's repacked copy (repacked_bytes(w) > 0) into dst, 64-byte aligned.
+void repack_weights(const WeightView& w, uint8_t* dst);
+
+}  // namespace pyrt
