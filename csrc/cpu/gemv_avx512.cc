@@ -179,7 +179,9 @@ void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const 
     for (int r = 0; r < R; ++r)
       acc[r] = group.accumulate(w[r] + g * gb, xp + g * kGroupWeights, sums + g * 16, acc[r]);
   }
-  for (int r = 0; r < R; ++r) acc[r] = accumulate_blocks<F>(w[r], a.x, groups * (kGroupWeights / B), nblocks, acc[r]);
+  const int64_t first = groups * (kGroupWeights / B);
+  for (int r = 0; r < R; ++r)
+    acc[r] = accumulate_blocks<F>(w[r] + first * BlockOf<F, B>::bytes, a.x + first * B, nblocks - first, acc[r]);
   for (int r = 0; r < R; ++r) a.y[n0 + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
 }
 

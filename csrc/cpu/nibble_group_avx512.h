@@ -139,15 +139,15 @@ struct NibbleGroup {
   }
 };
 
-// acc + the products of blocks [first, last) of a file-layout row (B = 32, per block: the path
-// for the blocks after K's whole groups of 128). x: the row's activations in their own order.
+// acc + the products of `count` consecutive file-layout blocks (B = 32, per block: the path for
+// the blocks after K's whole groups of 128). x: their activations in their own order.
 template <Format F>
-inline __m512 accumulate_blocks(const uint8_t* row, const float* x, int64_t first, int64_t last, __m512 acc) {
+inline __m512 accumulate_blocks(const uint8_t* blocks, const float* x, int64_t count, __m512 acc) {
   constexpr int B = kGroupBlock;
   constexpr int64_t bb = BlockOf<F, B>::bytes;
-  for (int64_t b = first; b < last; ++b) {
+  for (int64_t b = 0; b < count; ++b) {
     const uint8_t* q;
-    const __m512 table = nibble_value_table<F, B>(row + b * bb, &q);
+    const __m512 table = nibble_value_table<F, B>(blocks + b * bb, &q);
     for (int c = 0; c < B / 2; c += 16) {
       const __m512i idx = load_nibble_pairs(q + c);
       acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + b * B + c), low_nibbles(idx, table), acc);

@@ -29,6 +29,8 @@ void gemv_repacked_quads(const KernelArgs& a, const NibbleGroup<F>& group, const
   constexpr int R = kRepackRows, kSb = repacked_scale_bytes(F);
   const int64_t groups = a.K / kGroupWeights, quads = a.N / R, nblocks = a.K / kGroupBlock;
   const __m512i scale_words = scale_word_index();
+  const int64_t first = groups * (kGroupWeights / kGroupBlock), tail = nblocks - first;
+  const int64_t tail_bytes = tail * BlockOf<F, kGroupBlock>::bytes;
   for (int64_t n = q0; n < q1; n += R) {
     const int64_t quad = n / R;
     const uint8_t* nib = a.w.repacked + repacked_nibbles_at(quad, 0, groups);
@@ -38,6 +40,9 @@ void gemv_repacked_quads(const KernelArgs& a, const NibbleGroup<F>& group, const
     const int64_t next = std::min(quad + 1, quads - 1);
     const uint8_t* nib_next = a.w.repacked + repacked_nibbles_at(next, 0, groups);
     const uint8_t* sc_next = a.w.repacked + repacked_scales_at(F, next, 0, quads, groups);
+    for (int64_t off = 0; off < R * tail_bytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(a.w.repacked + repacked_tail_at(F, next, 0, quads, groups, tail_bytes) + off),
+                   _MM_HINT_T0);
     __m512 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t g = 0; g < groups; ++g) {
@@ -50,9 +55,11 @@ void gemv_repacked_quads(const KernelArgs& a, const NibbleGroup<F>& group, const
         acc[r] = group.accumulate_loaded(nv, sv, xp + g * kGroupWeights, sums + g * 16, acc[r]);
       }
     }
-    // Blocks after the whole groups are not in the copy: the file's layout, as the file kernel.
+    // Blocks after the whole groups: in the copy's tail as the file stores them, decoded per block
+    // as the file kernel does.
     for (int r = 0; r < R; ++r)
-      acc[r] = accumulate_blocks<F>(a.w.row(n + r), a.x, groups * (kGroupWeights / kGroupBlock), nblocks, acc[r]);
+      acc[r] = accumulate_blocks<F>(a.w.repacked + repacked_tail_at(F, quad, r, quads, groups, tail_bytes),
+                                    a.x + first * kGroupBlock, tail, acc[r]);
     for (int r = 0; r < R; ++r) a.y[n + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n + r] : 0.0f);
   }
 }

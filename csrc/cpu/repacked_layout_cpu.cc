@@ -19,7 +19,8 @@ int64_t repacked_bytes(const WeightView& w) {
     return 0;
   const int64_t quads = w.rows / kRepackRows, groups = w.cols / kRepackGroupWeights;
   if (quads == 0 || groups == 0) return 0;
-  return quads * groups * kRepackRows * (kRepackNibbleBytes + repacked_scale_bytes(w.format));
+  const int64_t tail_bytes = w.row_stride - groups * (kRepackGroupWeights / 32) * bytes_per_block(w.format, 32);
+  return quads * kRepackRows * (groups * (kRepackNibbleBytes + repacked_scale_bytes(w.format)) + tail_bytes);
 }
 
 void repack_weights(const WeightView& w, uint8_t* dst) {
@@ -42,6 +43,11 @@ void repack_weights(const WeightView& w, uint8_t* dst) {
         }
       }
     }
+  const int64_t whole = groups * kBlocks * L.bytes, tail_bytes = w.row_stride - whole;
+  for (int64_t q = 0; q < quads; ++q)
+    for (int r = 0; r < kRepackRows; ++r)
+      std::memcpy(dst + repacked_tail_at(w.format, q, r, quads, groups, tail_bytes), w.row(q * kRepackRows + r) + whole,
+                  size_t(tail_bytes));
 }
 
 }  // namespace pyrt

@@ -4,14 +4,16 @@
 // and handed to the kernels through WeightView::repacked.
 //
 // Formats q4, q4a, q4n at block 32, matrices [N >= 4, K >= 128]. Rows go in quads (the 4 rows the
-// kernel has in flight), K in groups of 128 weights (4 blocks), and the copy is two regions:
+// kernel has in flight), K in groups of 128 weights (4 blocks), and the copy is three regions:
 //   nibbles: [quad][group][row of the quad][64 bytes], block b's 16 nibble bytes at 16b: the order
 //            the file-layout kernel gathers with two loads and a word permute, here one load;
 //            the 4 rows of a quad interleaved group by group, so the kernel reads one stream.
 //   scales : after all nibbles, [quad][group][row of the quad][repacked_scale_bytes]: the 4
 //            blocks' FP16 d, then (q4a) their 4 FP16 m; the same bytes as the file's.
-// Rows after the last whole quad and blocks after the last whole group are not copied: the
-// kernels read those from the file's layout. The copy has the file's bytes but never more.
+//   tail   : after the scales, [quad][row of the quad][(K / 32) % 4 blocks], the blocks after the
+//            last whole group as the file stores them (K = 576: 2 per row), read per block.
+// Rows after the last whole quad are not copied: the kernels read those from the file's layout.
+// The copy holds the file's bytes of the rows it covers, rearranged, and nothing more.
 #pragma once
 #include <cstdint>
 
@@ -30,6 +32,10 @@ constexpr int64_t repacked_nibbles_at(int64_t quad, int64_t group, int64_t group
 }
 constexpr int64_t repacked_scales_at(Format f, int64_t quad, int64_t group, int64_t quads, int64_t groups) {
   return quads * groups * kRepackRows * kRepackNibbleBytes + (quad * groups + group) * kRepackRows * repacked_scale_bytes(f);
+}
+// The tail blocks of row `row` of quad `quad`; tail_bytes: the file's bytes of one row's tail.
+constexpr int64_t repacked_tail_at(Format f, int64_t quad, int row, int64_t quads, int64_t groups, int64_t tail_bytes) {
+  return repacked_scales_at(f, quads, 0, quads, groups) + (quad * kRepackRows + row) * tail_bytes;
 }
 
 // Bytes of w's repacked copy, or 0 when no kernel of the active ISA reads one for w (then models
