@@ -110,6 +110,13 @@ def test_kernel_reads_the_copy(rng, avx512, fmt, n, k):
     quad_rows = (n // 4) * 4
     assert np.all(after[0, :quad_rows] != before[0, :quad_rows])
     assert same_bits(after[0, quad_rows:], before[0, quad_rows:])
+    # The blocks after the whole groups (K = 160, 1408: one or three per row) come from the copy's tail too.
+    L = block_layout(fmt, 32)
+    tail_blocks = k // 32 - (k // 128) * 4
+    if tail_blocks:
+        tail = view[nibbles + (n // 4) * (k // 128) * 4 * (16 if fmt == "q4a" else 8):].reshape(quad_rows, tail_blocks, L.bytes)
+        tail[:, :, L.quants_offset:] ^= 0x11
+        assert np.all(product(r, x)[0, :quad_rows] != after[0, :quad_rows])
 
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2"])
