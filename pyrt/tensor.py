@@ -121,6 +121,21 @@ class Tensor:
         weights = host._native_weights().to_device(index)
         return Tensor._on_device(weights, self._dtype, self._shape, self._block, index)
 
+    def repacked(self) -> Tensor:
+        """This CPU tensor plus a copy of its weights in the layout of the AVX-512 one-row (M=1)
+        kernels (q4, q4a, q4n at block 32; docs/benchmarks.md, "Load-time repacking"): pyrt.matmul
+        with one row of x then gives the same bits, faster, and the copy costs the weights' size
+        again. Other formats, shapes or CPU kernel sets: an equal tensor without a copy
+        (:attr:`repacked_nbytes` is 0)."""
+        t = Tensor(self._host_data("repacked()"), self._dtype, self._shape, self._block)
+        t._weights = self._native_weights().repacked()
+        return t
+
+    @property
+    def repacked_nbytes(self) -> int:
+        """Bytes of the repacked copy made by :meth:`repacked` (0: none)."""
+        return int(self._weights.repacked_nbytes) if self._weights is not None else 0
+
     def _native_weights(self) -> Any:
         """The _core.Weights that pyrt.matmul passes to the core (made once for host bytes)."""
         if self._weights is None:

@@ -137,6 +137,17 @@ def test_other_isas_keep_the_file_layout(rng, isa):
         pyrt.set_cpu_isa(previous)
 
 
+def test_tensor_repacked(rng, avx512):
+    """pyrt.Tensor.repacked(): the public face of the same copy, through pyrt.matmul."""
+    t, _ = weights_and_tensor(rng, "q4a", 33, 416)
+    r = t.repacked()
+    assert t.repacked_nbytes == 0 and r.repacked_nbytes == len(expected_layout(t))
+    assert np.array_equal(r.numpy(), t.numpy()) and r.shape == t.shape
+    x = rng.standard_normal((1, 416)).astype(np.float32)
+    assert same_bits(pyrt.matmul(x, r, out=poisoned((1, 33))), pyrt.matmul(x, t, out=poisoned((1, 33))))
+    assert pyrt.quantize(rng.standard_normal((8, 128)).astype(np.float32), "q8", 32).repacked().repacked_nbytes == 0
+
+
 def test_larger_m_reads_the_file_layout(rng, avx512):
     _, w = weights_and_tensor(rng, "q4", 40, 512)
     r = w.repacked()
