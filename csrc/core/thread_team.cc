@@ -11,6 +11,7 @@
 #include <climits>
 #include <cstdlib>
 
+#include "pyrt/adaptive_threads.h"
 #include "pyrt/errors.h"
 
 #ifdef PYRT_WITH_OPENMP
@@ -148,8 +149,12 @@ ThreadTeam ThreadTeam::current() {
     sync = &own_sync;  // `single` runs on one thread; with the master's object any thread may run it
     binding = ThreadBinding{sync, team.id, team.size};
   }
+  // After the `single` above (a barrier) every thread of the team is running: the moment to count
+  // the machine's other runnable tasks for the next step's team size.
+  if (team.id == 0) note_team_start(team.size);
   return team;
 #else
+  note_team_start(1);
   return ThreadTeam{};
 #endif
 }
