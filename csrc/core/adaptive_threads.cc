@@ -8,6 +8,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -108,6 +109,34 @@ int runnable_tasks() {
 #endif
 }
 
+// How many of these threads of this process are running (state R in /proc/self/task/<tid>/stat).
+// At most kMaxStateReads are read; the rest count as not running, i.e. as other load, which can
+// only keep the team smaller a while longer, never make it larger than the free cores.
+constexpr int kMaxStateReads = 8;
+
+int running_threads(const int* tids, int count) {
+  int running = 0;
+#ifdef __linux__
+  for (int i = 0; i < std::min(count, kMaxStateReads); ++i) {
+    if (tids[i] <= 0) continue;
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tids[i]);
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char text[512];
+    const ssize_t got = ::read(fd, text, sizeof(text) - 1);
+    ::close(fd);
+    if (got <= 0) continue;
+    text[got] = '\0';
+    const char* paren = std::strrchr(text, ')');  // the thread's name may hold spaces and ')'
+    if (paren && paren[1] == ' ' && paren[2] == 'R') ++running;
+  }
+#else
+  (void)tids, (void)count;
+#endif
+  return running;
+}
+
 bool adapting(const Adaptation& s) {
   return !num_threads_explicit() && s.setting.load(std::memory_order_relaxed) != 0;
 }
@@ -156,7 +185,7 @@ int team_threads() {
   return setting ? adapted_count(s, configured) : configured;
 }
 
-void note_team_start(int size) {
+void note_team_start(int size, const int* idle_worker_tids, int idle_workers) {
   Adaptation& s = state();
   s.last.store(size, std::memory_order_relaxed);
   if (!adapting(s)) return;
@@ -168,14 +197,18 @@ void note_team_start(int size) {
   if (fake < 0 && now < s.next_sample_ns.load(std::memory_order_relaxed)) return;
   s.next_sample_ns.store(now + kSampleIntervalNs, std::memory_order_relaxed);
   // The team's threads are all running as it starts: they are exactly the team's share of the count.
-  const int running = fake >= 0 ? fake + size : runnable_tasks();
-  if (running < 0) return;  // no signal here (not Linux, no /proc): keep the count
-  const int fake_online = s.fake_online.load(std::memory_order_relaxed);
-  if (fake_online > 0) {
-    take_sample(s, running - size, fake_online, fake_online);
-  } else {
-    take_sample(s, running - size, online_cpus(), usable_cpus());
+  if (fake >= 0) {
+    const int fake_online = s.fake_online.load(std::memory_order_relaxed);
+    take_sample(s, fake, fake_online > 0 ? fake_online : online_cpus(), fake_online > 0 ? fake_online : usable_cpus());
+    return;
   }
+  const int running = runnable_tasks();
+  if (running < 0) return;  // no signal here (not Linux, no /proc): keep the count
+  int others = running - size;
+  // Idle workers still spinning in libgomp's wait are this process's: without this, a team that
+  // shrank would see its own former workers as load and never grow back.
+  if (others > 0 && idle_workers > 0) others -= running_threads(idle_worker_tids, idle_workers);
+  take_sample(s, others, online_cpus(), usable_cpus());
 }
 
 int last_team_threads() { return state().last.load(std::memory_order_relaxed); }

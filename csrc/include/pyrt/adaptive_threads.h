@@ -7,7 +7,8 @@
 //
 // The signal: the count of runnable tasks on the machine (/proc/loadavg), sampled by the master
 // thread when a team starts (all of its threads are running then, so the team subtracts exactly
-// itself), at most every few milliseconds. A change of the count takes several samples in a row
+// itself, and the idle workers of earlier larger teams that are still running), at most every few
+// milliseconds. A change of the count takes several samples in a row
 // agreeing (hysteresis): one stray task never shrinks the team. The decision is made per step,
 // never per barrier, and the logits do not depend on it (the summation order is the same on any
 // number of threads).
@@ -20,8 +21,10 @@ namespace pyrt {
 int team_threads();
 
 // Called by the master thread of every team as the team starts (ThreadTeam::current()), with the
-// team's size; samples the load when a sample is due. Never throws, never allocates.
-void note_team_start(int size);
+// team's size and the OS thread ids of the master's idle OpenMP workers (those of earlier, larger
+// teams: libgomp may still spin them, and they are this process's, not other load); samples the
+// load when a sample is due. Never throws, never allocates.
+void note_team_start(int size, const int* idle_worker_tids, int idle_workers);
 
 // Threads the last team started with (0 before the first).
 int last_team_threads();
