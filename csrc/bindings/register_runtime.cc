@@ -10,7 +10,6 @@ namespace pyrt::bindings {
 void register_runtime(py::module_& m) {
   m.def("num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
-  m.def("team_threads", &team_threads);
   m.def("last_team_threads", &last_team_threads);
   m.def("adaptive_threads", &adaptive_threads_enabled);
   m.def("set_adaptive_threads", &set_adaptive_threads_enabled, py::arg("enabled"));

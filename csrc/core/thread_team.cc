@@ -56,10 +56,10 @@ int spin_for_barrier() {
   return us == kInvalidSetting ? kDefaultSpinMicroseconds : us;
 }
 
+constexpr int kTrackedThreads = 64;  // the workers whose OS thread ids a team records
+
 // One team's barrier. `generation` counts completed barriers (the sense that reverses); waiters
 // sleep on its address. Each field on its own cache line: arrivals do not disturb the spinners.
-constexpr int kTrackedThreads = 64;
-
 struct TeamSync {
   alignas(64) std::atomic<int> arrived{0};
   alignas(64) std::atomic<uint32_t> generation{0};
