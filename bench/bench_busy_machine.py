@@ -7,7 +7,10 @@ single-token decode steps. For every configuration (thread count and environment
 the machine as it is ("idle") and once while `python -c "while True: pass"` runs ("busy"), rounds
 interleaved (A idle, A busy, B idle, B busy, ... then again), so a slow phase of a shared VM hits
 every configuration. The table gives the median tokens/s with the min-max over rounds and
-busy/idle, the share of the idle speed kept with one core taken (issue 18: >= 40 %).
+busy/idle, the share of the idle speed kept with one core taken (issue 18: >= 40 %), the CPU time
+per token and the mean number of threads the steps ran on (the default count adapts to the load:
+docs/environment.md). The load average is printed before and after: on a shared machine "idle"
+is the machine as it is, so read the figures against it.
 
     PYRT_MODELS=/work/models_cache python bench/bench_busy_machine.py --rounds 3
     python bench/bench_busy_machine.py --configs "2 threads=" "1 thread=PYRT_NUM_THREADS=1"
@@ -44,15 +47,19 @@ for i in range(8):
     lm.forward([ids[16 + i]])
 lm.reset()
 lm.forward(ids[:16])
+used = []
 t0, c0 = time.perf_counter(), time.process_time()
 for i in range({gen}):
     lm.forward([ids[16 + i % 300]])
+    used.append(pyrt.get_threads_last_used())
 dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-print(json.dumps({{"tok_s": {gen} / dt, "cpu_ms_per_token": 1e3 * cpu / {gen}, "threads": pyrt.get_num_threads()}}))
+print(json.dumps({{"tok_s": {gen} / dt, "cpu_ms_per_token": 1e3 * cpu / {gen}, "threads": pyrt.get_num_threads(),
+                  "mean_threads_used": sum(used) / len(used)}}))
 """
 
 DEFAULT_CONFIGS = (
-    "2 threads (default)=",
+    "default (adaptive)=",
+    "all cores, not adapted=PYRT_ADAPTIVE_THREADS=0",
     "1 thread=PYRT_NUM_THREADS=1",
 )
 
@@ -88,6 +95,10 @@ def run_child(model: Path, gen: int, env_extra: dict[str, str], busy: bool, time
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def mean(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.2f}" if values else "-"
+
+
 def summary(values: list[float]) -> str:
     if not values:
         return "timed out"
@@ -117,6 +128,8 @@ def main() -> int:
     print("\n".join(markdown_lines(describe())))
     print(f"\n{model.name}, q4a/32 + q8 embedding, {args.gen_tokens} decode steps per sample, "
           f"{args.rounds} rounds interleaved; busy = `python -c \"while True: pass\"` running\n", flush=True)
+    load = os.getloadavg()
+    print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     samples: dict[str, dict[str, list[dict]]] = {label: {"idle": [], "busy": []} for label, _ in configs}
     for r in range(args.rounds):
         for label, env in configs:
@@ -124,20 +137,22 @@ def main() -> int:
                 v = run_child(model, args.gen_tokens, env, state == "busy", args.timeout)
                 if v is not None:
                     samples[label][state].append(v)
-                text = "timed out" if v is None else f"{v['tok_s']:.1f} tok/s, {v['cpu_ms_per_token']:.1f} CPU ms/token"
-                print(f"round {r + 1} {label} {state}: {text}", flush=True)
+                text = "timed out" if v is None else (f"{v['tok_s']:.1f} tok/s, {v['cpu_ms_per_token']:.1f} CPU ms/token, "
+                                                      f"{v.get('mean_threads_used', 0):.2f} threads")
+                print(f"round {r + 1} {label} {state}: {text} (load {os.getloadavg()[0]:.2f})", flush=True)
     # CPU time per token (both threads together) shows what waiting burns: spinning costs CPU that
     # other processes on a shared machine would have had, and it is much less noisy than tok/s there.
     print("\n| configuration | idle tok/s median (min-max) | busy tok/s | busy / idle (medians) "
-          "| CPU ms/token idle | CPU ms/token busy |")
-    print("|---|---|---|---|---|---|")
+          "| CPU ms/token idle | CPU ms/token busy | threads used idle / busy |")
+    print("|---|---|---|---|---|---|---|")
     for label, _ in configs:
         idle, busy = samples[label]["idle"], samples[label]["busy"]
         rate = {k: [v["tok_s"] for v in samples[label][k]] for k in ("idle", "busy")}
         cpu = {k: [v["cpu_ms_per_token"] for v in samples[label][k]] for k in ("idle", "busy")}
         ratio = statistics.median(rate["busy"]) / statistics.median(rate["idle"]) if idle and busy else float("nan")
+        used = {k: [v.get("mean_threads_used", float("nan")) for v in samples[label][k]] for k in ("idle", "busy")}
         print(f"| {label} | {summary(rate['idle'])} | {summary(rate['busy'])} | {ratio:.0%} "
-              f"| {summary(cpu['idle'])} | {summary(cpu['busy'])} |")
+              f"| {summary(cpu['idle'])} | {summary(cpu['busy'])} | {mean(used['idle'])} / {mean(used['busy'])} |")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:

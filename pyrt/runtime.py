@@ -25,8 +25,28 @@ if core is not None and getattr(core, "openmp", False) and hasattr(os, "register
 
 
 def get_num_threads() -> int:
-    """Threads used by matmul and the models (PYRT_NUM_THREADS, default: all usable cores)."""
+    """Threads used by matmul and the models (PYRT_NUM_THREADS, default: all usable cores). With the
+    default count a model's step may use fewer while other processes keep the cores busy
+    (:func:`get_adaptive_threads`); :func:`get_threads_last_used` tells how many it used."""
     return int(require_core().num_threads())
+
+
+def get_threads_last_used() -> int:
+    """Threads the last parallel step of a model ran on (0 before the first): get_num_threads(), or
+    fewer while the thread count adapts to a busy machine."""
+    return int(require_core().last_team_threads())
+
+
+def get_adaptive_threads() -> bool:
+    """Whether a model's steps use fewer threads while other processes take the cores
+    (PYRT_ADAPTIVE_THREADS, default on). An explicit thread count (PYRT_NUM_THREADS,
+    ``set_num_threads(n)`` with ``n > 0``) is always used exactly. See docs/environment.md."""
+    return bool(require_core().adaptive_threads())
+
+
+def set_adaptive_threads(enabled: bool) -> None:
+    """Turn the load-following thread count on or off (like PYRT_ADAPTIVE_THREADS=1 / 0)."""
+    require_core().set_adaptive_threads(bool(enabled))
 
 
 def set_num_threads(n: int) -> None:
@@ -93,6 +113,8 @@ def build_info() -> dict:
         cpu_isas_available=list(core.cpu_isas_supported()),
         cpu_features=list(core.cpu_features()),
         threads=int(core.num_threads()),
+        adaptive_threads=bool(core.adaptive_threads()),
+        threads_last_used=int(core.last_team_threads()),
         wait_spin_us=int(core.wait_spin_us()),
         openmp=bool(core.openmp),
         cuda=bool(core.cuda),

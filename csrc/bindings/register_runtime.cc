@@ -1,6 +1,7 @@
 #include "bindings/bindings.h"
 #include <pybind11/stl.h>
 
+#include "pyrt/adaptive_threads.h"
 #include "pyrt/runtime.h"
 #include "pyrt/thread_team.h"
 
@@ -9,6 +10,10 @@ namespace pyrt::bindings {
 void register_runtime(py::module_& m) {
   m.def("num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("last_team_threads", &last_team_threads);
+  m.def("adaptive_threads", &adaptive_threads_enabled);
+  m.def("set_adaptive_threads", &set_adaptive_threads_enabled, py::arg("enabled"));
+  m.def("_set_fake_load", &set_fake_load, py::arg("others"), py::arg("online"));
   m.def("wait_spin_us", &wait_spin_microseconds);
   m.def("set_wait_spin_us", &set_wait_spin_microseconds, py::arg("microseconds"));
   m.def("cpu_isa", &cpu_isa);

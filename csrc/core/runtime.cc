@@ -1,10 +1,12 @@
-// Thread count: PYRT_NUM_THREADS at start, else every core this process may use.
+// Thread count: PYRT_NUM_THREADS at start, else every core this process may use (and then adapted to
+// the load, csrc/core/adaptive_threads.cc).
 #include "pyrt/runtime.h"
 
 #include <atomic>
 #include <cstdlib>
 #include <thread>
 
+#include "pyrt/adaptive_threads.h"
 #include "pyrt/errors.h"
 
 #ifdef __linux__
@@ -39,13 +41,19 @@ std::atomic<int>& thread_slot() {
   return slot;
 }
 
+// An explicit count is used exactly: PYRT_NUM_THREADS, or set_num_threads(n > 0).
+std::atomic<bool> explicit_threads{std::getenv("PYRT_NUM_THREADS") != nullptr};
+
 }  // namespace
+
+bool num_threads_explicit() { return explicit_threads.load(std::memory_order_relaxed); }
 
 int num_threads() { return thread_slot().load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) {
   PYRT_CHECK(n <= 1024, Unsupported, "thread count ", n, " is too large");
   thread_slot().store(n > 0 ? n : default_threads());
+  explicit_threads.store(n > 0 || std::getenv("PYRT_NUM_THREADS") != nullptr, std::memory_order_relaxed);
 }
 
 }  // namespace pyrt

@@ -6,11 +6,13 @@
 // the sleepers only when there are any.
 #include "pyrt/thread_team.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
 
+#include "pyrt/adaptive_threads.h"
 #include "pyrt/errors.h"
 
 #ifdef PYRT_WITH_OPENMP
@@ -54,12 +56,15 @@ int spin_for_barrier() {
   return us == kInvalidSetting ? kDefaultSpinMicroseconds : us;
 }
 
+constexpr int kTrackedThreads = 64;  // the workers whose OS thread ids a team records
+
 // One team's barrier. `generation` counts completed barriers (the sense that reverses); waiters
 // sleep on its address. Each field on its own cache line: arrivals do not disturb the spinners.
 struct TeamSync {
   alignas(64) std::atomic<int> arrived{0};
   alignas(64) std::atomic<uint32_t> generation{0};
   alignas(64) std::atomic<int> sleepers{0};
+  alignas(64) std::atomic<int> tids[kTrackedThreads] = {};  // each thread's OS id, by team index
 };
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "futex word");
 
@@ -123,6 +128,36 @@ struct ThreadBinding {
 };
 thread_local ThreadBinding binding;
 thread_local TeamSync own_sync;  // used when this thread is the master of a team
+
+// The OS thread ids of the workers that joined this master's teams, by team index: a team smaller
+// than the last one leaves libgomp's other workers idle, maybe still spinning, and the load sample
+// must not count them as other processes (csrc/core/adaptive_threads.cc).
+struct WorkerRecord {
+  int tids[kTrackedThreads] = {};
+  int pool = 1;               // the largest team this master started
+  TeamSync* last = nullptr;   // the previous team's barrier, with that team's tids
+  int last_size = 0;
+};
+thread_local WorkerRecord workers;
+
+int own_tid() {
+#ifdef __linux__
+  thread_local const int tid = int(syscall(SYS_gettid));
+  return tid;
+#else
+  return 0;
+#endif
+}
+
+// Called by the master before its team passes the `single` of current(), so the previous team's
+// tids (written before that team ended) are read while no worker of the new team writes them.
+void fold_previous_team() {
+  if (!workers.last) return;
+  for (int i = 1; i < std::min(workers.last_size, kTrackedThreads); ++i) {
+    workers.tids[i] = workers.last->tids[i].load(std::memory_order_relaxed);
+  }
+  workers.last = nullptr;
+}
 #endif
 
 }  // namespace
@@ -142,14 +177,25 @@ void set_wait_spin_microseconds(int microseconds) {
 ThreadTeam ThreadTeam::current() {
 #ifdef PYRT_WITH_OPENMP
   const ThreadTeam team{omp_get_thread_num(), omp_get_num_threads()};
+  if (team.id == 0) fold_previous_team();
   if (team.size > 1) {
     TeamSync* sync = nullptr;
 #pragma omp single copyprivate(sync)
     sync = &own_sync;  // `single` runs on one thread; with the master's object any thread may run it
     binding = ThreadBinding{sync, team.id, team.size};
+    if (team.id < kTrackedThreads) sync->tids[team.id].store(own_tid(), std::memory_order_relaxed);
+    if (team.id == 0) workers.last = sync, workers.last_size = team.size;
+  }
+  // After the `single` above (a barrier) every thread of the team is running: the moment to count
+  // the machine's other runnable tasks for the next step's team size.
+  if (team.id == 0) {
+    workers.pool = std::max(workers.pool, team.size);
+    const int idle = std::max(0, std::min(workers.pool, kTrackedThreads) - team.size);
+    note_team_start(team.size, workers.tids + std::min(team.size, kTrackedThreads), idle);
   }
   return team;
 #else
+  note_team_start(1, nullptr, 0);
   return ThreadTeam{};
 #endif
 }

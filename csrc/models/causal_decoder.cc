@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "models/decoder_limits.h"
+#include "pyrt/adaptive_threads.h"
 #include "pyrt/errors.h"
 #include "pyrt/half.h"
 #include "pyrt/ops.h"
@@ -431,7 +432,7 @@ void Decoder::run(const int32_t* tokens, const int64_t* counts, KvCache* const* 
       if (all_logits || i + 1 == q.rows) out_rows_.push_back(q.first_row + i);
     }
   }
-  const int threads = std::max(1, num_threads());
+  const int threads = team_threads();  // num_threads(), fewer while other processes take the cores
   resize_scratch(n, threads);
   failed_ = false;
   nonfinite_.store(false);

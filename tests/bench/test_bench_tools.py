@@ -332,3 +332,5 @@ def test_busy_machine_configurations_parse():
         "spin0", {"PYRT_WAIT_SPIN_US": "0", "GOMP_SPINCOUNT": "10"})
     assert bb.summary([3.0, 1.0, 2.0]) == "2.0 (1.0-3.0)"
     assert bb.summary([]) == "timed out"
+    assert bb.mean([1.0, 2.0, 2.0, 1.0]) == "1.50" and bb.mean([]) == "-"
+    assert "PYRT_ADAPTIVE_THREADS=0" in " ".join(bb.DEFAULT_CONFIGS)  # the unadapted count is measured too
