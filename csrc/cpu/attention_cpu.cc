@@ -76,7 +76,10 @@ void windowed_head_attention_rows(const CachedHeadAttention& a, int64_t window, 
   // Query i sits at position first_valid - 1 + i. Keys before `first` are outside every query's
   // window: the products skip them by starting the views there.
   const int64_t first = window > 0 ? std::max<int64_t>(0, a.first_valid - window) : 0;
-  const int64_t span = a.keys.rows - first;
+  // The last query sees keys up to first_valid - 1 + rows - 1: the keys after it (the rest of a
+  // prefill) are masked for every query of the chunk, so the products stop there.
+  const int64_t last = std::min(a.keys.rows, a.first_valid + rows - 1);
+  const int64_t span = last - first;
   WeightView keys = a.keys;
   keys.data += first * keys.row_stride;
   keys.rows = span;

@@ -6,7 +6,6 @@
 #include "models/decoder_limits.h"
 #include "pyrt/adaptive_threads.h"
 #include "pyrt/errors.h"
-#include "pyrt/half.h"
 #include "pyrt/ops.h"
 #include "pyrt/ops_decoder.h"
 #include "pyrt/runtime.h"
@@ -176,30 +175,18 @@ void Decoder::add_residual(const float* post_norm, int64_t r0, int64_t r1) {
 void Decoder::store_kv(int64_t layer_index, int64_t row_begin, int64_t row_end) {
   const DecoderConfig& c = config_;
   const int64_t hd = c.head_dim, kv_dim = c.n_kv_heads * hd;
-  for (int64_t i = row_begin; i < row_end; ++i) {
-    KvCache& cache = *seqs_[size_t(row_seq_[size_t(i)])].cache;
-    const int64_t pos = row_pos_[size_t(i)], ctx = cache.capacity();
+  for (int64_t i = row_begin; i < row_end;) {
+    // A run of rows of one sequence holds consecutive positions: one append per KV head.
+    const int32_t s = row_seq_[size_t(i)];
+    int64_t j = i + 1;
+    while (j < row_end && row_seq_[size_t(j)] == s) ++j;
+    KvCache& cache = *seqs_[size_t(s)].cache;
     for (int64_t g = 0; g < c.n_kv_heads; ++g) {
-      uint8_t* keys = cache.k_head(layer_index, g);
-      uint8_t* values = cache.v_head(layer_index, g);
-      const float* k_src = k_.data() + i * kv_dim + g * hd;
-      const float* v_src = v_.data() + i * kv_dim + g * hd;
-      if (!c.kv_f32) {
-        uint16_t* k_dst = reinterpret_cast<uint16_t*>(keys) + pos * hd;
-        uint16_t* v_dst = reinterpret_cast<uint16_t*>(values);
-        for (int64_t e = 0; e < hd; ++e) {
-          k_dst[e] = fp32_to_fp16(k_src[e]);
-          v_dst[e * ctx + pos] = fp32_to_fp16(v_src[e]);
-        }
-      } else {
-        float* k_dst = reinterpret_cast<float*>(keys) + pos * hd;
-        float* v_dst = reinterpret_cast<float*>(values);
-        for (int64_t e = 0; e < hd; ++e) {
-          k_dst[e] = k_src[e];
-          v_dst[e * ctx + pos] = v_src[e];
-        }
-      }
+      kv_append_rows(k_.data() + i * kv_dim + g * hd, v_.data() + i * kv_dim + g * hd, kv_dim, j - i, hd, c.kv_f32,
+                     cache.k_head(layer_index, g), cache.v_head(layer_index, g), row_pos_[size_t(i)],
+                     cache.capacity());
     }
+    i = j;
   }
 }
 

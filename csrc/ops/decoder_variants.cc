@@ -63,4 +63,9 @@ void windowed_head_attention_rows(const CachedHeadAttention& a, int64_t window, 
   cpu::windowed_head_attention_rows(a, window, softcap, scratch);
 }
 
+void kv_append_rows(const float* k, const float* v, int64_t stride, int64_t rows, int64_t head_dim, bool f32,
+                    uint8_t* keys, uint8_t* values_t, int64_t pos, int64_t capacity) noexcept {
+  cpu::kv_append_rows(k, v, stride, rows, head_dim, f32, keys, values_t, pos, capacity);
+}
+
 }  // namespace pyrt

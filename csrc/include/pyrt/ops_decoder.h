@@ -50,4 +50,11 @@ void softcap_rows(float* x, int64_t n, float cap) noexcept;
 void windowed_head_attention_rows(const CachedHeadAttention& a, int64_t window, float softcap,
                                   float* scratch) noexcept;
 
+// Appends `rows` consecutive positions of one KV head to a decoder's KV cache (models/kv_cache.h):
+// key row i (at k + i * stride, head_dim floats) to keys + (pos + i) * head_dim elements, element e
+// of value row i to values_t[e * capacity + pos + i]; FP16 (round to nearest even) unless f32.
+// The decoder's own step (no validating form): pointers and sizes come from its cache.
+void kv_append_rows(const float* k, const float* v, int64_t stride, int64_t rows, int64_t head_dim, bool f32,
+                    uint8_t* keys, uint8_t* values_t, int64_t pos, int64_t capacity) noexcept;
+
 }  // namespace pyrt
