@@ -10,7 +10,9 @@ is ever used to calibrate or to choose.
    the mean and of the worst sentences;
 3. importance variants through pyrt.quantize: E[x^2] plus E[x^2] of the [CLS]/[SEP] positions, and a
    data-free proxy (the preceding LayerNorm's gamma^2 + beta^2);
-4. objectives beyond the per-column (diagonal) one, prototyped in numpy on top of the calibrated
+4. sequential calibration: each layer's (or sub-layer's) statistics from the model whose earlier
+   layers are already quantized;
+5. objectives beyond the per-column (diagonal) one, prototyped in numpy on top of the calibrated
    search: the block-diagonal 32 x 32 second moment E[x x^T] of each block's input columns, and its
    rank-1 approximation diag(var) + mu mu^T (mu the per-column mean), each with a least-squares refit
    of (d, m) and with or without a coordinate descent on the codes.
@@ -36,10 +38,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import pyrt  # noqa: E402
-from pyrt import formats  # noqa: E402
-from pyrt.calibration import calibration_sentences, collect_activation_stats, default_calibration_texts  # noqa: E402
-from bench_quant_methods import EVAL_SENTENCES  # noqa: E402
+from bench_quant_methods import EVAL_SENTENCES
+
+import pyrt
+from pyrt import formats
+from pyrt.calibration import (
+    calibration_sentences,
+    collect_activation_stats,
+    default_calibration_texts,
+)
 
 BLOCK = 32
 
@@ -214,6 +221,22 @@ def main() -> int:
     for sel in sorted({k.split(".", 3)[3] for k in s.linear}) + [f"layer.{i}." for i in range(6)]:
         c = s.cosines({k: v for k, v in base.items() if k.endswith(sel) or f"encoder.{sel}" in k})
         print(f"  {sel:32s} mean " + "  ".join(f"{n} {1 - c[n].mean():.5f} worst {1 - c[n][worst[n]]:.5f}" for n in names))
+
+    for by_part in (False, True):  # statistics from the partly quantized model, layer (or sub-layer) by layer
+        out = {}
+        for layer in range(6):
+            names_l = [k for k in s.linear if k.startswith(f"encoder.layer.{layer}.")]
+            parts = ([[k for k in names_l if p in k] for p in ("attention.self", "attention.output", "intermediate")]
+                     + [[k for k in names_l if k.endswith("output.dense.weight") and "attention" not in k]]
+                     if by_part else [names_l])
+            for part in parts:
+                tensors = dict(s.f32)
+                tensors.update(out)
+                model = pyrt.SentenceEncoder.from_parts(tensors, s.config, s.files)
+                stats = collect_activation_stats(model, s.calibration, batch_size=64)
+                out.update({k: pyrt.quantize(s.arrays[k], "q4a", BLOCK, importance=stats[k].astype(np.float32))
+                            for k in part})
+        s.row(f"sequential calibration, by {'sub-layer' if by_part else 'layer'}", out)
 
     moments = second_moments(s)
     print("\n| q4a/32, variant | " + " | ".join(f"{n} mean / min" for n in names) + " |\n|---|---|---|---|")
