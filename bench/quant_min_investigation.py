@@ -257,12 +257,17 @@ def main() -> int:
 
     s.row("no calibration, LayerNorm gamma^2 + beta^2 as importance",
           {k: pyrt.quantize(s.arrays[k], "q4a", BLOCK, importance=layer_norm_proxy(k)) for k in s.linear})
-    for label, sweeps, which in (("rank-1 (diag var + mu mu^T), refit only", 0, "rank1"),
-                                 ("rank-1, refit + code descent", 3, "rank1"),
-                                 ("block-diagonal E[x x^T], refit + code descent", 3, "full")):
+    for label, sweeps, which, only in (("rank-1 (diag var + mu mu^T), refit only", 0, "rank1", ""),
+                                       ("rank-1, refit + code descent", 3, "rank1", ""),
+                                       ("block-diagonal E[x x^T], refit + code descent, FFN down only", 3, "full",
+                                        "output.dense"),
+                                       ("block-diagonal E[x x^T], refit + code descent", 3, "full", "")):
         start = time.perf_counter()
         out = {}
         for k in s.linear:
+            if only and (only not in k or "attention" in k):
+                out[k] = base[k]
+                continue
             H, mu = moments[k]["H"], moments[k]["mu"]
             Hv = H if which == "full" else np.outer(mu, mu) + np.diag(np.diag(H) - mu * mu)
             out[k] = refine(s, k, base[k], Hv, sweeps)
