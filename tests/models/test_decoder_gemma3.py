@@ -57,7 +57,11 @@ def test_cut_model_matches_float64_with_a_short_window(parts, rng):
     model.reset()
     pieces = [model.forward(ids[:5], all_logits=True)] + [model.forward([t], all_logits=True) for t in ids[5:12]]
     pieces.append(model.forward(ids[12:], all_logits=True))
-    assert np.abs(np.concatenate(pieces) - got).max() < 1e-4
+    pieces = np.concatenate(pieces)
+    assert np.abs(pieces - want).max() < TOL  # as exact as the one-pass forward
+    # M=1 steps and M>1 chunks run different kernels; AVX-512's sum in one order, AVX2's do not
+    # (1.9e-4 measured at logit std 7.5, while each is within 7e-5 of float64 alone).
+    assert np.abs(pieces - got).max() < (1e-4 if pyrt.get_cpu_isa() == "avx512" else 5e-4)
 
 
 def test_prompt_longer_than_the_real_window(parts, rng):
