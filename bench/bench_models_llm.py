@@ -122,6 +122,12 @@ def bench_llama_cpp(path: Path, args):
         from llama_cpp import Llama  # noqa: PLC0415
     except ImportError:
         return None
+    from helpers import llama_cpp_amx_hazard  # noqa: PLC0415 - tests/ is on sys.path
+
+    hazard = llama_cpp_amx_hazard()
+    if hazard:
+        print(f"llama.cpp peer skipped: {hazard}", file=sys.stderr)
+        return None
     ctx = max(args.prompt_tokens, 16 + args.gen_tokens, 256) + 1
     llm = Llama(model_path=str(path), n_ctx=ctx, n_threads=args.threads, n_threads_batch=args.threads,
                 n_batch=args.prompt_tokens, verbose=False)

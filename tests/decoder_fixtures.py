@@ -11,7 +11,7 @@ import pytest
 
 import pyrt
 
-from helpers import models_dir
+from helpers import llama_cpp_amx_hazard, models_dir
 
 GEMMA3 = ("gemma3-270m", "gemma-3-270m-q4_k_m.gguf")
 QWEN2 = ("qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct.gguf")
@@ -57,6 +57,9 @@ def f32_model(arrays: dict, md: dict, context_length: int, kv_cache: str = "f32"
 
 def llama_cpp_model(path: Path, n_ctx: int = 512):
     llama_cpp = pytest.importorskip("llama_cpp", reason="the llama.cpp comparison needs llama-cpp-python")
+    hazard = llama_cpp_amx_hazard()
+    if hazard:
+        pytest.skip(hazard)
     return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=2, logits_all=True, verbose=False)
 
 

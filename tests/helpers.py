@@ -227,6 +227,27 @@ def model_gguf_keys(folder: str) -> dict:
     return _GGUF_KEYS[folder]
 
 
+def llama_cpp_amx_hazard() -> str | None:
+    """Why the installed llama.cpp must not run a model here, or None.
+
+    A llama.cpp built with -march=native on a CPU with AMX (Intel Sapphire Rapids and later) routes
+    Q4/Q8 products through its AMX backend, which crashes the process (SIGSEGV in
+    ggml_backend_amx_mul_mat, llama.cpp issue #20824) on some machines, this Intel VM among them.
+    A crash would end the whole test run, so callers skip the peer instead. .ci/run builds
+    llama-cpp-python without AMX (-mno-amx-*), where this returns None. Tokenizer-only use
+    (vocab_only) never reaches the backend and is unaffected."""
+    try:
+        import llama_cpp  # noqa: PLC0415
+    except ImportError:
+        return None
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    if "AMX_INT8 = 1" not in info:
+        return None
+    return ("this llama-cpp-python was built with llama.cpp's AMX backend, which crashes on this machine "
+            "(llama.cpp #20824); rebuild it as .ci/run does: CMAKE_ARGS with -mno-amx-tile -mno-amx-int8 "
+            "-mno-amx-bf16, pip install --no-cache-dir --force-reinstall llama-cpp-python")
+
+
 class LlamaCppVocabularies:
     """llama.cpp's own tokenizers (llama-cpp-python, vocabulary only), opened once per path and
     closed together; ``get`` skips the test when llama-cpp-python is missing."""
