@@ -2,8 +2,8 @@
 """Load-time repacking (csrc/include/pyrt/repack.h): the repacked copy against the file's layout in
 the same run, interleaved round by round (A B, B A, ...), so a busy machine disturbs both alike.
 
-1. The M=1 GEMV of a q4/q4a/q8 matrix (block 32 unless --formats says q8/64) streamed from DRAM
-   (a ring of copies larger than twice the last-level cache), against the DRAM read bound measured in the same run.
+1. The M=1 GEMV of a q4/q4a (block 32) matrix streamed from DRAM (a ring of copies larger than
+   twice the last-level cache), against the DRAM read bound measured in the same run.
 2. SmolLM2 decode (the GGUF's own bits): LanguageModel(repack=True) against repack=False, and the
    resident memory (RSS) each adds, measured in a fresh process per setting.
 
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", default="11008x4096", help="N x K of the GEMV matrix")
     p.add_argument("--cache-shape", default="256x4096", help="N x K of a matrix that stays in L2 (the decode-bound case)")
-    p.add_argument("--formats", default="q4,q4a,q8", help="format[/block] list (block 32 unless given): q4,q8/64")
+    p.add_argument("--formats", default="q4,q4a", help="format[/block] list (block 32 unless given), formats with a copy: q4,q4a,q4n")
     p.add_argument("--threads", type=int, help="pyrt threads (default: pyrt's)")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--seconds", type=float, default=0.6, help="timed seconds per setting and round")
@@ -85,7 +85,7 @@ def gemv_part(args, shape, llc, dram_gbps):
             w = require_core().Weights(np.ascontiguousarray(np.roll(raw, shift, axis=0)).reshape(-1), fmt, block, n, k)
             files.append(w)
             repacked.append(w.repacked())
-        assert repacked[0].repacked_nbytes > 0, "no repacked copy: not an avx512 build/CPU?"
+        assert repacked[0].repacked_nbytes > 0, f"no repacked copy of {spec}: not an avx512 build/CPU, or no kernel reads one"
         outs = {}
         for label, ws in (("file", files), ("repacked", repacked)):
             outs[label] = [np.full((1, n), np.nan, np.float32) for _ in ws]

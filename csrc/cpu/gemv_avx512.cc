@@ -207,27 +207,13 @@ void gemv_4bit_single_row(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
 }
 
 template <Format F, int B>
-void gemv_file_rows(const KernelArgs& a, int64_t n, int64_t n_end) {
-  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);
-  for (; n < n_end; ++n) gemv_rows<F, B, 1>(a, n);
-}
-
-template <Format F, int B>
 void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && B == kGroupBlock) {
     if (a.M == 1 && a.K >= kGroupWeights) return gemv_4bit_single_row<F>(a, n_begin, n_end);
   }
-  if constexpr (F == Format::q8) {
-    if (a.M == 1 && a.w.repacked != nullptr) {
-      // As for 4-bit: whole quads from the copy, the rows around them from the file's layout.
-      const int64_t q0 = std::min((n_begin + kRepackRows - 1) / kRepackRows * kRepackRows, n_end);
-      const int64_t q1 = std::max(q0, n_end / kRepackRows * kRepackRows);
-      gemv_file_rows<F, B>(a, n_begin, q0);
-      gemv_repacked_q8_quads<B>(a, q0, q1);
-      return gemv_file_rows<F, B>(a, q1, n_end);
-    }
-  }
-  gemv_file_rows<F, B>(a, n_begin, n_end);
+  int64_t n = n_begin;
+  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);
+  for (; n < n_end; ++n) gemv_rows<F, B, 1>(a, n);
 }
 
 }  // namespace

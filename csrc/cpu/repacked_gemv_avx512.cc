@@ -4,8 +4,6 @@
 
 #include <algorithm>
 
-#include "cpu/decode_avx512.h"
-
 namespace pyrt::cpu::avx512 {
 namespace {
 
@@ -65,67 +63,6 @@ void gemv_repacked_quads(const KernelArgs& a, const NibbleGroup<F>& group, const
     for (int r = 0; r < R; ++r) a.y[n + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n + r] : 0.0f);
   }
 }
-
-namespace {
-
-// One q8 block of one row: gemv_quant<q8, B, 1, R>'s operations in its order (two partial sums
-// of 16 lanes, scaled once per block), so the two layouts give the same bits.
-template <int B>
-inline void q8_block(const uint8_t* q, float d, const float* x, __m512& acc0, __m512& acc1) {
-  __m512 p0 = _mm512_setzero_ps(), p1 = _mm512_setzero_ps();
-  for (int c = 0; c < B; c += 32) {
-    p0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c), load_q8x16(q + c), p0);
-    p1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c + 16), load_q8x16(q + c + 16), p1);
-  }
-  const __m512 dv = _mm512_set1_ps(d);
-  acc0 = _mm512_fmadd_ps(p0, dv, acc0);
-  acc1 = _mm512_fmadd_ps(p1, dv, acc1);
-}
-
-}  // namespace
-
-template <int B>
-void gemv_repacked_q8_quads(const KernelArgs& a, int64_t q0, int64_t q1) {
-  constexpr Format F = Format::q8;
-  constexpr int R = kRepackRows, kQb = repacked_quant_bytes(F), kSb = repacked_scale_bytes(F, B);
-  constexpr int kBlocks = kRepackGroupWeights / B;
-  using L = BlockOf<F, B>;
-  const int64_t groups = a.K / kRepackGroupWeights, quads = a.N / R;
-  const int64_t first = groups * kBlocks, tail = a.K / B - first, tail_bytes = tail * L::bytes;
-  for (int64_t n = q0; n < q1; n += R) {
-    const int64_t quad = n / R;
-    const uint8_t* quants = a.w.repacked + repacked_quants_at(F, quad, 0, groups);
-    const uint8_t* sc = a.w.repacked + repacked_scales_at(F, B, quad, 0, quads, groups);
-    __m512 acc0[R], acc1[R];
-    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      // The quants are one stream across quads: fetch 4 groups (2 KiB) ahead in it. Measured
-      // against the 4-bit kernel's next-quad prefetch (0.75x the file layout from DRAM) and none
-      // (0.71x): 0.81x, the best of the three, still slower than the file layout.
-      for (int off = 0; off < R * kQb; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(quants + (g + 4) * R * kQb + off), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(sc + (g + 4) * R * kSb), _MM_HINT_T0);
-      for (int r = 0; r < R; ++r) {
-        const uint8_t* q = quants + (g * R + r) * kQb;
-        const uint8_t* s = sc + (g * R + r) * kSb;
-        for (int j = 0; j < kBlocks; ++j)
-          q8_block<B>(q + j * B, load_fp16(s + 2 * j), a.x + g * kRepackGroupWeights + j * B, acc0[r], acc1[r]);
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* t = a.w.repacked + repacked_tail_at(F, B, quad, r, quads, groups, tail_bytes);
-      for (int64_t b = 0; b < tail; ++b)
-        q8_block<B>(t + b * L::bytes + L::quants_offset, load_fp16(t + b * L::bytes + L::scale_offset),
-                    a.x + (first + b) * B, acc0[r], acc1[r]);
-    }
-    for (int r = 0; r < R; ++r)
-      a.y[n + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r])) + (a.bias ? a.bias[n + r] : 0.0f);
-  }
-}
-
-template void gemv_repacked_q8_quads<32>(const KernelArgs&, int64_t, int64_t);
-template void gemv_repacked_q8_quads<64>(const KernelArgs&, int64_t, int64_t);
-template void gemv_repacked_q8_quads<128>(const KernelArgs&, int64_t, int64_t);
 
 template void gemv_repacked_quads<Format::q4>(const KernelArgs&, const NibbleGroup<Format::q4>&, const float*,
                                               const float*, int64_t, int64_t);

@@ -16,9 +16,4 @@ template <Format F>
 void gemv_repacked_quads(const KernelArgs& a, const NibbleGroup<F>& group, const float* xp, const float* sums,
                          int64_t q0, int64_t q1);
 
-// M = 1, q8 at block B (32, 64, 128): y[q0, q1) as above, from the q8 copy; the same FMAs in the
-// same order per row as gemv_avx512.cc's gemv_quant<q8, B, MB = 1>.
-template <int B>
-void gemv_repacked_q8_quads(const KernelArgs& a, int64_t q0, int64_t q1);
-
 }  // namespace pyrt::cpu::avx512
