@@ -45,7 +45,8 @@ constexpr int64_t repacked_tail_at(Format f, int64_t quad, int row, int64_t quad
 // Bytes of w's repacked copy, or 0 when no kernel of the active ISA reads one for w (then models
 // keep the file's layout only). Depends on the ISA chosen when it is called.
 int64_t repacked_bytes(const WeightView& w);
-// Writes w's repacked copy (repacked_bytes(w) > 0) into dst, 64-byte aligned.
+// Writes w's repacked copy (repacked_bytes(w) > 0) into dst, 64-byte aligned; on Linux first
+// asks for dst's whole 2 MiB pages to be huge pages (a hint; the copy is streamed at decode).
 void repack_weights(const WeightView& w, uint8_t* dst);
 
 }  // namespace pyrt
