@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", default="11008x4096", help="N x K of the GEMV matrix")
     p.add_argument("--cache-shape", default="256x4096", help="N x K of a matrix that stays in L2 (the decode-bound case)")
-    p.add_argument("--formats", default="q4,q4a")
+    p.add_argument("--formats", default="q4,q4a", help="format[/block] list (block 32 unless given), formats with a copy: q4,q4a,q4n")
     p.add_argument("--threads", type=int, help="pyrt threads (default: pyrt's)")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--seconds", type=float, default=0.6, help="timed seconds per setting and round")
@@ -74,16 +74,18 @@ def gemv_part(args, shape, llc, dram_gbps):
     base = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((1, k), dtype=np.float32)
     rows = []
-    for fmt in args.formats.split(","):
-        t = pyrt.quantize(base, fmt, 32)
+    for spec in args.formats.split(","):
+        fmt, _, block = spec.partition("/")
+        block = int(block or 32)
+        t = pyrt.quantize(base, fmt, block)
         copies = bench_cases.ring_copies(t.nbytes, llc) if llc else 1
         raw = t.numpy().reshape(n, -1)
         files, repacked = [], []
         for shift in bench_cases.ring_shifts(n, copies):
-            w = require_core().Weights(np.ascontiguousarray(np.roll(raw, shift, axis=0)).reshape(-1), fmt, 32, n, k)
+            w = require_core().Weights(np.ascontiguousarray(np.roll(raw, shift, axis=0)).reshape(-1), fmt, block, n, k)
             files.append(w)
             repacked.append(w.repacked())
-        assert repacked[0].repacked_nbytes > 0, "no repacked copy: not an avx512 build/CPU?"
+        assert repacked[0].repacked_nbytes > 0, f"no repacked copy of {spec}: not an avx512 build/CPU, or no kernel reads one"
         outs = {}
         for label, ws in (("file", files), ("repacked", repacked)):
             outs[label] = [np.full((1, n), np.nan, np.float32) for _ in ws]
@@ -117,9 +119,9 @@ def gemv_part(args, shape, llc, dram_gbps):
             ms = statistics.median(res[label])
             where = f"ring x{copies}" if copies > 1 else "in cache"
             share = f"{100 * gb / ms * 1e3 / dram_gbps:.0f} %" if copies > 1 else "n/a"
-            rows.append(f"| {fmt}/32 {n}x{k} M=1, {label} layout, {where} | {spread(res[label])} | "
+            rows.append(f"| {fmt}/{block} {n}x{k} M=1, {label} layout, {where} | {spread(res[label])} | "
                         f"{spread(res[label + '_cpu'])} | {gb / ms * 1e3:.1f} | {share} |")
-        rows.append(f"| {fmt}/32: file time / repacked time, per round | {spread(res['ratio'])} | | | |")
+        rows.append(f"| {fmt}/{block}: file time / repacked time, per round | {spread(res['ratio'])} | | | |")
     return rows
 
 

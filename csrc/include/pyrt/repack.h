@@ -14,6 +14,10 @@
 //            last whole group as the file stores them (K = 576: 2 per row), read per block.
 // Rows after the last whole quad are not copied: the kernels read those from the file's layout.
 // The copy holds the file's bytes of the rows it covers, rearranged, and nothing more.
+// Not for q8 nor the 4-bit formats at blocks 64/128: their M=1 kernels decode block by block with
+// the same operations whatever the layout (no gather to save), and a q8 copy (the quad's codes in
+// 128-byte groups, scales apart; commit bd159c6) measured 0.70-0.89x the file layout from DRAM and
+// 0.99-1.07x in L2 (docs/benchmarks.md, "Load-time repacking").
 #pragma once
 #include <cstdint>
 
@@ -41,7 +45,8 @@ constexpr int64_t repacked_tail_at(Format f, int64_t quad, int row, int64_t quad
 // Bytes of w's repacked copy, or 0 when no kernel of the active ISA reads one for w (then models
 // keep the file's layout only). Depends on the ISA chosen when it is called.
 int64_t repacked_bytes(const WeightView& w);
-// Writes w's repacked copy (repacked_bytes(w) > 0) into dst, 64-byte aligned.
+// Writes w's repacked copy (repacked_bytes(w) > 0) into dst, 64-byte aligned; on Linux first
+// asks for dst's whole 2 MiB pages to be huge pages (a hint; the copy is streamed at decode).
 void repack_weights(const WeightView& w, uint8_t* dst);
 
 }  // namespace pyrt
