@@ -243,6 +243,22 @@ def test_many_rows_of_x(cpu_isa, rng, fmt, block):
     assert_within(run_cpu(x, t, bias), *reference(x, t, bias), "M=4096")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("fmt,block", [("f32", 1), ("q4", 32), ("q8", 64)])
+def test_gemm_blocks_of_rows_and_columns(cpu_isa, rng, fmt, block, threads):
+    # The AVX-512 GEMM runs K outermost within blocks of x rows (256 while rows x K x 4 B fits
+    # 8 MiB, fewer for longer K) and of weight rows (accumulators within 4 MiB: 4088 rows at 256 x
+    # rows). N = 8300 crosses the weight-row blocks with one thread and two; K = 16384 halves the
+    # x-row block, so M = 300 takes three of them, the last partial.
+    pyrt.set_num_threads(threads)
+    try:
+        for m, n, k in ((40, 8300, 64), (300, 23, 16384)):
+            x, _, t, bias = make_case(rng, fmt, block, m, n, k, True)
+            assert_within(run_cpu(x, t, bias), *reference(x, t, bias), f"M={m} N={n} K={k}")
+    finally:
+        pyrt.set_num_threads(0)
+
+
 def test_wide_dynamic_range_and_extreme_values(cpu_isa, rng):
     # Per-row scales from 1e-3 to 1e3 exercise the per-block fp16 scales of every q-format; the
     # largest fp16 scales with large activations must neither overflow nor lose the FP32 sums, and
