@@ -29,7 +29,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 DEFAULT_SHAPES = "4096x4096,11008x4096"
-ALL_FORMATS = ("f32", "f16", "bf16", "q8", "q4", "q4a")
+DEFAULT_FORMATS = ("f32", "f16", "bf16", "q8", "q4", "q4a")
+ALL_FORMATS = DEFAULT_FORMATS + ("q4n", "q5")  # on request: --formats ...,q4n,q5
 BUSY_LOAD = 0.5  # 1-minute load average above which other work disturbs a 2-thread benchmark
 
 
@@ -41,7 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--shapes", help=f"weight shapes NxK, comma-separated (default {DEFAULT_SHAPES})")
     p.add_argument("--m", help="activation rows, comma-separated (default 1,8,128; quick 1,8)")
     p.add_argument("--ring-m", help="M values also run memory-resident (default 1,8; quick 1)")
-    p.add_argument("--formats", default=",".join(ALL_FORMATS), help="pyrt formats to run")
+    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                   help=f"pyrt formats to run (of {','.join(ALL_FORMATS)})")
     p.add_argument("--block", type=int, default=32, choices=(32, 64, 128))
     p.add_argument("--isa", help="pyrt kernel set(s) to force: avx512, avx2, scalar, a comma list, "
                                  "or 'all' (default: pyrt's automatic choice)")

@@ -237,6 +237,7 @@ def test_tiny_end_to_end_run(tmp_path, capsys):
         code = bench_ops.main([
             "--shapes", "96x128", "--m", "1,3", "--ring-m", "1", "--budget", "0.002",
             "--min-samples", "3", "--dram-mib", "4", "--cache-mib", "1", "--llc-kib", "64",
+            "--formats", ",".join(bench_ops.ALL_FORMATS),
             "--quick", "--output", str(out_md), "--json", str(out_json)])
     finally:
         pyrt.set_num_threads(previous_threads)
