@@ -9,7 +9,7 @@
 // all the thread's weight panels pass over it, and the accumulators live in memory between
 // slices. With N outer, every panel streamed the whole packed x block (2 MiB for K = 4096) from
 // L3: on a 2 MiB-L2 Xeon the micro-kernel ran at 75 % of the FMA peak in place against 85 % with
-// its operands cached (measured 2026-12-03, docs/benchmarks.md "The M = 128 GEMM").
+// its operands cached (measured 2026-12-03, docs/benchmarks.md "Session 6").
 #include <algorithm>
 
 #include "cpu/scratch.h"
