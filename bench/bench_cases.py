@@ -155,9 +155,12 @@ class Subject:
     notes: list[str] = field(default_factory=list)
 
 
-def pyrt_subject(fmt: str, isa: str | None, label_isa: bool, activations: str = "exact") -> Subject:
+def pyrt_subject(fmt: str, isa: str | None, label_isa: bool, activations: str = "exact",
+                 repacked: bool = False) -> Subject:
     """pyrt.matmul on ``fmt`` weights; ``activations="int8"`` is the opt-in int8-activation mode
-    (docs/int8.md), labelled "i8" and checked with ORT acc4's int8 tolerance."""
+    (docs/int8.md), labelled "i8" and checked with ORT acc4's int8 tolerance. ``repacked``: the
+    tensors carry the load-time repacked copy (``Tensor.repacked()``, what LanguageModel decodes
+    from), labelled "rp"; the bytes read are the file layout's, rearranged."""
     def build(ws: WeightSet, shifts: list[int]) -> Instance:
         base = ws.tensor(fmt)
         tensors = []
@@ -167,12 +170,14 @@ def pyrt_subject(fmt: str, isa: str | None, label_isa: bool, activations: str = 
                 continue
             rows = np.roll(base.numpy().reshape(ws.shape.n, -1), s, axis=0)
             tensors.append(pyrt.Tensor(rows.reshape(-1), fmt, base.shape, base.block))
+        if repacked:
+            tensors = [t.repacked() for t in tensors]
         fns = [lambda x, t=t: pyrt.matmul(x, t, activations=activations) for t in tensors]
         return _cycling(fns, shifts, base.nbytes)
 
     prefix = f"pyrt[{isa}]" if label_isa else "pyrt"
     int8 = activations == "int8"
-    return Subject(f"{prefix} {fmt}{' i8' if int8 else ''}", "pyrt", fmt,
+    return Subject(f"{prefix} {fmt}{' i8' if int8 else ''}{' rp' if repacked else ''}", "pyrt", fmt,
                    INT8_ACT_TOLERANCE if int8 else CHECK_TOLERANCE, build,
                    lambda ws: ws.tensor(fmt).nbytes, isa=isa, weight_format=fmt)
 

@@ -50,6 +50,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--int8", default="q8,q4,q4a",
                    help="q-formats also run with pyrt's opt-in int8 activations (subjects 'pyrt q4 i8', "
                         "docs/int8.md), next to the ORT acc4 peers; '' for none")
+    p.add_argument("--repacked", default="",
+                   help="formats also run from the load-time repacked copy (subjects 'pyrt q4 rp': "
+                        "Tensor.repacked(), what LanguageModel decodes from; q4,q4a,q4n at block 32 "
+                        "on AVX-512, elsewhere the same as the file layout), e.g. q4,q4a")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime even if installed")
     p.add_argument("--budget", type=float, help="seconds of timed samples per case (default 0.4; quick 0.05)")
@@ -256,6 +260,8 @@ def build_subjects(bc, isas: list[str], args, use_ort: bool) -> list:
         subjects += [bc.pyrt_subject(f, isa, len(isas) > 1) for f in args.format_list]
         subjects += [bc.pyrt_subject(f, isa, len(isas) > 1, activations="int8")
                      for f in args.format_list if f in args.int8.split(",")]
+        subjects += [bc.pyrt_subject(f, isa, len(isas) > 1, repacked=True)
+                     for f in args.format_list if f in args.repacked.split(",")]
     if use_ort:
         subjects += [bc.ort_nbits_subject(bits, acc, args.threads) for bits in (4, 8) for acc in (0, 4)]
     return subjects

@@ -150,6 +150,7 @@ def ratio_columns(pyrt_prefixes: list[str]) -> list[tuple[str, str, str]]:
         cols += [
             (f"{tag}q4 vs ORT 4-bit acc0", f"{p} q4", "ORT 4-bit acc0"),
             (f"{tag}q4 vs ORT 4-bit acc4", f"{p} q4", "ORT 4-bit acc4"),
+            (f"{tag}q4 rp vs ORT 4-bit acc0", f"{p} q4 rp", "ORT 4-bit acc0"),
             (f"{tag}q8 vs ORT 8-bit acc0", f"{p} q8", "ORT 8-bit acc0"),
             (f"{tag}q8 vs ORT 8-bit acc4", f"{p} q8", "ORT 8-bit acc4"),
             (f"{tag}f32 vs numpy f32", f"{p} f32", "numpy f32"),

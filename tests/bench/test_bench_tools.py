@@ -237,7 +237,7 @@ def test_tiny_end_to_end_run(tmp_path, capsys):
         code = bench_ops.main([
             "--shapes", "96x128", "--m", "1,3", "--ring-m", "1", "--budget", "0.002",
             "--min-samples", "3", "--dram-mib", "4", "--cache-mib", "1", "--llc-kib", "64",
-            "--formats", ",".join(bench_ops.ALL_FORMATS),
+            "--formats", ",".join(bench_ops.ALL_FORMATS), "--repacked", "q4",
             "--quick", "--output", str(out_md), "--json", str(out_json)])
     finally:
         pyrt.set_num_threads(previous_threads)
@@ -246,7 +246,7 @@ def test_tiny_end_to_end_run(tmp_path, capsys):
     results = run["results"]
     assert all(r["status"] == "ok" for r in results)
     subjects = {r["subject"] for r in results}
-    assert {f"pyrt {f}" for f in bench_ops.ALL_FORMATS} | {"numpy f32"} <= subjects
+    assert {f"pyrt {f}" for f in bench_ops.ALL_FORMATS} | {"numpy f32", "pyrt q4 rp"} <= subjects
     if ort_peers.AVAILABLE:
         assert {"ORT f32", "ORT 4-bit acc0", "ORT 4-bit acc4", "ORT 8-bit acc0", "ORT 8-bit acc4"} <= subjects
         q4 = [r for r in run["ratios"] if r["ratio"] == "q4 vs ORT 4-bit acc0"]
