@@ -139,19 +139,19 @@ void gemm(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   const int64_t mb_max = x_block_rows(K);
   const int64_t tiles_max = mb_max / kMR;
   const int64_t nc_max = n_block_rows(mb_max);
-  const int64_t panel_floats = tiles_max * kNR * kMR;  // one panel's accumulators, [tile][kNR][32]
   const int64_t panels_max = (std::min(nc_max, n_end - n_begin) + kNR - 1) / kNR;
   // Per-thread buffers from a portable file: std::vector here would leak AVX-512 template code.
   float* xt_buf = static_cast<float*>(thread_scratch(0, size_t(tiles_max * K * kMR) * sizeof(float)));
   float* w_buf = static_cast<float*>(thread_scratch(1, size_t(kNR * kLdw) * sizeof(float)));
   // +2 rows of slack: store_c_tiles reads 16 accumulator rows per block, of which kNR are real.
-  float* c_all = static_cast<float*>(thread_scratch(2, size_t(panels_max * panel_floats + 2 * kMR) * sizeof(float)));
+  float* c_all = static_cast<float*>(thread_scratch(2, size_t(panels_max * tiles_max * kNR * kMR + 2 * kMR) * sizeof(float)));
   // The next panel's weight lines (at most kNR rows x kKC f32 weights).
   const char** lines = static_cast<const char**>(thread_scratch(3, size_t(kNR * kKC * 4 / 64 + kNR) * sizeof(const char*)));
 
   for (int64_t m0 = 0; m0 < M; m0 += mb_max) {
     const int64_t mb = std::min(mb_max, M - m0);
     const int64_t tiles = (mb + kMR - 1) / kMR;
+    const int64_t panel_floats = tiles * kNR * kMR;  // one panel's accumulators, [tile][kNR][32]
     pack_x_tiles(a.x, K, m0, mb, tiles, xt_buf);
     for (int64_t nc0 = n_begin; nc0 < n_end; nc0 += nc_max) {
       const int64_t nc1 = std::min(n_end, nc0 + nc_max);
