@@ -121,8 +121,8 @@ class LanguageModel:
     measured perplexity cost); the default "exact" keeps them FP32. "int16" raises
     :class:`UnsupportedError` here (it exists for pyrt.matmul, Linear and SentenceEncoder).
     ``repack`` (None: ``PYRT_REPACK``, else on) keeps a second copy of the q4/q4a/q4n (blocks 32
-    and 64) matrices in the decode kernel's layout where the CPU's kernels use one (AVX-512):
-    faster decoding, the same logits at block 32 (block 64: equal up to FP32 rounding), about
+    and 64; q4/q4a at 128) matrices in the decode kernel's layout where the CPU's kernels use one
+    (AVX-512): faster decoding, the same logits at block 32 (64/128: equal up to FP32 rounding), about
     twice those weights' memory (docs/benchmarks.md);
     ``repack=False`` keeps the file's layout only.
 

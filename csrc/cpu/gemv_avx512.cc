@@ -185,9 +185,9 @@ void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const 
   for (int r = 0; r < R; ++r) a.y[n0 + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
 }
 
-// M = 1, 4-bit weights. B = 32: nibble groups over the file's layout or the repacked copy. B = 64
-// (only with a copy, pyrt/repack.h; B = 128 has none): nibble groups in B = 64's nibble order over
-// the copy, the per-block kernel for the rows around its quads.
+// M = 1, 4-bit weights. B = 32: nibble groups over the file's layout or the repacked copy. B = 64,
+// 128 (only with a copy, pyrt/repack.h; q4n at 128 has none): nibble groups in B's nibble order
+// over the copy, the per-block kernel for the rows around its quads.
 template <Format F, int B>
 void gemv_4bit_single_row(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   const NibbleGroup<F, B> group;
@@ -218,7 +218,7 @@ template <Format F, int B>
 void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && B == kGroupBlock) {
     if (a.M == 1 && a.K >= kGroupWeights) return gemv_4bit_single_row<F, B>(a, n_begin, n_end);
-  } else if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && B == 64) {
+  } else if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && !(F == Format::q4n && B == 128)) {
     if (a.M == 1 && a.K >= kGroupWeights && a.w.repacked != nullptr) return gemv_4bit_single_row<F, B>(a, n_begin, n_end);
   }
   int64_t n = n_begin;

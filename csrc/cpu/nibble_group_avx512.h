@@ -15,7 +15,7 @@
 // (bench/experiments/q4_decode_variants.cc, v0 -> v8); 11008x4096 at M = 1, 2 threads: q4 1.16 -> 0.99 ms,
 // q4a 1.33 -> 1.08-1.12 ms. Blocks of 64 and 128 already spread their scale over more weights,
 // and the group's gather and per-lane scale made them 4-7 % slower: their file layout keeps the
-// per-block kernel. B = 64's repacked copy (pyrt/repack.h) has no gather to pay for and uses groups.
+// per-block kernel. Their repacked copy (pyrt/repack.h) has no gather to pay for and uses groups.
 #pragma once
 #include "cpu/decode_avx512.h"
 

@@ -82,5 +82,9 @@ template void gemv_repacked_quads<Format::q4n, 32>(const KernelArgs&, const Nibb
                                                      const float*, const float*, int64_t, int64_t);
 template void gemv_repacked_quads<Format::q4n, 64>(const KernelArgs&, const NibbleGroup<Format::q4n, 64>&,
                                                      const float*, const float*, int64_t, int64_t);
+template void gemv_repacked_quads<Format::q4, 128>(const KernelArgs&, const NibbleGroup<Format::q4, 128>&,
+                                                     const float*, const float*, int64_t, int64_t);
+template void gemv_repacked_quads<Format::q4a, 128>(const KernelArgs&, const NibbleGroup<Format::q4a, 128>&,
+                                                     const float*, const float*, int64_t, int64_t);
 
 }  // namespace pyrt::cpu::avx512

@@ -42,10 +42,10 @@ void advise_huge_pages(uint8_t* p, int64_t bytes) {
 }  // namespace
 
 int64_t repacked_bytes(const WeightView& w) {
-  // Only the AVX-512 M=1 kernel reads the copy; the other ISAs keep the file's layout only. Not at
-  // B = 128: its copy measured slower from DRAM than the file layout (pyrt/repack.h).
+  // Only the AVX-512 M=1 kernel reads the copy; the other ISAs keep the file's layout only. Not
+  // q4n at B = 128: its copy measured slower from DRAM than the file layout (pyrt/repack.h).
   if (cpu::active_isa() != cpu::Isa::avx512 || w.device != Device::cpu || !is_nibble_format(w.format) ||
-      !(w.block == 32 || w.block == 64))
+      (w.format == Format::q4n && w.block == 128))
     return 0;
   const int64_t quads = w.rows / kRepackRows, groups = w.cols / kRepackGroupWeights;
   if (quads == 0 || groups == 0) return 0;

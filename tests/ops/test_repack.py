@@ -1,6 +1,6 @@
 """Load-time repacking (csrc/include/pyrt/repack.h): the repacked copy's bytes against a numpy
 build of the documented layout, and M=1 products from it, on random q4/q4a/q4n matrices at blocks
-32, 64, 128 with N and K tails and poisoned outputs. Block 32: bit for bit equal to the file
+32, 64, 128 (q4n: 32, 64) with N and K tails and poisoned outputs. Block 32: bit for bit equal to the file
 layout's (the two kernels sum in the same order). Blocks 64/128: the file kernel sums block by
 block, so both are checked against float64 numpy within the FP32 accumulation bound and against
 each other within twice it. A corrupted copy must change the output: the kernel reads it."""
@@ -16,15 +16,17 @@ from pyrt.formats import block_layout
 from helpers import accumulation_bound, poisoned
 
 FORMATS = ["q4", "q4a", "q4n"]
-BLOCKS = [32, 64]  # with a copy; block 128 has none (measured slower from DRAM, pyrt/repack.h)
+BLOCKS = [32, 64, 128]
+NO_COPY = {("q4n", 128)}  # measured slower from DRAM than the file layout (pyrt/repack.h)
 # (N, K) per block: whole quads and groups; N tails (not a multiple of 4); K with whole groups plus
 # blocks (a multiple of B, not of 128); fewer than 4 rows or 128 columns (no copy at all); matrices
 # split across threads (N > 16 rows a thread).
 SHAPES = {
     32: [(4, 128), (16, 256), (7, 256), (13, 160), (33, 416), (64, 4096), (130, 1408), (3, 256), (12, 96), (1, 32)],
     64: [(4, 128), (16, 256), (7, 256), (13, 192), (33, 448), (64, 4096), (130, 1472), (3, 256), (12, 64)],
+    128: [(4, 128), (16, 256), (7, 384), (13, 128), (33, 512), (64, 4096), (130, 1408), (3, 256)],
 }
-CASES = [(b, n, k) for b in BLOCKS for n, k in SHAPES[b]]
+CASES = [(f, b, n, k) for f in FORMATS for b in BLOCKS if (f, b) not in NO_COPY for n, k in SHAPES[b]]
 
 
 def weights_and_tensor(rng, fmt, n, k, block=32):
@@ -77,8 +79,7 @@ def avx512():
     pyrt.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("block,n,k", CASES)
+@pytest.mark.parametrize("fmt,block,n,k", CASES)
 def test_layout_matches_the_documented_one(rng, avx512, fmt, block, n, k):
     t, w = weights_and_tensor(rng, fmt, n, k, block)
     r = w.repacked()
@@ -94,8 +95,7 @@ def test_layout_matches_the_documented_one(rng, avx512, fmt, block, n, k):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("block,n,k", CASES)
+@pytest.mark.parametrize("fmt,block,n,k", CASES)
 def test_m1_product(rng, avx512, fmt, block, n, k, threads):
     """Block 32: the copy gives the file layout's bits. Every block: both within the FP32
     accumulation bound of float64 numpy (the products of the stored weights), so within twice it
@@ -119,9 +119,9 @@ def test_m1_product(rng, avx512, fmt, block, n, k, threads):
         assert np.all(np.abs(y_rep.astype(np.float64) - y_file) <= 2 * bound)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("block,n,k", [(32, 16, 256), (32, 13, 160), (32, 130, 1408), (64, 13, 192),
-                                       (64, 130, 1472), (64, 16, 256)])
+@pytest.mark.parametrize("fmt,block,n,k", [(f, *c) for f in FORMATS for c in [
+    (32, 16, 256), (32, 13, 160), (32, 130, 1408), (64, 13, 192), (64, 130, 1472), (64, 16, 256), (128, 13, 256),
+    (128, 130, 1408)] if (f, c[0]) not in NO_COPY])
 def test_kernel_reads_the_copy(rng, avx512, fmt, block, n, k):
     """Corrupting the copy's nibbles changes exactly the rows in whole quads (the others, and the
     blocks after the whole groups, come from the file's layout)."""
@@ -175,10 +175,9 @@ def test_tensor_repacked(rng, avx512):
     assert pyrt.quantize(rng.standard_normal((8, 128)).astype(np.float32), "q8", 32).repacked().repacked_nbytes == 0
 
 
-@pytest.mark.parametrize("fmt,block", [("q8", 32), ("q8", 64), ("q8", 128), ("q5", 32), ("q5", 128),
-                                       ("q4", 128), ("q4a", 128), ("q4n", 128)])
+@pytest.mark.parametrize("fmt,block", [("q8", 32), ("q8", 64), ("q8", 128), ("q5", 32), ("q5", 128), *NO_COPY])
 def test_no_copy_where_no_kernel_reads_one(rng, avx512, fmt, block):
-    """q8, q5 and the 4-bit formats at block 128 keep the file layout only (their copies measured
+    """q8, q5 and q4n at block 128 keep the file layout only (q8's and q4n/128's copies measured
     slower, pyrt/repack.h): repacked() adds no bytes and the product is unchanged."""
     w = pyrt.quantize(rng.standard_normal((16, 512)).astype(np.float32), fmt, block)._native_weights()
     r = w.repacked()

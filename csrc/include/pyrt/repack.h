@@ -3,7 +3,7 @@
 // repacked copy is made in memory next to it, by whoever owns the weights (models::WeightTable),
 // and handed to the kernels through WeightView::repacked.
 //
-// Formats q4, q4a, q4n at blocks 32 and 64, matrices [N >= 4, K >= 128]. Rows go in quads (the 4
+// Formats q4, q4a, q4n at blocks 32 and 64, q4 and q4a at 128, matrices [N >= 4, K >= 128]. Rows go in quads (the 4
 // rows the kernel has in flight), K in groups of 128 weights (128 / B blocks), and the copy is three
 // regions:
 //   nibbles: [quad][group][row of the quad][64 bytes], the group's blocks' nibble bytes (B / 2
@@ -17,13 +17,15 @@
 //            B = 64, K = 4160: 1), read per block.
 // Rows after the last whole quad are not copied: the kernels read those from the file's layout.
 // The copy holds the file's bytes of the rows it covers, rearranged, and nothing more.
-// B = 64: the file-layout M=1 kernel decodes block by block; the copy's kernel is B = 32's
-// nibble-group one with x permuted to B = 64's nibble order (group_element<64>), so it sums in
-// another order than the file kernel (equal up to FP32 rounding, not bit for bit).
-// Not for B = 128 (its copy, the same kernel, was faster in L2 but slower from DRAM than the file
-// layout, whose per-block decode is cheapest at 128) nor q8: a q8 copy (the quad's codes in
-// 128-byte groups, scales apart; commit bd159c6) measured 0.70-0.89x the file layout from DRAM
-// and 0.99-1.07x in L2 (docs/benchmarks.md, "Load-time repacking"). Figures for 64/128: FIGURES.
+// B = 64, 128: the file-layout M=1 kernel decodes block by block; the copy's kernel is B = 32's
+// nibble-group one with x permuted to B's nibble order (group_element<B>), so it sums in another
+// order than the file kernel (equal up to FP32 rounding, not bit for bit). 11008x4096, M = 1,
+// 2 threads, file time / copy time, from DRAM and in L2 (2026-12-03, Xeon, load < 1.7, each
+// format in a fresh process: bench/bench_repack.py): q4/64 1.13x, 1.23x; q4a/64 1.24x, 1.37x;
+// q4n/64 1.13x, 1.23x; q4/128 1.02x, 1.02x; q4a/128 1.09x, 1.09x.
+// Not for q4n at 128 (0.75x from DRAM in every run, 1.05x in L2: not understood) nor q8: a q8
+// copy (the quad's codes in 128-byte groups, scales apart; commit bd159c6) measured 0.70-0.89x the
+// file layout from DRAM and 0.99-1.07x in L2 (docs/benchmarks.md, "Load-time repacking").
 #pragma once
 #include <cstdint>
 
