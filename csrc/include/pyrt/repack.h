@@ -19,11 +19,11 @@
 // The copy holds the file's bytes of the rows it covers, rearranged, and nothing more.
 // B = 64, 128: the file-layout M=1 kernel decodes block by block; the copy's kernel is B = 32's
 // nibble-group one with x permuted to B's nibble order (group_element<B>), so it sums in another
-// order than the file kernel (equal up to FP32 rounding, not bit for bit). 11008x4096, M = 1,
-// 2 threads, file time / copy time, from DRAM and in L2 (2026-12-03, Xeon, load < 1.7, each
-// format in a fresh process: bench/bench_repack.py): q4/64 1.13x, 1.23x; q4a/64 1.24x, 1.37x;
-// q4n/64 1.13x, 1.23x; q4/128 1.02x, 1.02x; q4a/128 1.09x, 1.09x.
-// Not for q4n at 128 (0.75x from DRAM in every run, 1.05x in L2: not understood) nor q8: a q8
+// order than the file kernel (equal up to FP32 rounding, not bit for bit). File time / copy time,
+// median of 6 rounds, 11008x4096 M = 1 from DRAM and 256x4096 in L2, 2 threads (Xeon, 2026-12-03
+// 08:20 UTC, idle machine, each format in a fresh bench/bench_repack.py process): q4/64 1.16x,
+// 1.17x; q4a/64 1.26x, 1.39x; q4n/64 1.16x, 1.23x; q4/128 1.03x, 1.03x; q4a/128 1.08x, 1.12x.
+// Not for q4n at 128 (0.76x from DRAM in every run, 1.05x in L2: not understood) nor q8: a q8
 // copy (the quad's codes in 128-byte groups, scales apart; commit bd159c6) measured 0.70-0.89x the
 // file layout from DRAM and 0.99-1.07x in L2 (docs/benchmarks.md, "Load-time repacking").
 #pragma once
