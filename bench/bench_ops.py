@@ -52,7 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "docs/int8.md), next to the ORT acc4 peers; '' for none")
     p.add_argument("--repacked", default="",
                    help="formats also run from the load-time repacked copy (subjects 'pyrt q4 rp': "
-                        "Tensor.repacked(), what LanguageModel decodes from; q4,q4a,q4n at block 32 "
+                        "Tensor.repacked(), what LanguageModel decodes from; q4,q4a,q4n at blocks 32/64, q4,q4a at 128 "
                         "on AVX-512, elsewhere the same as the file layout), e.g. q4,q4a")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime even if installed")

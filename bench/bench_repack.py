@@ -2,12 +2,12 @@
 """Load-time repacking (csrc/include/pyrt/repack.h): the repacked copy against the file's layout in
 the same run, interleaved round by round (A B, B A, ...), so a busy machine disturbs both alike.
 
-1. The M=1 GEMV of a q4/q4a (block 32) matrix streamed from DRAM (a ring of copies larger than
+1. The M=1 GEMV of a q4/q4a (block 32, 64 or 128) matrix streamed from DRAM (a ring of copies larger than
    twice the last-level cache), against the DRAM read bound measured in the same run.
 2. SmolLM2 decode (the GGUF's own bits): LanguageModel(repack=True) against repack=False, and the
    resident memory (RSS) each adds, measured in a fresh process per setting.
 
-Outputs are compared bit for bit before anything is timed. Reports median (min-max) of the rounds,
+Outputs are compared before anything is timed (bit for bit at block 32). Reports median (min-max) of the rounds,
 the per-round ratio, and CPU seconds per call (process time / calls: with N threads busy, about
 N x the wall time; less means the threads waited).
 
@@ -92,7 +92,10 @@ def gemv_part(args, shape, llc, dram_gbps):
             for w, o in zip(ws, outs[label]):
                 require_core().matmul(x, w, None, o)
         for a, b in zip(outs["file"], outs["repacked"]):
-            assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), "repacked GEMV differs from the file layout"
+            if block == 32:  # same summation order: the same bits
+                assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), "repacked GEMV differs from the file layout"
+            else:  # the file kernel sums per block: equal up to FP32 rounding (tests/ops/test_repack.py bounds it)
+                np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(np.abs(a).max()))
 
         def cycling(ws):
             state = {"i": 0}

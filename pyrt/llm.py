@@ -120,9 +120,10 @@ class LanguageModel:
     int8 activations for the q-format weight products (faster, approximate: docs/int8.md has the
     measured perplexity cost); the default "exact" keeps them FP32. "int16" raises
     :class:`UnsupportedError` here (it exists for pyrt.matmul, Linear and SentenceEncoder).
-    ``repack`` (None: ``PYRT_REPACK``, else on) keeps a second copy of the q4/q4a/q4n (block 32)
-    matrices in the decode kernel's layout where the CPU's kernels use one (AVX-512): faster
-    decoding, the same logits, about twice those weights' memory (docs/benchmarks.md);
+    ``repack`` (None: ``PYRT_REPACK``, else on) keeps a second copy of the q4/q4a/q4n (blocks 32
+    and 64; q4/q4a at 128) matrices in the decode kernel's layout where the CPU's kernels use one
+    (AVX-512): faster decoding, the same logits at block 32 (64/128: equal up to FP32 rounding), about
+    twice those weights' memory (docs/benchmarks.md);
     ``repack=False`` keeps the file's layout only.
 
     Thread safety: every method may be called from any number of threads. :meth:`generate`,

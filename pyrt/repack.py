@@ -1,5 +1,6 @@
-"""Whether a model keeps a second, repacked copy of its 4-bit weights for the decode (M=1)
-kernels (csrc/include/pyrt/repack.h; costs and gains in docs/benchmarks.md, "Load-time repacking").
+"""Whether a model keeps a second, repacked copy of its 4-bit weights (q4/q4a/q4n at blocks 32 and
+64, q4/q4a at 128) for the decode (M=1) kernels (csrc/include/pyrt/repack.h; costs and gains in
+docs/benchmarks.md, "Load-time repacking").
 
 ``repack=True``/``False`` on LanguageModel and SentenceEncoder decides; ``None`` takes the
 ``PYRT_REPACK`` environment variable ("1" on, "0" off) when it is set, else the model's default:

@@ -123,9 +123,11 @@ class Tensor:
 
     def repacked(self) -> Tensor:
         """This CPU tensor plus a copy of its weights in the layout of the AVX-512 one-row (M=1)
-        kernels (q4, q4a, q4n at block 32; docs/benchmarks.md, "Load-time repacking"): pyrt.matmul
-        with one row of x then gives the same bits, faster, and the copy costs the weights' size
-        again. Other formats, shapes or CPU kernel sets: an equal tensor without a copy
+        kernels (q4, q4a, q4n at blocks 32 and 64, q4 and q4a at 128; csrc/include/pyrt/repack.h,
+        docs/benchmarks.md, "Load-time repacking"): pyrt.matmul with one row of x is then faster
+        and gives the same bits at block 32 (blocks 64/128: the same product up to FP32 rounding,
+        summed in another order), and the copy costs the weights' size again. Other formats
+        (q4n at 128 too), shapes or CPU kernel sets: an equal tensor without a copy
         (:attr:`repacked_nbytes` is 0)."""
         t = Tensor(self._host_data("repacked()"), self._dtype, self._shape, self._block)
         t._weights = self._native_weights().repacked()

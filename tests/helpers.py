@@ -42,6 +42,18 @@ def poisoned(shape, dtype=np.float32) -> np.ndarray:
     return np.full(shape, POISON, dtype=dtype)
 
 
+def accumulation_bound(x64, w64, bias=None):
+    """Per-output bound on FP32 accumulation error: the smaller of 4 eps sqrt(K) (|x| . |w|) and
+    1e-5 sqrt(K) ||x_m * w_n||_2, plus the rounding of the bias."""
+    k = max(x64.shape[-1], 1)
+    # Only the bound, not the reference, is computed in FP32 (twice as fast; ~1e-6 relative is moot).
+    x32, w32 = x64.astype(np.float32), w64.astype(np.float32)
+    by_sum = 4 * np.finfo(np.float32).eps * np.sqrt(k) * (np.abs(x32) @ np.abs(w32).T).astype(np.float64)
+    by_norm = 1e-5 * np.sqrt(k) * np.sqrt((x32 * x32) @ (w32 * w32).T).astype(np.float64)
+    bound = np.minimum(by_sum, by_norm) + 1e-30
+    return bound if bias is None else bound + 1e-6 * np.abs(bias)
+
+
 def models_dir() -> Path:
     """Where tools/fetch_models.py puts the real checkpoints ($PYRT_MODELS, else ~/.cache/pyrt/models)."""
     from pyrt.cli.models_dir import models_dir as fetched_models_dir

@@ -185,31 +185,41 @@ void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const 
   for (int r = 0; r < R; ++r) a.y[n0 + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
 }
 
-template <Format F>
+// M = 1, 4-bit weights. B = 32: nibble groups over the file's layout or the repacked copy. B = 64,
+// 128 (only with a copy, pyrt/repack.h; q4n at 128 has none): nibble groups in B's nibble order
+// over the copy, the per-block kernel for the rows around its quads.
+template <Format F, int B>
 void gemv_4bit_single_row(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
-  const NibbleGroup<F> group;
+  const NibbleGroup<F, B> group;
   const int64_t groups = a.K / kGroupWeights;
   float* xp = static_cast<float*>(thread_scratch(3, size_t(groups * (kGroupWeights + 16)) * sizeof(float)));
   float* sums = xp + groups * kGroupWeights;
   group.permute_x(a.x, groups, xp, sums);
   auto file_rows = [&](int64_t n, int64_t end) {
-    for (; n + kRowsInFlight <= end; n += kRowsInFlight) gemv_nibble_groups<F, kRowsInFlight>(a, group, xp, sums, n);
-    for (; n < end; ++n) gemv_nibble_groups<F, 1>(a, group, xp, sums, n);
+    if constexpr (B == kGroupBlock) {
+      for (; n + kRowsInFlight <= end; n += kRowsInFlight) gemv_nibble_groups<F, kRowsInFlight>(a, group, xp, sums, n);
+      for (; n < end; ++n) gemv_nibble_groups<F, 1>(a, group, xp, sums, n);
+    } else {
+      for (; n + kRowsInFlight <= end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);
+      for (; n < end; ++n) gemv_rows<F, B, 1>(a, n);
+    }
   };
   if (a.w.repacked == nullptr) return file_rows(n_begin, n_end);
   // The repacked copy holds whole quads of rows (pyrt/repack.h): the rows around them, if any,
-  // from the file's layout. Both sum in the same order, so every row gets the same bits.
+  // from the file's layout. At B = 32 both sum in the same order, so every row gets the same bits.
   const int64_t q0 = std::min((n_begin + kRepackRows - 1) / kRepackRows * kRepackRows, n_end);
   const int64_t q1 = std::max(q0, n_end / kRepackRows * kRepackRows);
   file_rows(n_begin, q0);
-  gemv_repacked_quads<F>(a, group, xp, sums, q0, q1);
+  gemv_repacked_quads<F, B>(a, group, xp, sums, q0, q1);
   file_rows(q1, n_end);
 }
 
 template <Format F, int B>
 void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && B == kGroupBlock) {
-    if (a.M == 1 && a.K >= kGroupWeights) return gemv_4bit_single_row<F>(a, n_begin, n_end);
+    if (a.M == 1 && a.K >= kGroupWeights) return gemv_4bit_single_row<F, B>(a, n_begin, n_end);
+  } else if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && !(F == Format::q4n && B == 128)) {
+    if (a.M == 1 && a.K >= kGroupWeights && a.w.repacked != nullptr) return gemv_4bit_single_row<F, B>(a, n_begin, n_end);
   }
   int64_t n = n_begin;
   for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);

@@ -14,19 +14,24 @@
 // Measured on Zen 4, one thread, 256x4096 q4/32 in L2: 20.3 -> 23.5 weights/ns
 // (bench/experiments/q4_decode_variants.cc, v0 -> v8); 11008x4096 at M = 1, 2 threads: q4 1.16 -> 0.99 ms,
 // q4a 1.33 -> 1.08-1.12 ms. Blocks of 64 and 128 already spread their scale over more weights,
-// and the group's gather and per-lane scale made them 4-7 % slower: they keep the per-block kernel.
+// and the group's gather and per-lane scale made them 4-7 % slower: their file layout keeps the
+// per-block kernel. Their repacked copy (pyrt/repack.h) has no gather to pay for and uses groups.
 #pragma once
 #include "cpu/decode_avx512.h"
 
 namespace pyrt::cpu::avx512 {
 
 constexpr int kGroupWeights = 128;
-constexpr int kGroupBlock = 32;  // the only block size that takes this path
+constexpr int kGroupBlock = 32;  // the block of the file-layout path (NibbleGroupLoader)
 
-// The element (0..127 within its group) that nibble n (bits 4n..4n+3) of dword j stands for: dword
-// j holds bytes 4(j%4)..4(j%4)+3 of block j/4's nibbles, and byte c holds elements c (low half) and
-// c + 16 (high half).
-constexpr int group_element(int n, int j) { return (j / 4) * 32 + 4 * (j % 4) + n / 2 + 16 * (n % 2); }
+// The element (0..127 within its group) that nibble n (bits 4n..4n+3) of dword j stands for when
+// the group's 64 register bytes are its B/2-byte blocks' nibble bytes back to back (the file's
+// bytes; B = 64, 128 only from the repacked copy): dword j holds bytes 4(j%(B/8)).. of block
+// j/(B/8), and byte c of a block holds its elements c (low half) and c + B/2 (high half).
+template <int B = kGroupBlock>
+constexpr int group_element(int n, int j) {
+  return (j / (B / 8)) * B + 4 * (j % (B / 8)) + n / 2 + (B / 2) * (n % 2);
+}
 
 // Gathers one group's nibbles and block scales from the row (shared by the exact kernel below and
 // the int8-activation one, int8_gemv_avx512.cc).
@@ -66,7 +71,9 @@ struct NibbleGroupLoader {
   }
 };
 
-template <Format F>
+// B: the block whose nibble order the group's registers hold (group_element<B>); the file-layout
+// gather (loader, accumulate) is for B = 32 only, B = 64/128 groups come from the repacked copy.
+template <Format F, int B = kGroupBlock>
 struct NibbleGroup {
   static constexpr int64_t kBytes = NibbleGroupLoader<F>::kBytes;
 
@@ -77,7 +84,7 @@ struct NibbleGroup {
   NibbleGroup() {
     alignas(64) int32_t xi[8][16];
     for (int n = 0; n < 8; ++n)
-      for (int j = 0; j < 16; ++j) xi[n][j] = group_element(n, j);
+      for (int j = 0; j < 16; ++j) xi[n][j] = group_element<B>(n, j);
     for (int n = 0; n < 8; ++n) x_index[n] = _mm512_load_si512(xi[n]);
     levels = level_table<F>();
   }
@@ -113,6 +120,7 @@ struct NibbleGroup {
   // acc + the group's 128 products, per lane (the caller sums the lanes). grp: the group's first
   // block; xg: its 128 permuted activations; sum: its 16 lane sums (q4a only).
   inline __m512 accumulate(const uint8_t* grp, const float* xg, const float* sum, __m512 acc) const {
+    static_assert(B == kGroupBlock, "the file-layout gather reads B = 32 blocks");
     __m512i scales;
     const __m512i nib = loader.load(grp, &scales);
     return accumulate_loaded(nib, scales, xg, sum, acc);
@@ -139,11 +147,10 @@ struct NibbleGroup {
   }
 };
 
-// acc + the products of `count` consecutive file-layout blocks (B = 32, per block: the path for
-// the blocks after K's whole groups of 128). x: their activations in their own order.
-template <Format F>
+// acc + the products of `count` consecutive file-layout blocks (per block: the path for the
+// blocks after K's whole groups of 128). x: their activations in their own order.
+template <Format F, int B = kGroupBlock>
 inline __m512 accumulate_blocks(const uint8_t* blocks, const float* x, int64_t count, __m512 acc) {
-  constexpr int B = kGroupBlock;
   constexpr int64_t bb = BlockOf<F, B>::bytes;
   for (int64_t b = 0; b < count; ++b) {
     const uint8_t* q;

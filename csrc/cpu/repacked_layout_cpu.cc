@@ -42,13 +42,16 @@ void advise_huge_pages(uint8_t* p, int64_t bytes) {
 }  // namespace
 
 int64_t repacked_bytes(const WeightView& w) {
-  // Only the AVX-512 M=1 kernel reads the copy; the other ISAs keep the file's layout only.
-  if (cpu::active_isa() != cpu::Isa::avx512 || w.device != Device::cpu || !is_nibble_format(w.format) || w.block != 32)
+  // Only the AVX-512 M=1 kernel reads the copy; the other ISAs keep the file's layout only. Not
+  // q4n at B = 128: its copy measured slower from DRAM than the file layout (pyrt/repack.h).
+  if (cpu::active_isa() != cpu::Isa::avx512 || w.device != Device::cpu || !is_nibble_format(w.format) ||
+      (w.format == Format::q4n && w.block == 128))
     return 0;
   const int64_t quads = w.rows / kRepackRows, groups = w.cols / kRepackGroupWeights;
   if (quads == 0 || groups == 0) return 0;
-  const int64_t tail_bytes = w.row_stride - groups * (kRepackGroupWeights / 32) * bytes_per_block(w.format, 32);
-  return quads * kRepackRows * (groups * (kRepackNibbleBytes + repacked_scale_bytes(w.format)) + tail_bytes);
+  const int64_t tail_bytes =
+      w.row_stride - groups * (kRepackGroupWeights / w.block) * bytes_per_block(w.format, w.block);
+  return quads * kRepackRows * (groups * (kRepackNibbleBytes + repacked_scale_bytes(w.format, w.block)) + tail_bytes);
 }
 
 void repack_weights(const WeightView& w, uint8_t* dst) {
@@ -56,15 +59,16 @@ void repack_weights(const WeightView& w, uint8_t* dst) {
   PYRT_CHECK(bytes > 0 && dst != nullptr, Internal, "repack_weights: no repacked layout for this matrix");
   advise_huge_pages(dst, bytes);
   const BlockLayout L = block_layout(w.format, w.block);
-  constexpr int kBlocks = kRepackGroupWeights / 32;  // per group
+  const int kBlocks = kRepackGroupWeights / w.block;  // per group
+  const int sb = repacked_scale_bytes(w.format, w.block);
   const int64_t quads = w.rows / kRepackRows, groups = w.cols / kRepackGroupWeights;
   for (int64_t q = 0; q < quads; ++q)
     for (int64_t g = 0; g < groups; ++g) {
       uint8_t* nib = dst + repacked_nibbles_at(q, g, groups);
-      uint8_t* sc = dst + repacked_scales_at(w.format, q, g, quads, groups);
+      uint8_t* sc = dst + repacked_scales_at(w.format, w.block, q, g, quads, groups);
       for (int r = 0; r < kRepackRows; ++r) {
         const uint8_t* grp = w.row(q * kRepackRows + r) + g * kBlocks * L.bytes;
-        uint8_t* rs = sc + r * repacked_scale_bytes(w.format);
+        uint8_t* rs = sc + r * sb;
         for (int b = 0; b < kBlocks; ++b) {
           const uint8_t* blk = grp + b * L.bytes;
           std::memcpy(nib + r * kRepackNibbleBytes + b * L.quants_bytes, blk + L.quants_offset, size_t(L.quants_bytes));
@@ -76,7 +80,7 @@ void repack_weights(const WeightView& w, uint8_t* dst) {
   const int64_t whole = groups * kBlocks * L.bytes, tail_bytes = w.row_stride - whole;
   for (int64_t q = 0; q < quads; ++q)
     for (int r = 0; r < kRepackRows; ++r)
-      std::memcpy(dst + repacked_tail_at(w.format, q, r, quads, groups, tail_bytes), w.row(q * kRepackRows + r) + whole,
+      std::memcpy(dst + repacked_tail_at(w.format, w.block, q, r, quads, groups, tail_bytes), w.row(q * kRepackRows + r) + whole,
                   size_t(tail_bytes));
 }
 

@@ -18,7 +18,7 @@ import pyrt
 import pyrt.cuda
 from pyrt.formats import dequantize_reference
 
-from helpers import BACKENDS, CUDA_TOL, PLAIN, QUANT, poisoned
+from helpers import BACKENDS, CUDA_TOL, PLAIN, QUANT, accumulation_bound, poisoned
 
 CONFIGS = [(f, 1) for f in PLAIN] + [(f, b) for f in QUANT for b in (32, 64, 128)]
 CONFIG_IDS = [f"{f}-{b}" for f, b in CONFIGS]
@@ -102,18 +102,6 @@ def make_case(rng, fmt, block, m, n, k, with_bias):
     x = rng.standard_normal((m, k)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32) if with_bias else None
     return x, w, pyrt.quantize(w, fmt, block if block > 1 else 32), bias
-
-
-def accumulation_bound(x64, w64, bias=None):
-    """Per-output bound on FP32 accumulation error: the smaller of 4 eps sqrt(K) (|x| . |w|) and
-    1e-5 sqrt(K) ||x_m * w_n||_2, plus the rounding of the bias."""
-    k = max(x64.shape[-1], 1)
-    # Only the bound, not the reference, is computed in FP32 (twice as fast; ~1e-6 relative is moot).
-    x32, w32 = x64.astype(np.float32), w64.astype(np.float32)
-    by_sum = 4 * np.finfo(np.float32).eps * np.sqrt(k) * (np.abs(x32) @ np.abs(w32).T).astype(np.float64)
-    by_norm = 1e-5 * np.sqrt(k) * np.sqrt((x32 * x32) @ (w32 * w32).T).astype(np.float64)
-    bound = np.minimum(by_sum, by_norm) + 1e-30
-    return bound if bias is None else bound + 1e-6 * np.abs(bias)
 
 
 def reference(x, t, bias):
