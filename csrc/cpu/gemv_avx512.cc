@@ -218,7 +218,7 @@ template <Format F, int B>
 void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && B == kGroupBlock) {
     if (a.M == 1 && a.K >= kGroupWeights) return gemv_4bit_single_row<F, B>(a, n_begin, n_end);
-  } else if constexpr ((F == Format::q4 || F == Format::q4a || F == Format::q4n) && !(F == Format::q4n && B == 128)) {
+  } else if constexpr (has_repacked_layout(F, B)) {
     if (a.M == 1 && a.K >= kGroupWeights && a.w.repacked != nullptr) return gemv_4bit_single_row<F, B>(a, n_begin, n_end);
   }
   int64_t n = n_begin;

@@ -13,8 +13,6 @@
 namespace pyrt {
 namespace {
 
-bool is_nibble_format(Format f) { return f == Format::q4 || f == Format::q4a || f == Format::q4n; }
-
 // The copy on 2 MiB pages where Linux allows: the M=1 kernels stream it, and on 4 KiB pages the
 // q4/32 11008x4096 GEMV from DRAM gained 1.04x over the file layout (a numpy array, which numpy
 // puts on huge pages) against 1.17x with the copy on huge pages too (docs/benchmarks.md,
@@ -42,10 +40,8 @@ void advise_huge_pages(uint8_t* p, int64_t bytes) {
 }  // namespace
 
 int64_t repacked_bytes(const WeightView& w) {
-  // Only the AVX-512 M=1 kernel reads the copy; the other ISAs keep the file's layout only. Not
-  // q4n at B = 128: its copy measured slower from DRAM than the file layout (pyrt/repack.h).
-  if (cpu::active_isa() != cpu::Isa::avx512 || w.device != Device::cpu || !is_nibble_format(w.format) ||
-      (w.format == Format::q4n && w.block == 128))
+  // Only the AVX-512 M=1 kernel reads the copy; the other ISAs keep the file's layout only.
+  if (cpu::active_isa() != cpu::Isa::avx512 || w.device != Device::cpu || !has_repacked_layout(w.format, w.block))
     return 0;
   const int64_t quads = w.rows / kRepackRows, groups = w.cols / kRepackGroupWeights;
   if (quads == 0 || groups == 0) return 0;

@@ -37,6 +37,13 @@ constexpr int kRepackRows = 4;          // rows per quad
 constexpr int kRepackGroupWeights = 128;
 constexpr int kRepackNibbleBytes = kRepackGroupWeights / 2;
 
+// The formats and blocks that get a copy (the one place that decides; repacked_bytes adds the ISA
+// and the shape): q4, q4a, q4n at 32, 64, 128, except q4n at 128, measured slower than its file layout.
+constexpr bool has_repacked_layout(Format f, int block) {
+  return (f == Format::q4 || f == Format::q4a || f == Format::q4n) && (block == 32 || block == 64 || block == 128) &&
+         !(f == Format::q4n && block == 128);
+}
+
 // Scale bytes of one group and row at block `block`: 2 per block (d), 4 for q4a (d, m).
 constexpr int repacked_scale_bytes(Format f, int block) {
   return (kRepackGroupWeights / block) * (f == Format::q4a ? 4 : 2);
