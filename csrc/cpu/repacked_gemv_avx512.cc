@@ -27,47 +27,80 @@ inline __m512i load_scales(const uint8_t* at) {
   return _mm512_castsi128_si512(_mm_loadu_si16(at));
 }
 
+// Quads read side by side, each its own stream, and how far ahead in each the kernel prefetches.
+// One stream per core left the DRAM prefetchers idle part of the time: 11008x4096 q4/32 M = 1,
+// 2 threads, from DRAM (Xeon, 2026-12-03, 3 interleaved rounds): one stream with a next-quad
+// prefetch 1.08-1.10 ms, 4 streams 1 KiB ahead 0.92-0.93 ms (q4a 1.12-1.15 -> 1.01-1.03). 2, 3, 6
+// or 8 streams, 768 B to 4 KiB ahead measured no better, T1/NTA hints slower (NTA 2x);
+// docs/benchmarks.md, session 8.
+constexpr int kQuadStreams = 4;
+constexpr int64_t kStreamPrefetchBytes = 1024;
+
+template <Format F, int B, int S>
+void gemv_quad_set(const KernelArgs& a, const NibbleGroup<F, B>& group, const float* xp, const float* sums,
+                   const __m512i scale_words, int64_t quad) {
+  constexpr int R = kRepackRows, kSb = repacked_scale_bytes(F, B);
+  const int64_t groups = a.K / kGroupWeights, quads = a.N / R, nblocks = a.K / B;
+  const int64_t first = groups * (kGroupWeights / B), tail = nblocks - first;
+  const int64_t tail_bytes = tail * BlockOf<F, B>::bytes;
+  const int64_t quad_bytes = groups * R * kRepackNibbleBytes, quad_scale_bytes = groups * R * kSb;
+  constexpr int64_t pd = kStreamPrefetchBytes, pds = pd * kSb / kRepackNibbleBytes;
+  const uint8_t* nib[S];
+  const uint8_t* sc[S];
+  for (int s = 0; s < S; ++s) {
+    nib[s] = a.w.repacked + repacked_nibbles_at(quad + s, 0, groups);
+    sc[s] = a.w.repacked + repacked_scales_at(F, B, quad + s, 0, quads, groups);
+  }
+  const uint8_t* end = a.w.repacked + repacked_tail_at(F, B, quads, 0, quads, groups, tail_bytes);
+  const int64_t next = std::min(quad + S, quads - 1);
+  for (int s = 0; s < S && next + s < quads; ++s)
+    for (int64_t off = 0; off < R * tail_bytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(a.w.repacked + repacked_tail_at(F, B, next + s, 0, quads, groups, tail_bytes) + off),
+                   _MM_HINT_T0);
+  __m512 acc[S * R];
+  for (int r = 0; r < S * R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    // Each quad is its own stream (S streams in flight: one stream per core left the DRAM
+    // prefetchers idle part of the time); pd bytes ahead in it, into the next set past its end.
+    const int64_t ahead = g * R * kRepackNibbleBytes + pd;
+    const int64_t hop = ahead >= quad_bytes ? (S - 1) * quad_bytes : 0;
+    const int64_t ahead_s = g * R * kSb + pds;
+    const int64_t hop_s = ahead_s >= quad_scale_bytes ? (S - 1) * quad_scale_bytes : 0;
+    for (int s = 0; s < S; ++s) {
+      const uint8_t* p = nib[s] + ahead + hop;
+      if (p < end)
+        for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p + r * kRepackNibbleBytes), _MM_HINT_T0);
+      const uint8_t* ps = sc[s] + ahead_s + hop_s;
+      if (ps < end) _mm_prefetch(reinterpret_cast<const char*>(ps), _MM_HINT_T0);
+    }
+    for (int s = 0; s < S; ++s)
+      for (int r = 0; r < R; ++r) {
+        const __m512i nv = _mm512_loadu_si512(nib[s] + (g * R + r) * kRepackNibbleBytes);
+        const __m512i sv = _mm512_permutexvar_epi16(scale_words, load_scales<kSb>(sc[s] + (g * R + r) * kSb));
+        acc[s * R + r] = group.accumulate_loaded(nv, sv, xp + g * kGroupWeights, sums + g * 16, acc[s * R + r]);
+      }
+  }
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < R; ++r)
+      acc[s * R + r] = accumulate_blocks<F, B>(a.w.repacked + repacked_tail_at(F, B, quad + s, r, quads, groups, tail_bytes),
+                                               a.x + first * B, tail, acc[s * R + r]);
+  const int64_t n = quad * R;
+  for (int r = 0; r < S * R; ++r) a.y[n + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n + r] : 0.0f);
+}
+
 }  // namespace
 
 template <Format F, int B>
 void gemv_repacked_quads(const KernelArgs& a, const NibbleGroup<F, B>& group, const float* xp, const float* sums,
                          int64_t q0, int64_t q1) {
-  constexpr int R = kRepackRows, kSb = repacked_scale_bytes(F, B);
-  const int64_t groups = a.K / kGroupWeights, quads = a.N / R, nblocks = a.K / B;
+  constexpr int R = kRepackRows;
   const __m512i scale_words = scale_word_index<B>();
-  const int64_t first = groups * (kGroupWeights / B), tail = nblocks - first;
-  const int64_t tail_bytes = tail * BlockOf<F, B>::bytes;
-  for (int64_t n = q0; n < q1; n += R) {
-    const int64_t quad = n / R;
-    const uint8_t* nib = a.w.repacked + repacked_nibbles_at(quad, 0, groups);
-    const uint8_t* sc = a.w.repacked + repacked_scales_at(F, B, quad, 0, quads, groups);
-    // As the file kernel does for its next row group: the hardware prefetcher alone left the
-    // stream from DRAM at half the file layout's speed (measured, bench/bench_repack.py).
-    const int64_t next = std::min(quad + 1, quads - 1);
-    const uint8_t* nib_next = a.w.repacked + repacked_nibbles_at(next, 0, groups);
-    const uint8_t* sc_next = a.w.repacked + repacked_scales_at(F, B, next, 0, quads, groups);
-    for (int64_t off = 0; off < R * tail_bytes; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(a.w.repacked + repacked_tail_at(F, B, next, 0, quads, groups, tail_bytes) + off),
-                   _MM_HINT_T0);
-    __m512 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      for (int r = 0; r < R; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(nib_next + (g * R + r) * kRepackNibbleBytes), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(sc_next + g * R * kSb), _MM_HINT_T0);
-      for (int r = 0; r < R; ++r) {
-        const __m512i nv = _mm512_loadu_si512(nib + (g * R + r) * kRepackNibbleBytes);
-        const __m512i sv = _mm512_permutexvar_epi16(scale_words, load_scales<kSb>(sc + (g * R + r) * kSb));
-        acc[r] = group.accumulate_loaded(nv, sv, xp + g * kGroupWeights, sums + g * 16, acc[r]);
-      }
-    }
-    // Blocks after the whole groups: in the copy's tail as the file stores them, decoded per block
-    // as the file kernel does.
-    for (int r = 0; r < R; ++r)
-      acc[r] = accumulate_blocks<F, B>(a.w.repacked + repacked_tail_at(F, B, quad, r, quads, groups, tail_bytes),
-                                       a.x + first * B, tail, acc[r]);
-    for (int r = 0; r < R; ++r) a.y[n + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n + r] : 0.0f);
-  }
+  int64_t quad = q0 / R;
+  const int64_t last = q1 / R;
+  constexpr int S = kQuadStreams;
+  for (; quad + S <= last; quad += S) gemv_quad_set<F, B, S>(a, group, xp, sums, scale_words, quad);
+  // The thread's last quads (fewer than S): one stream, prefetching into what follows it.
+  for (; quad < last; ++quad) gemv_quad_set<F, B, 1>(a, group, xp, sums, scale_words, quad);
 }
 
 template void gemv_repacked_quads<Format::q4, 32>(const KernelArgs&, const NibbleGroup<Format::q4, 32>&,

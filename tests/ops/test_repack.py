@@ -20,11 +20,12 @@ BLOCKS = [32, 64, 128]
 NO_COPY = {("q4n", 128)}  # measured slower from DRAM than the file layout (pyrt/repack.h)
 # (N, K) per block: whole quads and groups; N tails (not a multiple of 4); K with whole groups plus
 # blocks (a multiple of B, not of 128); fewer than 4 rows or 128 columns (no copy at all); matrices
-# split across threads (N > 16 rows a thread).
+# split across threads (N > 16 rows a thread); 23 quads (94 rows): sets of the kernel's 4 quad streams
+# and leftover single quads, on each thread.
 SHAPES = {
-    32: [(4, 128), (16, 256), (7, 256), (13, 160), (33, 416), (64, 4096), (130, 1408), (3, 256), (12, 96), (1, 32)],
-    64: [(4, 128), (16, 256), (7, 256), (13, 192), (33, 448), (64, 4096), (130, 1472), (3, 256), (12, 64)],
-    128: [(4, 128), (16, 256), (7, 384), (13, 128), (33, 512), (64, 4096), (130, 1408), (3, 256)],
+    32: [(4, 128), (16, 256), (7, 256), (13, 160), (33, 416), (64, 4096), (130, 1408), (94, 256), (3, 256), (12, 96), (1, 32)],
+    64: [(4, 128), (16, 256), (7, 256), (13, 192), (33, 448), (64, 4096), (130, 1472), (94, 256), (3, 256), (12, 64)],
+    128: [(4, 128), (16, 256), (7, 384), (13, 128), (33, 512), (64, 4096), (130, 1408), (94, 256), (3, 256)],
 }
 CASES = [(f, b, n, k) for f in FORMATS for b in BLOCKS if (f, b) not in NO_COPY for n, k in SHAPES[b]]
 
