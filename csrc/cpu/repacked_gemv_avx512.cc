@@ -61,8 +61,7 @@ void gemv_quad_set(const KernelArgs& a, const NibbleGroup<F, B>& group, const fl
   __m512 acc[S * R];
   for (int r = 0; r < S * R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    // Each quad is its own stream (S streams in flight: one stream per core left the DRAM
-    // prefetchers idle part of the time); pd bytes ahead in it, into the next set past its end.
+    // pd bytes ahead in each stream; past a quad's end, into the same quad of the next set.
     const int64_t ahead = g * R * kRepackNibbleBytes + pd;
     const int64_t hop = ahead >= quad_bytes ? (S - 1) * quad_bytes : 0;
     const int64_t ahead_s = g * R * kSb + pds;
