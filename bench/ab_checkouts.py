@@ -32,10 +32,24 @@ def median_seconds(fn, seconds: float, min_calls: int) -> float:
     return statistics.median(samples)
 
 
-def worker(checkout: str, minilm: str, gguf: str) -> dict:
+def import_pyrt_from(checkout: str):
+    """pyrt as built in `checkout`. An editable install (pip install -e) puts a finder in front of
+    sys.path that always returns the installed tree and its compiled core, so a plain sys.path
+    insert would time the same build twice: drop such finders and check where pyrt came from."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("_editable")]
     sys.path.insert(0, checkout)
-    import numpy as np
     import pyrt
+    import pyrt._core
+
+    for module in (pyrt, pyrt._core):
+        if not Path(module.__file__).resolve().is_relative_to(Path(checkout).resolve()):
+            raise SystemExit(f"{module.__name__} was imported from {module.__file__}, not from {checkout}")
+    return pyrt
+
+
+def worker(checkout: str, minilm: str, gguf: str) -> dict:
+    pyrt = import_pyrt_from(checkout)
+    import numpy as np
 
     rng, out = np.random.default_rng(0), {}
     n, k = 11008, 4096

@@ -21,6 +21,22 @@ import pyrt  # noqa: E402
 from helpers import BACKENDS, CPU_ISAS  # noqa: E402
 
 
+def pytest_report_header(config) -> list[str]:
+    """Which compiled core the run tests. An editable install (pip install -e) keeps its own copy of
+    the core, compiled at install time, ahead of the one tools/dev_build.sh puts into pyrt/: the run
+    would silently test the old build, so say so."""
+    from pathlib import Path
+
+    import pyrt._core
+
+    loaded = Path(pyrt._core.__file__).resolve()
+    lines = [f"pyrt core: {loaded}"]
+    in_place = Path(pyrt.__file__).with_name(Path(pyrt._core.__file__).name)
+    if in_place.is_file() and in_place.resolve() != loaded:
+        lines.append(f"WARNING: the in-place build {in_place} is not the core under test "
+                     "(an editable install shadows it; reinstall, or remove its copy)")
+    return lines
+
 
 @pytest.fixture
 def rng(request) -> np.random.Generator:

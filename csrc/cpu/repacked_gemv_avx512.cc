@@ -39,38 +39,35 @@ constexpr int64_t kStreamPrefetchBytes = 1024;
 
 template <Format F, int B, int S>
 void gemv_quad_set(const KernelArgs& a, const NibbleGroup<F, B>& group, const float* xp, const float* sums,
-                   const __m512i scale_words, int64_t quad) {
+                   const __m512i scale_words, int64_t quad, int64_t step) {
   constexpr int R = kRepackRows, kSb = repacked_scale_bytes(F, B);
   const int64_t groups = a.K / kGroupWeights, quads = a.N / R, nblocks = a.K / B;
   const int64_t first = groups * (kGroupWeights / B), tail = nblocks - first;
   const int64_t tail_bytes = tail * BlockOf<F, B>::bytes;
-  const int64_t quad_bytes = groups * R * kRepackNibbleBytes, quad_scale_bytes = groups * R * kSb;
   constexpr int64_t pd = kStreamPrefetchBytes, pds = pd * kSb / kRepackNibbleBytes;
   const uint8_t* nib[S];
   const uint8_t* sc[S];
   for (int s = 0; s < S; ++s) {
-    nib[s] = a.w.repacked + repacked_nibbles_at(quad + s, 0, groups);
-    sc[s] = a.w.repacked + repacked_scales_at(F, B, quad + s, 0, quads, groups);
+    nib[s] = a.w.repacked + repacked_nibbles_at(quad + s * step, 0, groups);
+    sc[s] = a.w.repacked + repacked_scales_at(F, B, quad + s * step, 0, quads, groups);
   }
+  // Each stream's next quad follows its current one in every region, so "ahead" is linear.
   const uint8_t* end = a.w.repacked + repacked_tail_at(F, B, quads, 0, quads, groups, tail_bytes);
-  const int64_t next = std::min(quad + S, quads - 1);
-  for (int s = 0; s < S && next + s < quads; ++s)
-    for (int64_t off = 0; off < R * tail_bytes; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(a.w.repacked + repacked_tail_at(F, B, next + s, 0, quads, groups, tail_bytes) + off),
-                   _MM_HINT_T0);
+  for (int s = 0; s < S; ++s)
+    if (quad + s * step + 1 < quads)
+      for (int64_t off = 0; off < R * tail_bytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(
+                         a.w.repacked + repacked_tail_at(F, B, quad + s * step + 1, 0, quads, groups, tail_bytes) + off),
+                     _MM_HINT_T0);
   __m512 acc[S * R];
   for (int r = 0; r < S * R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    // pd bytes ahead in each stream; past a quad's end, into the same quad of the next set.
-    const int64_t ahead = g * R * kRepackNibbleBytes + pd;
-    const int64_t hop = ahead >= quad_bytes ? (S - 1) * quad_bytes : 0;
-    const int64_t ahead_s = g * R * kSb + pds;
-    const int64_t hop_s = ahead_s >= quad_scale_bytes ? (S - 1) * quad_scale_bytes : 0;
+    const int64_t ahead = g * R * kRepackNibbleBytes + pd, ahead_s = g * R * kSb + pds;
     for (int s = 0; s < S; ++s) {
-      const uint8_t* p = nib[s] + ahead + hop;
+      const uint8_t* p = nib[s] + ahead;
       if (p < end)
         for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p + r * kRepackNibbleBytes), _MM_HINT_T0);
-      const uint8_t* ps = sc[s] + ahead_s + hop_s;
+      const uint8_t* ps = sc[s] + ahead_s;
       if (ps < end) _mm_prefetch(reinterpret_cast<const char*>(ps), _MM_HINT_T0);
     }
     for (int s = 0; s < S; ++s)
@@ -82,10 +79,14 @@ void gemv_quad_set(const KernelArgs& a, const NibbleGroup<F, B>& group, const fl
   }
   for (int s = 0; s < S; ++s)
     for (int r = 0; r < R; ++r)
-      acc[s * R + r] = accumulate_blocks<F, B>(a.w.repacked + repacked_tail_at(F, B, quad + s, r, quads, groups, tail_bytes),
-                                               a.x + first * B, tail, acc[s * R + r]);
-  const int64_t n = quad * R;
-  for (int r = 0; r < S * R; ++r) a.y[n + r] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n + r] : 0.0f);
+      acc[s * R + r] = accumulate_blocks<F, B>(
+          a.w.repacked + repacked_tail_at(F, B, quad + s * step, r, quads, groups, tail_bytes), a.x + first * B, tail,
+          acc[s * R + r]);
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < R; ++r) {
+      const int64_t n = (quad + s * step) * R + r;
+      a.y[n] = _mm512_reduce_add_ps(acc[s * R + r]) + (a.bias ? a.bias[n] : 0.0f);
+    }
 }
 
 }  // namespace
@@ -95,12 +96,13 @@ void gemv_repacked_quads(const KernelArgs& a, const NibbleGroup<F, B>& group, co
                          int64_t q0, int64_t q1) {
   constexpr int R = kRepackRows;
   const __m512i scale_words = scale_word_index<B>();
-  int64_t quad = q0 / R;
-  const int64_t last = q1 / R;
   constexpr int S = kQuadStreams;
-  for (; quad + S <= last; quad += S) gemv_quad_set<F, B, S>(a, group, xp, sums, scale_words, quad);
-  // The thread's last quads (fewer than S): one stream, prefetching into what follows it.
-  for (; quad < last; ++quad) gemv_quad_set<F, B, 1>(a, group, xp, sums, scale_words, quad);
+  const int64_t first = q0 / R, last = q1 / R;
+  // Stream s reads quads first + s * step + [0, step), so the streams are far apart in memory even
+  // when a quad is short; the quads left after S * step run as one stream.
+  const int64_t step = (last - first) / S;
+  for (int64_t quad = first; quad < first + step; ++quad) gemv_quad_set<F, B, S>(a, group, xp, sums, scale_words, quad, step);
+  for (int64_t quad = first + S * step; quad < last; ++quad) gemv_quad_set<F, B, 1>(a, group, xp, sums, scale_words, quad, 0);
 }
 
 template void gemv_repacked_quads<Format::q4, 32>(const KernelArgs&, const NibbleGroup<Format::q4, 32>&,

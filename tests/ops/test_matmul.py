@@ -205,6 +205,36 @@ def test_results_do_not_depend_on_thread_count(cpu_isa, rng, fmt, block, m):
         assert_within(results[1], *reference(x, t, bias), f"N={n} K={k}")
 
 
+@pytest.mark.parametrize("fmt,block,repack", [("f32", 1, False), ("f16", 1, False), ("bf16", 1, False),
+                                              ("q8", 32, False), ("q5", 32, False), ("q4", 32, False),
+                                              ("q4n", 32, False), ("q4", 32, True), ("q4a", 32, True),
+                                              ("q4a", 64, True), ("q4n", 64, True)])
+def test_gemv_rows_do_not_depend_on_their_neighbours(cpu_isa, rng, fmt, block, repack):
+    # M = 1 reads each thread's rows as 4 streams far apart (its quarters; of the repacked copy, its
+    # quads), the rows left over one at a time. Short rows (K = 576: 4 groups of 128 and a tail, like
+    # SmolLM2) and N = 203 leave every kind. Thread counts move rows between streams and leftovers:
+    # the bits stay; and a row reads the same alone (the repacked copy at B = 64 sums per group,
+    # the file's layout per block, so only B = 32 compares with it).
+    n, k = 203, 576
+    x, w, t, bias = make_case(rng, fmt, block, 1, n, k, True)
+    if repack:
+        t = t.repacked()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            pyrt.set_num_threads(threads)
+            results.append(run_cpu(x, t, bias))
+    finally:
+        pyrt.set_num_threads(0)
+    assert_within(results[0], *reference(x, t, bias), f"{fmt}/{block} repacked={repack}")
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    if block == 32 or not repack:
+        for i in range(n):
+            alone = run_cpu(x, pyrt.quantize(w[i:i + 1], fmt, block if block > 1 else 32), bias[i:i + 1])
+            assert alone[0, 0] == results[0][0, i], f"row {i}: {alone[0, 0]} alone, {results[0][0, i]} among 203"
+
+
 @pytest.mark.parametrize("m", [1, 6, 9])
 @pytest.mark.parametrize("fmt,block", CONFIGS, ids=CONFIG_IDS)
 def test_float16_activations(cpu_isa, rng, fmt, block, m):
