@@ -31,9 +31,9 @@ inline __m512i load_scales(const uint8_t* at) {
 // One stream per core left the DRAM prefetchers idle part of the time: 11008x4096 q4/32 M = 1,
 // 2 threads, from DRAM (Xeon, 2026-12-03, 3 interleaved rounds): one stream with a next-quad
 // prefetch 1.08-1.10 ms, 4 streams 1 KiB ahead 0.92-0.93 ms (q4a 1.12-1.15 -> 1.01-1.03). 2, 3, 6
-// or 8 streams, 768 B to 4 KiB ahead measured no better, T1/NTA hints slower (NTA 2x). On Zen 4,
-// where the decode arithmetic, not DRAM, bounds this kernel: neutral to 0.94x the time;
-// docs/benchmarks.md, "Sessions 8-9".
+// or 8 streams, 768 B to 4 KiB ahead measured no better, T1/NTA hints slower (NTA 2x). The streams
+// start a quarter of the thread's quads apart, not at adjacent quads: a short quad (SmolLM2's
+// K = 576: 1 KiB) would make 4 adjacent ones one stream again (docs/benchmarks.md, "Session 10").
 constexpr int kQuadStreams = 4;
 constexpr int64_t kStreamPrefetchBytes = 1024;
 

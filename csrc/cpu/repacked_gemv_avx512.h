@@ -1,6 +1,6 @@
 // M = 1, 4-bit weights at B = 32, 64, 128, from the repacked copy (pyrt/repack.h): the nibble-group kernel
-// of gemv_avx512.cc with each group's nibbles in one 64-byte load and the 4 rows in flight in one
-// stream. Include only from *_avx512.cc files.
+// of gemv_avx512.cc with each group's nibbles in one 64-byte load and 4 streams of quads (4 rows each)
+// in flight. Include only from *_avx512.cc files.
 #pragma once
 #include <cstdint>
 
