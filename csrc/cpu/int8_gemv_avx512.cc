@@ -126,13 +126,13 @@ inline void chunk_step(const Int8KernelArgs& a, const uint8_t* const (&w)[R], co
 }
 
 template <Format F, int B, int MB, int R>
-void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, int64_t m0) {
+void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, int64_t m0, int64_t step = 1) {
   const int64_t K = a.K, nchunks = (K + 63) / 64;
   const uint8_t* w[R];
   const uint8_t* next[R];
   for (int r = 0; r < R; ++r) {
-    w[r] = a.w.row(n0 + r);
-    next[r] = a.w.row(std::min<int64_t>(n0 + R + r, a.N - 1));
+    w[r] = a.w.row(n0 + r * step);
+    next[r] = a.w.row(std::min<int64_t>(n0 + r * step + (step == 1 ? R : 1), a.N - 1));
   }
   const int8_t* x[MB];
   const float* t[MB];
@@ -153,11 +153,12 @@ void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, in
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < R; ++r) {
       const int64_t row = m0 + m;  // tiles start at even rows and hold even counts when paired
+      const int64_t n = n0 + r * step;
       const float v = _mm512_reduce_add_ps(acc[m][r]);
       if (a.digit_pairs && (row & 1))
-        a.y[(row / 2) * a.N + n0 + r] += v;
+        a.y[(row / 2) * a.N + n] += v;
       else
-        a.y[(a.digit_pairs ? row / 2 : row) * a.N + n0 + r] = v + (a.bias ? a.bias[n0 + r] : 0.0f);
+        a.y[(a.digit_pairs ? row / 2 : row) * a.N + n] = v + (a.bias ? a.bias[n] : 0.0f);
     }
 }
 
@@ -194,14 +195,14 @@ GroupTables group_tables(const Int8KernelArgs& a, int64_t groups) {
 
 template <Format F, int R>
 void int8_group_rows(const Int8KernelArgs& a, const NibbleGroupLoader<F>& loader, const GroupTables& gt,
-                     const CallTables* tail, int64_t n0) {
+                     const CallTables* tail, int64_t n0, int64_t step = 1) {
   constexpr int64_t gb = NibbleGroupLoader<F>::kBytes;
   const int64_t groups = a.K / kGroupWeights;
   const uint8_t* w[R];
   const uint8_t* next[R];
   for (int r = 0; r < R; ++r) {
-    w[r] = a.w.row(n0 + r);
-    next[r] = a.w.row(std::min<int64_t>(n0 + R + r, a.N - 1));
+    w[r] = a.w.row(n0 + r * step);
+    next[r] = a.w.row(std::min<int64_t>(n0 + r * step + (step == 1 ? R : 1), a.N - 1));
   }
   __m512 acc[1][R];
   for (int r = 0; r < R; ++r) acc[0][r] = _mm512_setzero_ps();
@@ -239,7 +240,10 @@ void int8_group_rows(const Int8KernelArgs& a, const NibbleGroupLoader<F>& loader
         chunk_step<F, kGroupBlock, 1, R, false>(a, w, next, x, t, c, false, acc);
     }
   }
-  for (int r = 0; r < R; ++r) a.y[n0 + r] = _mm512_reduce_add_ps(acc[0][r]) + (a.bias ? a.bias[n0 + r] : 0.0f);
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = n0 + r * step;
+    a.y[n] = _mm512_reduce_add_ps(acc[0][r]) + (a.bias ? a.bias[n] : 0.0f);
+  }
 }
 
 template <Format F>
@@ -254,9 +258,11 @@ void int8_gemv_single_row(const Int8KernelArgs& a, int64_t n_begin, int64_t n_en
   const bool has_tail = a.K % kGroupWeights != 0;
   if (has_tail) tail_tables = call_tables<F, kGroupBlock>(a);
   const CallTables* tail = has_tail ? &tail_tables : nullptr;
-  int64_t n = n_begin;
-  for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) int8_group_rows<F, kRowsInFlight>(a, loader, gt, tail, n);
-  for (; n < n_end; ++n) int8_group_rows<F, 1>(a, loader, gt, tail, n);
+  // 4 streams a quarter of the rows apart, as in gemv_avx512.cc; the rest one row at a time.
+  const int64_t quarter = (n_end - n_begin) / kRowsInFlight;
+  for (int64_t n = n_begin; n < n_begin + quarter; ++n)
+    int8_group_rows<F, kRowsInFlight>(a, loader, gt, tail, n, quarter);
+  for (int64_t n = n_begin + quarter * kRowsInFlight; n < n_end; ++n) int8_group_rows<F, 1>(a, loader, gt, tail, n);
 }
 
 template <Format F, int B, int R>
@@ -278,6 +284,11 @@ void int8_gemv_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
   }
   const CallTables tables = call_tables<F, B>(a);
   int64_t n = n_begin;
+  if (a.M == 1) {  // 4 streams a quarter of the rows apart (gemv_avx512.cc)
+    const int64_t quarter = (n_end - n_begin) / kRowsInFlight;
+    for (; n < n_begin + quarter; ++n) int8_tile<F, B, 1, kRowsInFlight>(a, tables, n, 0, quarter);
+    n = n_begin + quarter * kRowsInFlight;
+  }
   for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) int8_rows<F, B, kRowsInFlight>(a, tables, n);
   for (; n < n_end; ++n) int8_rows<F, B, 1>(a, tables, n);
 }
