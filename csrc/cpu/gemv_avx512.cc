@@ -8,6 +8,7 @@
 #include "cpu/decode_avx512.h"
 #include "cpu/nibble_group_avx512.h"
 #include "cpu/repacked_gemv_avx512.h"
+#include "cpu/row_streams.h"
 #include "cpu/scratch.h"
 #include "pyrt/format_dispatch.h"
 
@@ -80,7 +81,7 @@ void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step = 1) {
   // streams at every row group. Fetch the next group's rows (clamped to the matrix) meanwhile.
   // Measured on Zen 4, 4096x4096 from DRAM, 2 threads: q4 0.63 -> 0.47 ms, q8 0.78 -> 0.53 ms.
   const uint8_t* next[R];
-  for (int r = 0; r < R; ++r) next[r] = a.w.row(std::min<int64_t>(n0 + r * step + (step == 1 ? R : 1), a.N - 1));
+  for (int r = 0; r < R; ++r) next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
   __m512 acc[S][MB][R];
   for (int s = 0; s < S; ++s)
     for (int m = 0; m < MB; ++m)
@@ -171,7 +172,7 @@ void gemv_nibble_groups(const KernelArgs& a, const NibbleGroup<F>& group, const 
   const uint8_t* next[R];  // as in gemv_quant: the next row group, fetched meanwhile
   for (int r = 0; r < R; ++r) {
     w[r] = a.w.row(n0 + r * step);
-    next[r] = a.w.row(std::min<int64_t>(n0 + r * step + (step == 1 ? R : 1), a.N - 1));
+    next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
   }
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
@@ -202,10 +203,9 @@ void gemv_4bit_single_row(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   group.permute_x(a.x, groups, xp, sums);
   auto file_rows = [&](int64_t n, int64_t end) {
     if constexpr (B == kGroupBlock) {
-      const int64_t begin = n, quarter = (end - begin) / kRowsInFlight;
-      for (; n < begin + quarter; ++n) gemv_nibble_groups<F, kRowsInFlight>(a, group, xp, sums, n, quarter);
-      n = begin + quarter * kRowsInFlight;
-      for (; n < end; ++n) gemv_nibble_groups<F, 1>(a, group, xp, sums, n);
+      for_row_streams<kRowsInFlight>(
+          n, end, [&](int64_t r, int64_t step) { gemv_nibble_groups<F, kRowsInFlight>(a, group, xp, sums, r, step); },
+          [&](int64_t r) { gemv_nibble_groups<F, 1>(a, group, xp, sums, r); });
     } else {
       for (; n + kRowsInFlight <= end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);
       for (; n < end; ++n) gemv_rows<F, B, 1>(a, n);
@@ -228,15 +228,11 @@ void gemv_format(const KernelArgs& a, int64_t n_begin, int64_t n_end) {
   } else if constexpr (has_repacked_layout(F, B)) {
     if (a.M == 1 && a.K >= kGroupWeights && a.w.repacked != nullptr) return gemv_4bit_single_row<F, B>(a, n_begin, n_end);
   }
+  if (a.M == 1)  // one stream per core left DRAM bandwidth unused on short rows (row_streams.h)
+    return for_row_streams<kRowsInFlight>(
+        n_begin, n_end, [&](int64_t n, int64_t step) { gemv_tile<F, B, 1, kRowsInFlight>(a, n, 0, step); },
+        [&](int64_t n) { gemv_tile<F, B, 1, 1>(a, n, 0); });
   int64_t n = n_begin;
-  if (a.M == 1) {
-    // R consecutive short rows (an LLM's output head: K = 576 in SmolLM2) are one sequential
-    // stream, and one stream per core leaves DRAM bandwidth unused. Read R streams instead, each a
-    // quarter of this thread's rows; every row is summed as before.
-    const int64_t quarter = (n_end - n_begin) / kRowsInFlight;
-    for (; n < n_begin + quarter; ++n) gemv_tile<F, B, 1, kRowsInFlight>(a, n, 0, quarter);
-    n = n_begin + quarter * kRowsInFlight;
-  }
   for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) gemv_rows<F, B, kRowsInFlight>(a, n);
   for (; n < n_end; ++n) gemv_rows<F, B, 1>(a, n);
 }

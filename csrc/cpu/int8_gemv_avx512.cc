@@ -20,6 +20,7 @@
 
 #include "cpu/int8_avx512.h"
 #include "cpu/nibble_group_avx512.h"
+#include "cpu/row_streams.h"
 #include "cpu/scratch.h"
 #include "pyrt/format_dispatch.h"
 
@@ -132,7 +133,7 @@ void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, in
   const uint8_t* next[R];
   for (int r = 0; r < R; ++r) {
     w[r] = a.w.row(n0 + r * step);
-    next[r] = a.w.row(std::min<int64_t>(n0 + r * step + (step == 1 ? R : 1), a.N - 1));
+    next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
   }
   const int8_t* x[MB];
   const float* t[MB];
@@ -202,7 +203,7 @@ void int8_group_rows(const Int8KernelArgs& a, const NibbleGroupLoader<F>& loader
   const uint8_t* next[R];
   for (int r = 0; r < R; ++r) {
     w[r] = a.w.row(n0 + r * step);
-    next[r] = a.w.row(std::min<int64_t>(n0 + r * step + (step == 1 ? R : 1), a.N - 1));
+    next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
   }
   __m512 acc[1][R];
   for (int r = 0; r < R; ++r) acc[0][r] = _mm512_setzero_ps();
@@ -258,11 +259,9 @@ void int8_gemv_single_row(const Int8KernelArgs& a, int64_t n_begin, int64_t n_en
   const bool has_tail = a.K % kGroupWeights != 0;
   if (has_tail) tail_tables = call_tables<F, kGroupBlock>(a);
   const CallTables* tail = has_tail ? &tail_tables : nullptr;
-  // 4 streams a quarter of the rows apart, as in gemv_avx512.cc; the rest one row at a time.
-  const int64_t quarter = (n_end - n_begin) / kRowsInFlight;
-  for (int64_t n = n_begin; n < n_begin + quarter; ++n)
-    int8_group_rows<F, kRowsInFlight>(a, loader, gt, tail, n, quarter);
-  for (int64_t n = n_begin + quarter * kRowsInFlight; n < n_end; ++n) int8_group_rows<F, 1>(a, loader, gt, tail, n);
+  for_row_streams<kRowsInFlight>(
+      n_begin, n_end, [&](int64_t n, int64_t step) { int8_group_rows<F, kRowsInFlight>(a, loader, gt, tail, n, step); },
+      [&](int64_t n) { int8_group_rows<F, 1>(a, loader, gt, tail, n); });
 }
 
 template <Format F, int B, int R>
@@ -283,12 +282,11 @@ void int8_gemv_format(const Int8KernelArgs& a, int64_t n_begin, int64_t n_end) {
     if (a.M == 1 && !a.digit_pairs && a.K >= kGroupWeights) return int8_gemv_single_row<F>(a, n_begin, n_end);
   }
   const CallTables tables = call_tables<F, B>(a);
+  if (a.M == 1)  // row_streams.h
+    return for_row_streams<kRowsInFlight>(
+        n_begin, n_end, [&](int64_t n, int64_t step) { int8_tile<F, B, 1, kRowsInFlight>(a, tables, n, 0, step); },
+        [&](int64_t n) { int8_tile<F, B, 1, 1>(a, tables, n, 0); });
   int64_t n = n_begin;
-  if (a.M == 1) {  // 4 streams a quarter of the rows apart (gemv_avx512.cc)
-    const int64_t quarter = (n_end - n_begin) / kRowsInFlight;
-    for (; n < n_begin + quarter; ++n) int8_tile<F, B, 1, kRowsInFlight>(a, tables, n, 0, quarter);
-    n = n_begin + quarter * kRowsInFlight;
-  }
   for (; n + kRowsInFlight <= n_end; n += kRowsInFlight) int8_rows<F, B, kRowsInFlight>(a, tables, n);
   for (; n < n_end; ++n) int8_rows<F, B, 1>(a, tables, n);
 }
