@@ -4,6 +4,7 @@
 #include "cpu/gemv_avx512.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "cpu/decode_avx512.h"
 #include "cpu/nibble_group_avx512.h"
@@ -67,6 +68,59 @@ void gemv_plain(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step = 1) {
   store_results<MB, R, S>(a, n0, m0, step, acc);
 }
 
+// An FP16 value's FP32 bit pattern by integer arithmetic (normal numbers; zero, subnormals, Inf
+// and NaN through F16C): keeps the per-block scale off the vector pipes.
+inline uint32_t fp16_to_fp32_bits(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  const uint32_t magnitude = h & 0x7FFFu;
+  if (magnitude >= 0x0400u && magnitude < 0x7C00u) [[likely]]
+    return (uint32_t(h & 0x8000u) << 16) | ((magnitude << 13) + 0x38000000u);
+  const float f = _cvtsh_ss(h);
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return bits;
+}
+
+// q8 with one row of x: per row and block, the products into a fresh partial sum and one FMA by
+// the block's scale, converted from FP16 in integer registers. At block 32 that is 8 vector ops;
+// converting the scale in vector registers (vmovd, vcvtph2ps, vbroadcastss) and a second
+// accumulator per row took 11. Zen 4, one thread, in L2: 18.2 -> 21.0 weights/ns at K = 4096,
+// 17.0 -> 19.0 at K = 576; from DRAM no change (docs/benchmarks.md, "Session 11").
+template <int B, int R>
+void gemv_q8_one_x_row(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step) {
+  using L = BlockOf<Format::q8, B>;
+  constexpr int64_t bb = L::bytes;
+  const int64_t nblocks = a.K / B;
+  const float* x = a.x + m0 * a.K;
+  const uint8_t* w[R];
+  const uint8_t* next[R];  // as in gemv_quant: the next row group, fetched meanwhile
+  for (int r = 0; r < R; ++r) {
+    w[r] = a.w.row(n0 + r * step);
+    next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
+  }
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t k0 = b * B;
+    if (m0 == 0)  // once per row group, not once per tile of x rows
+      for (int64_t off = (b * bb + 63) & ~int64_t(63); off < (b + 1) * bb; off += 64)
+        for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w[r] + b * bb;
+      const uint8_t* q = blk + L::quants_offset;
+      __m512 part = _mm512_mul_ps(_mm512_loadu_ps(x + k0), load_q8x16(q));
+      for (int c = 16; c < B; c += 16) part = _mm512_fmadd_ps(_mm512_loadu_ps(x + k0 + c), load_q8x16(q + c), part);
+      const __m512 d = _mm512_castsi512_ps(_mm512_set1_epi32(int32_t(fp16_to_fp32_bits(blk + L::scale_offset))));
+      acc[r] = _mm512_fmadd_ps(part, d, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = n0 + r * step;
+    a.y[m0 * a.N + n] = _mm512_reduce_add_ps(acc[r]) + (a.bias ? a.bias[n] : 0.0f);
+  }
+}
+
 template <Format F, int B, int MB, int R>
 void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step = 1) {
   constexpr int S = kSplit<MB, R>;
@@ -95,21 +149,12 @@ void gemv_quant(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step = 1) {
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w[r] + b * bb;
       if constexpr (F == Format::q8) {
-        // MB == 1: scale once per block (one FMA) rather than once per 16 weights.
+        static_assert(MB > 1, "one row of x: gemv_q8_one_x_row");
         const __m512 d = _mm512_set1_ps(load_fp16(blk + L::scale_offset));
-        if constexpr (MB == 1) {
-          __m512 part[S];
-          for (int s = 0; s < S; ++s) part[s] = _mm512_setzero_ps();
-          for (int c = 0; c < B; c += 16 * S)
-            for (int s = 0; s < S; ++s)
-              part[s] = _mm512_fmadd_ps(_mm512_loadu_ps(x[0] + k0 + c + 16 * s), load_q8x16(blk + L::quants_offset + c + 16 * s), part[s]);
-          for (int s = 0; s < S; ++s) acc[s][0][r] = _mm512_fmadd_ps(part[s], d, acc[s][0][r]);
-        } else {
-          for (int c = 0; c < B; c += 16) {
-            const __m512 wv = _mm512_mul_ps(load_q8x16(blk + L::quants_offset + c), d);
-            for (int m = 0; m < MB; ++m)
-              acc[(c / 16) % S][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), wv, acc[(c / 16) % S][m][r]);
-          }
+        for (int c = 0; c < B; c += 16) {
+          const __m512 wv = _mm512_mul_ps(load_q8x16(blk + L::quants_offset + c), d);
+          for (int m = 0; m < MB; ++m)
+            acc[(c / 16) % S][m][r] = _mm512_fmadd_ps(_mm512_loadu_ps(x[m] + k0 + c), wv, acc[(c / 16) % S][m][r]);
         }
       } else if constexpr (F == Format::q5) {
         const Q5Values<B> v(blk);
@@ -142,6 +187,8 @@ template <Format F, int B, int MB, int R>
 inline void gemv_tile(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step = 1) {
   if constexpr (!kBlocked<F>)
     gemv_plain<F, MB, R>(a, n0, m0, step);
+  else if constexpr (F == Format::q8 && MB == 1)
+    gemv_q8_one_x_row<B, R>(a, n0, m0, step);
   else
     gemv_quant<F, B, MB, R>(a, n0, m0, step);
 }

@@ -301,6 +301,33 @@ def test_wide_dynamic_range_and_extreme_values(cpu_isa, rng):
                 assert_within(run_cpu(xm, t, None), *reference(xm, t, None), f"{fmt} M={len(xm)}")
 
 
+def test_q8_block_scales_of_every_fp16_class(cpu_isa, rng):
+    # The AVX-512 q8 GEMV converts each block's FP16 scale with integer arithmetic for normal
+    # numbers and F16C otherwise: zero, subnormal, the smallest and largest normals and negative
+    # scales (valid in a file, never written by the quantizer) must all decode as the reference does.
+    n, k, block = 37, 320, 32
+    codes = pyrt.quantize(rng.standard_normal((n, k)).astype(np.float32), "q8", block).numpy().copy()
+    blocks = codes.reshape(n, k // block, 2 + block)
+    special = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x8001, 0x0400, 0x8400, 0x7BFF, 0xFBFF, 0x3C00, 0xBC00],
+                       dtype="<u2")
+    picks = rng.integers(0, len(special), blocks.shape[:2])
+    use = rng.random(blocks.shape[:2]) < 0.5  # the other half keep the quantizer's scales
+    scales = blocks[:, :, :2].copy().view("<u2")[..., 0]
+    scales[use] = special[picks[use]]
+    blocks[:, :, :2] = scales[..., None].view(np.uint8).reshape(n, k // block, 2)
+    t = pyrt.Tensor(codes, "q8", (n, k), block)
+    for rows in (1, 3, 5):
+        x = rng.uniform(-1, 1, (rows, k)).astype(np.float32)
+        assert_within(run_cpu(x, t, None), *reference(x, t, None), f"q8 special scales M={rows}")
+    # One-hot rows of x pick single columns: code times scale is exact in FP32, so each output must
+    # equal the stored value bit for bit (a scale off by one ulp shows here, not within a tolerance).
+    stored = t.dequantize()
+    for j in rng.choice(k, 12, replace=False):
+        x = np.zeros((1, k), np.float32)
+        x[0, j] = 1.0
+        np.testing.assert_array_equal(run_cpu(x, t, None)[0], stored[:, j], err_msg=f"column {j}")
+
+
 def test_leading_dimensions_are_flattened(rng):
     x = rng.standard_normal((2, 3, 64)).astype(np.float32)
     w = rng.standard_normal((5, 64)).astype(np.float32)
