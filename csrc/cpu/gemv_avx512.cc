@@ -85,8 +85,8 @@ inline uint32_t fp16_to_fp32_bits(const uint8_t* p) {
 // q8 with one row of x: per row and block, the products into a fresh partial sum and one FMA by
 // the block's scale, converted from FP16 in integer registers. At block 32 that is 8 vector ops;
 // converting the scale in vector registers (vmovd, vcvtph2ps, vbroadcastss) and a second
-// accumulator per row took 11. Zen 4, one thread, in L2: 18.2 -> 21.0 weights/ns at K = 4096,
-// 17.0 -> 19.0 at K = 576; from DRAM no change (docs/benchmarks.md, "Session 11").
+// accumulator per row took 11. Zen 4, one thread, in L2: 18.2 -> 21.1 weights/ns at K = 4096,
+// 16.9 -> 19.0 at K = 576; from DRAM no change (docs/benchmarks.md, "Session 11").
 template <int B, int R>
 void gemv_q8_one_x_row(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step) {
   using L = BlockOf<Format::q8, B>;
