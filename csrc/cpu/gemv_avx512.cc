@@ -35,27 +35,6 @@ inline void store_results(const KernelArgs& a, int64_t n0, int64_t m0, int64_t s
     }
 }
 
-// The R weight rows of a tile (n0 + r * step) and the row each stream reads after its own, which
-// the quantized kernels prefetch meanwhile. Quantized rows are short (2.3 KB for q4 at K=4096):
-// the hardware prefetcher relearns the R streams at every row group. Measured on Zen 4, 4096x4096
-// from DRAM, 2 threads: q4 0.63 -> 0.47 ms, q8 0.78 -> 0.53 ms.
-template <int R>
-struct TileRows {
-  const uint8_t* w[R];
-  const uint8_t* next[R];  // clamped to the matrix
-  TileRows(const KernelArgs& a, int64_t n0, int64_t step) {
-    for (int r = 0; r < R; ++r) {
-      w[r] = a.w.row(n0 + r * step);
-      next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
-    }
-  }
-  // Prefetches the lines that start in bytes [begin, end) of every next row.
-  void prefetch_next(int64_t begin, int64_t end) const {
-    for (int64_t off = (begin + 63) & ~int64_t(63); off < end; off += 64)
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
-  }
-};
-
 // Row r of a tile is n0 + r * step: step = 1 reads R consecutive rows, a larger step R separate streams.
 template <Format F, int MB, int R>
 void gemv_plain(const KernelArgs& a, int64_t n0, int64_t m0, int64_t step = 1) {

@@ -129,12 +129,8 @@ inline void chunk_step(const Int8KernelArgs& a, const uint8_t* const (&w)[R], co
 template <Format F, int B, int MB, int R>
 void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, int64_t m0, int64_t step = 1) {
   const int64_t K = a.K, nchunks = (K + 63) / 64;
-  const uint8_t* w[R];
-  const uint8_t* next[R];
-  for (int r = 0; r < R; ++r) {
-    w[r] = a.w.row(n0 + r * step);
-    next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
-  }
+  const TileRows<R> rows(a, n0, step);
+  const auto& w = rows.w;
   const int8_t* x[MB];
   const float* t[MB];
   for (int m = 0; m < MB; ++m) {
@@ -147,9 +143,9 @@ void int8_tile(const Int8KernelArgs& a, const CallTables& tables, int64_t n0, in
   const int64_t whole = K / 64;  // chunks of 64 elements; a B = 32 row may end with a half chunk
   for (int64_t c = 0; c < nchunks; ++c) {
     if (c < whole)
-      chunk_step<F, B, MB, R, true>(a, w, next, x, t, c, m0 == 0, acc);
+      chunk_step<F, B, MB, R, true>(a, w, rows.next, x, t, c, m0 == 0, acc);
     else
-      chunk_step<F, B, MB, R, false>(a, w, next, x, t, c, m0 == 0, acc);
+      chunk_step<F, B, MB, R, false>(a, w, rows.next, x, t, c, m0 == 0, acc);
   }
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < R; ++r) {
@@ -199,18 +195,13 @@ void int8_group_rows(const Int8KernelArgs& a, const NibbleGroupLoader<F>& loader
                      const CallTables* tail, int64_t n0, int64_t step = 1) {
   constexpr int64_t gb = NibbleGroupLoader<F>::kBytes;
   const int64_t groups = a.K / kGroupWeights;
-  const uint8_t* w[R];
-  const uint8_t* next[R];
-  for (int r = 0; r < R; ++r) {
-    w[r] = a.w.row(n0 + r * step);
-    next[r] = a.w.row(std::min<int64_t>(next_stream_row(n0, r, step, R), a.N - 1));
-  }
+  const TileRows<R> rows(a, n0, step);
+  const auto& w = rows.w;
   __m512 acc[1][R];
   for (int r = 0; r < R; ++r) acc[0][r] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t off = (g * gb + 63) & ~int64_t(63); off < (g + 1) * gb; off += 64)
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
+    rows.prefetch_next(g * gb, (g + 1) * gb);
     const __m512i x_lo = _mm512_loadu_si512(gt.codes + g * kGroupWeights);
     const __m512i x_hi = _mm512_loadu_si512(gt.codes + g * kGroupWeights + 64);
     const __m512 dx = _mm512_loadu_ps(gt.lanes + g * 32), cs = _mm512_loadu_ps(gt.lanes + g * 32 + 16);
@@ -236,9 +227,9 @@ void int8_group_rows(const Int8KernelArgs& a, const NibbleGroupLoader<F>& loader
     const float* t[1] = {tail->lanes};
     for (int64_t c = 2 * groups; c < nchunks; ++c) {
       if (c < whole)
-        chunk_step<F, kGroupBlock, 1, R, true>(a, w, next, x, t, c, false, acc);
+        chunk_step<F, kGroupBlock, 1, R, true>(a, w, rows.next, x, t, c, false, acc);
       else
-        chunk_step<F, kGroupBlock, 1, R, false>(a, w, next, x, t, c, false, acc);
+        chunk_step<F, kGroupBlock, 1, R, false>(a, w, rows.next, x, t, c, false, acc);
     }
   }
   for (int r = 0; r < R; ++r) {
