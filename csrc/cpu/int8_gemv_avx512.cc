@@ -98,7 +98,7 @@ inline void chunk_step(const Int8KernelArgs& a, const uint8_t* const (&w)[R], co
   const int64_t K = a.K, row_len = a.w.row_stride;
   {
     if (prefetch) {
-      // Quantized rows are short; fetch the next row group while this one computes (gemv_avx512.cc).
+      // Quantized rows are short; fetch the next row group while this one computes (TileRows, row_streams.h).
       const int64_t off = chunk_byte_offset<F, B>(c);
       for (int r = 0; r < R; ++r)
         if (off < row_len) _mm_prefetch(reinterpret_cast<const char*>(next[r] + off), _MM_HINT_T0);
