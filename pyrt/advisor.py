@@ -23,6 +23,7 @@ from .convert.writer import ModelWriter
 from .errors import DtypeError, UnsupportedError
 from .formats import FORMATS
 from .quality import QualityTarget, make_probe, parse_quality_target
+from .quantize_gptq import GPTQ_FORMATS, GptqFactor, gptq_factor, quantize_gptq
 from .tensor import Tensor, quantize
 
 DEFAULT_BARS = {"encoder": "cos=0.99", "decoder": "ppl=2%"}
@@ -78,7 +79,8 @@ def _load(path: Path, kind: str) -> Any:
 
 
 def _quantizer(importance: dict[str, np.ndarray]) -> Callable[[str, np.ndarray, str, int], Tensor]:
-    """Quantizes as `pyrt convert` does: q-formats searched and weighted by the calibration importance."""
+    """Quantizes as `pyrt convert --target-*` does: q-formats searched and weighted by the
+    calibration importance."""
     def run(name: str, x: np.ndarray, dtype: str, block: int) -> Tensor:
         blocked = FORMATS[dtype].blocked and x.ndim == 2
         return quantize(x, dtype, block, importance=importance.get(name) if blocked else None)
@@ -86,13 +88,24 @@ def _quantizer(importance: dict[str, np.ndarray]) -> Callable[[str, np.ndarray, 
 
 
 def _uniform_tensors(model: SourceModel, dtype: str, block: int = 32,
-                     importance: dict[str, np.ndarray] | None = None) -> dict[str, Tensor]:
-    """The tensors `pyrt convert --dtype DTYPE` would store (same default rules, same calibration)."""
+                     importance: dict[str, np.ndarray] | None = None,
+                     moments: dict[str, np.ndarray] | None = None,
+                     factors: dict[int, GptqFactor] | None = None) -> dict[str, Tensor]:
+    """The tensors `pyrt convert --dtype DTYPE` would store (same default rules, same calibration):
+    with ``moments`` (the inputs' second moments), the matmul weights by GPTQ. ``factors`` caches
+    the GPTQ factors by id of their moment across calls (the caller keeps ``moments`` alive)."""
     quantizer = _quantizer(importance or {})
+    moments = moments or {}
+    factors = {} if factors is None else factors
     out = {}
     for name, x in model.arrays.items():
         c = choose(name, x.shape, dtype, block)
-        out[name] = quantizer(name, x, c.dtype, c.block)
+        h = moments.get(name)
+        if h is not None and c.dtype in GPTQ_FORMATS and x.ndim == 2:
+            factor = factors.get(id(h)) or factors.setdefault(id(h), gptq_factor(h))
+            out[name] = quantize_gptq(x, c.dtype, c.block, factor, importance=(importance or {}).get(name))
+        else:
+            out[name] = quantizer(name, x, c.dtype, c.block)
     return out
 
 
@@ -139,18 +152,23 @@ class Advisor:
 
     def run(self, formats: Sequence[str] | None = None, budgets: Sequence[float] = DEFAULT_BUDGETS) -> list[Trial]:
         from .convert.accuracy_report import calibration_or_default
-        from .convert.calibrate import model_importance
+        from .convert.calibrate import model_importance, model_second_moments
 
         formats = check_formats(formats)
         trials = []
         texts, _ = calibration_or_default(self.calibration_texts)
-        # the converter's default: q-formats weighted by the model's activation statistics
-        importance, _ = model_importance(self.model.build(self.model.reference_tensors()), texts)
+        # the converter's default: q-formats weighted by the model's activation statistics, the
+        # matmul weights of a uniform format by GPTQ
+        built = self.model.build(self.model.reference_tensors())
+        importance, _ = model_importance(built, texts)
+        moments = model_second_moments(built, texts, [n for n in importance if self.model.arrays[n].ndim == 2])
+        factors: dict[int, GptqFactor] = {}
         with tempfile.TemporaryDirectory(prefix="pyrt-advise-") as tmp:
             folder = Path(tmp)
             for f in formats:
                 trials.append(self._trial(f + ("/32" if FORMATS[f].blocked else ""),
-                                          _uniform_tensors(self.model, f, importance=importance), folder))
+                                          _uniform_tensors(self.model, f, importance=importance, moments=moments,
+                                                           factors=factors), folder))
             if budgets:
                 planner = Planner(self.model, texts, progress=self.progress, quantizer=_quantizer(importance))
                 for b in budgets:

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -96,28 +96,36 @@ def _run(model: Any, texts: Sequence[str], batch_size: int) -> None:
         model.encode(list(texts), batch_size=batch_size)
 
 
+def _weight_addresses(tensors: Mapping[str, Tensor]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for name, t in tensors.items():
+        if isinstance(t, Tensor) and t.device == "cpu":
+            names.setdefault(int(t.numpy().__array_interface__["data"][0]), name)
+    return names
+
+
+def _collect(model: Any, texts: Sequence[str], batch_size: int, second_moment_of: Sequence[int] = ()) -> dict:
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise ShapeError("calibration needs at least one non-empty text")
+    core = require_core()
+    with _collect_lock:
+        core.activation_stats_start(list(second_moment_of))
+        try:
+            _run(model, texts, batch_size)
+        finally:
+            raw = core.activation_stats_stop()
+    return raw
+
+
 def collect_activation_sums(model: Any, texts: Sequence[str], batch_size: int = 16) -> dict[str, tuple[np.ndarray, int]]:
     """Runs ``model`` (a :class:`pyrt.SentenceEncoder` or :class:`pyrt.LanguageModel` with CPU
     weights) on ``texts``; returns, for every weight that ran a matmul, (float64 [K] sums of x^2 over
     all its input rows per input column, number of rows). A LanguageModel runs each text as one
     prefill from an empty cache (truncated to its context); its cache is left empty."""
-    texts = [t for t in texts if t and t.strip()]
-    if not texts:
-        raise ShapeError("calibration needs at least one non-empty text")
-    tensors = _model_tensors(model)
-    names: dict[int, str] = {}
-    for name, t in tensors.items():
-        if isinstance(t, Tensor) and t.device == "cpu":
-            names.setdefault(int(t.numpy().__array_interface__["data"][0]), name)
-    core = require_core()
-    with _collect_lock:
-        core.activation_stats_start()
-        try:
-            _run(model, texts, batch_size)
-        finally:
-            raw = core.activation_stats_stop()
+    names = _weight_addresses(_model_tensors(model))
     out = {}
-    for address, (sums, rows) in raw.items():
+    for address, (sums, rows, _second) in _collect(model, texts, batch_size).items():
         name = names.get(int(address))
         if name is not None and rows > 0:
             out[name] = (np.asarray(sums, dtype=np.float64), int(rows))
@@ -130,3 +138,42 @@ def collect_activation_stats(model: Any, texts: Sequence[str], batch_size: int =
     the ``importance`` that ``pyrt.quantize`` takes. Raises :class:`pyrt.ShapeError` for an empty
     ``texts``."""
     return {name: sums / float(rows) for name, (sums, rows) in collect_activation_sums(model, texts, batch_size).items()}
+
+
+# Bound on the float64 second moments held at once; more weights run the texts again in groups.
+DEFAULT_SECOND_MOMENT_BYTES = 1 << 30
+
+
+def collect_second_moments(model: Any, texts: Sequence[str], names: Optional[Sequence[str]] = None,
+                           batch_size: int = 16, max_bytes: int = DEFAULT_SECOND_MOMENT_BYTES,
+                           dtype: Any = np.float64) -> dict[str, np.ndarray]:
+    """{tensor name: float64 [K, K] mean of x x^T over the input rows of that weight's matmuls}
+    while ``model`` runs on ``texts``: what :func:`pyrt.quantize_gptq.quantize_gptq` takes. Its
+    diagonal is :func:`collect_activation_stats`'s. ``names``: the 2-D weights to collect (default:
+    every 2-D weight that runs a matmul). Weights whose moments together exceed ``max_bytes`` are
+    collected in groups, one run of the texts each; each group's moments are cast to ``dtype`` as
+    they arrive."""
+    tensors = _model_tensors(model)
+    addresses = {name: address for address, name in _weight_addresses(tensors).items()}
+    if names is None:
+        names = [n for n in collect_activation_sums(model, texts[:1], batch_size) if len(tensors[n].shape) == 2]
+    missing = [n for n in names if n not in addresses or len(tensors[n].shape) != 2]
+    if missing:
+        raise ShapeError(f"no 2-D CPU weight named {missing[0]!r} in the model")
+    groups: list[list[str]] = [[]]
+    used = 0
+    for name in names:
+        size = 8 * int(tensors[name].shape[1]) ** 2
+        if groups[-1] and used + size > max_bytes:
+            groups.append([])
+            used = 0
+        groups[-1].append(name)
+        used += size
+    out: dict[str, np.ndarray] = {}
+    for group in groups:
+        wanted = {addresses[n]: n for n in group}
+        for address, (_sums, rows, second) in _collect(model, texts, batch_size, list(wanted)).items():
+            name = wanted.get(int(address))
+            if name is not None and rows > 0 and second is not None:
+                out[name] = (np.asarray(second, dtype=np.float64) / float(rows)).astype(dtype, copy=False)
+    return out

@@ -38,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                   "by blank lines; default: the text shipped with pyrt; used when pyrt runs the model)")
     calibration.add_argument("--no-calibration", dest="calibration", action="store_const", const=None,
                              help="search the q-format scales without activation statistics")
-    p.add_argument("--quant-method", choices=("search", "rtn"), default="search",
-                   help="q-format scales: weighted least-squares search (default) or round to nearest")
+    p.add_argument("--quant-method", choices=("gptq", "search", "rtn"), default="gptq",
+                   help="q-formats: GPTQ error compensation on searched scales where calibration runs (default), "
+                        "searched scales only, or round to nearest")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-bpw", type=at_least(1.0, float), metavar="B",
                         help="mixed precision: the best measured quality within B bits/weight (whole file)")

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from ..errors import ChecksumError
+from ..convert.report import calibration_line
 from ..quality import accuracy_lines
 from .exits import EXIT_OK, command
 from .options import at_least, subcommand_parser
@@ -86,6 +87,8 @@ def print_text(s: dict[str, Any], max_tensors: int) -> None:
         target = "".join(f" --{key.replace('_', '-')} {conv[key]}" for key in ("target_bpw", "target_quality")
                          if conv.get(key) is not None)
         print(f"conversion: --dtype {conv.get('dtype')} --block {conv.get('block')}{target}, rules: {rules}")
+        if isinstance(conv.get("calibration"), dict):
+            print(calibration_line(conv["calibration"]))
     print("formats:")
     for fmt, f in sorted(s["formats"].items(), key=lambda kv: -kv[1]["bytes"]):
         bpw = 8.0 * f["bytes"] / f["elements"] if f["elements"] else 0.0

@@ -1,24 +1,28 @@
 """Activation-aware quantization in the converter: when the source is a model pyrt can run (a BERT
 sentence encoder, a Llama GGUF), build it in memory from the source's float32 weights (GGUF:
 dequantized), run it on the calibration text and return each weight's per-column mean squared
-activation (pyrt.calibration), which then weights the q-formats' scale search.
+activation (pyrt.calibration), which then weights the q-formats' scale search, and, for the
+weights that GPTQ quantizes (pyrt/quantize_gptq.py), the full second moment of their input.
 
 Calibration is on by default for q-formats: the text shipped with pyrt unless the user gives one;
 the conversion metadata records which (name and sha256 of the text) or why none was used."""
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_stats,
+                           collect_second_moments,
                            read_calibration_text, split_calibration_text)
 from ..decoder_families import FAMILIES
 from ..encoder import ENCODER_FAMILIES
 from ..errors import PyrtError
+from ..quantize_gptq import GptqFactor, gptq_factor
 from ..tensor import Tensor, quantize
 from .readers import Source
 
@@ -78,16 +82,20 @@ def _runnable_model(source: Source, loaded: dict[str, np.ndarray]) -> tuple[Opti
 
 
 def calibration_importance(source: Source, calibration: CalibrationChoice,
-                           loaded: Optional[dict[str, np.ndarray]] = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """({tensor name: float32 [K] importance}, the record for the conversion metadata).
+                           loaded: Optional[dict[str, np.ndarray]] = None,
+                           second_moment_of: Optional[Callable[[str], bool]] = None,
+                           ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+    """({tensor name: float32 [K] importance}, the record for the conversion metadata,
+    {tensor name: float32 [K, K] second moment of its input}).
 
     ``calibration``: "default" (the text shipped with pyrt), a path to a UTF-8 text (passages
     separated by blank lines), or None (no calibration). A source pyrt cannot run is converted
     without calibration, and the record says why. ``loaded`` receives the float32 values read
-    from the source (by name), for the caller to reuse."""
+    from the source (by name), for the caller to reuse. ``second_moment_of(name)``: whether to
+    collect a weight's second moment too (for GPTQ; default: none)."""
     loaded = {} if loaded is None else loaded
     if calibration is None:
-        return {}, {"used": False, "reason": "disabled (--no-calibration)"}
+        return {}, {"used": False, "reason": "disabled (--no-calibration)"}, {}
     start = time.perf_counter()
     path = DEFAULT_CALIBRATION if calibration == DEFAULT else Path(calibration)
     text = read_calibration_text(path)
@@ -95,20 +103,66 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
     identity = calibration_identity(name, text)
     model, why_not = _runnable_model(source, loaded)
     if model is None:
-        return {}, {"used": False, "reason": why_not, **identity}
-    importance, passages_run = model_importance(model, split_calibration_text(text))
+        return {}, {"used": False, "reason": why_not, **identity}, {}
+    passages = split_calibration_text(text)
+    importance, passages_run = model_importance(model, passages)
+    wanted = [n for n in importance if second_moment_of is not None and second_moment_of(n)]
+    moments = model_second_moments(model, passages, wanted) if wanted else {}
     return importance, {"used": True, **identity, "passages_run": passages_run, "tensors": len(importance),
-                        "seconds": round(time.perf_counter() - start, 2)}
+                        "second_moments": len(moments), "seconds": round(time.perf_counter() - start, 2)}, moments
+
+
+def _inputs(model: Any, passages: list[str]) -> list[str]:
+    """What a model calibrates on: a decoder the first LLM_CALIBRATION_TOKENS tokens' passages, an
+    encoder the passages' sentences (calibration_sentences)."""
+    if hasattr(model, "tokenizer") and hasattr(model, "forward"):
+        return _bounded_passages(model, passages, LLM_CALIBRATION_TOKENS)
+    return calibration_sentences(passages)
+
+
+def model_second_moments(model: Any, passages: list[str], names: list[str]) -> dict[str, np.ndarray]:
+    """{tensor name: float32 [K, K] mean of x x^T over its inputs} of a built model on calibration
+    passages (run as model_importance runs them). Weights fed the same inputs (Q, K and V; gate and
+    up) share one array."""
+    moments = collect_second_moments(model, _inputs(model, passages), names, batch_size=64, dtype=np.float32)
+    shared: dict[bytes, np.ndarray] = {}
+    out = {}
+    for name, h in moments.items():
+        out[name] = shared.setdefault(hashlib.blake2b(h.tobytes(), digest_size=16).digest(), h)
+    return out
 
 
 def model_importance(model: Any, passages: list[str]) -> tuple[dict[str, np.ndarray], int]:
     """({tensor name: float32 [K] importance}, inputs run) of a built model (SentenceEncoder or
-    LanguageModel) on calibration passages: a decoder runs the first LLM_CALIBRATION_TOKENS tokens'
-    passages, an encoder the passages' sentences (calibration_sentences)."""
-    if hasattr(model, "tokenizer") and hasattr(model, "forward"):
-        passages = _bounded_passages(model, passages, LLM_CALIBRATION_TOKENS)
-    else:  # an encoder: its inputs are sentences (calibration_sentences)
-        passages = calibration_sentences(passages)
+    LanguageModel) on calibration passages (see _inputs)."""
+    inputs = _inputs(model, passages)
     # batches of 64 short sentences: a third of the CPU time of 16 (statistics identical: no padding rows)
-    stats = collect_activation_stats(model, passages, batch_size=64)
-    return {n: s.astype(np.float32) for n, s in stats.items()}, len(passages)
+    stats = collect_activation_stats(model, inputs, batch_size=64)
+    return {n: s.astype(np.float32) for n, s in stats.items()}, len(inputs)
+
+class GptqFactors:
+    """The GPTQ factors (pyrt.quantize_gptq.gptq_factor) of a conversion's second moments, each
+    computed once for the weights that share an input and dropped after the last of them."""
+
+    def __init__(self, moments: dict[str, np.ndarray]):
+        self._moments = dict(moments)
+        self._users: dict[int, int] = {}
+        for h in self._moments.values():
+            self._users[id(h)] = self._users.get(id(h), 0) + 1
+        self._factors: dict[int, GptqFactor] = {}
+
+    def take(self, name: str) -> Optional[GptqFactor]:
+        """The factor for tensor ``name`` (None without a second moment); each name once."""
+        h = self._moments.pop(name, None)
+        if h is None:
+            return None
+        key = id(h)  # h stays referenced by the other users' entries until the last takes it
+        factor = self._factors.get(key)
+        if factor is None:
+            factor = gptq_factor(h)
+        self._users[key] -= 1
+        if self._users[key]:
+            self._factors[key] = factor
+        else:
+            self._factors.pop(key, None)
+        return factor

@@ -17,19 +17,24 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
-from ..formats import FP16_MAX, QUANT_METHODS, effective_block
+from ..formats import FP16_MAX, effective_block
+from ..quantize_gptq import GPTQ_FORMATS, GptqFactor, quantize_gptq
 from ..tensor import Tensor, quantize
 from ..calibration import read_calibration_text, split_calibration_text
-from .calibrate import DEFAULT as DEFAULT_CALIBRATION, CalibrationChoice, calibration_importance
+from .calibrate import DEFAULT as DEFAULT_CALIBRATION, CalibrationChoice, GptqFactors, calibration_importance
 from ..quality import accuracy_lines
 from .accuracy_report import QualityPass
 from .readers import Source, SourceTensor, open_source
-from .report import format_table, roundtrip_error, totals, write_report
+from .report import calibration_line, format_table, roundtrip_error, totals, write_report
 from .rules import Q_FORMATS, Choice, Rule, choose, parse_rule
 from .writer import VERSION, ModelWriter
 
 CONVERTER = f"pyrt-convert {__version__}"
 OVERFLOW_POLICIES = ("bf16", "stop")
+# q-format quantization: GPTQ on searched scales where calibration gives the inputs' second moments
+# (the rest searched), searched scales only, or round to nearest (docs/quantization.md).
+QUANT_METHODS = ("gptq", "search", "rtn")
+DEFAULT_QUANT_METHOD = "gptq"
 
 
 def _sha256(path: Path) -> str:
@@ -67,9 +72,12 @@ def _overflow(name: str, what: str, policy: str, fallback: str) -> str:
 
 
 def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str, importance: np.ndarray | None = None,
-                 method: str = "search") -> tuple[Tensor, str, str]:
+                 method: str = "search", second_moment: np.ndarray | GptqFactor | None = None,
+                 ) -> tuple[Tensor, str, str]:
     """(stored tensor, format actually used, note). Falls back instead of ever writing inf.
-    ``importance``/``method``: the q-formats' scale search (pyrt.quantize)."""
+    ``importance``/``method``: the q-formats' scale search (pyrt.quantize); with ``second_moment``
+    (its input's from calibration, or that moment's GptqFactor) a 2-D weight in a GPTQ format is
+    quantized by GPTQ."""
     dtype, block, notes = choice.dtype, choice.block, [choice.reason]
     if dtype == "f16" and x.size:
         amax = float(np.abs(x).max())
@@ -78,7 +86,15 @@ def store_tensor(name: str, x: np.ndarray, choice: Choice, fp16_overflow: str, i
             dtype, block = "bf16", 1
     while True:
         try:
-            return quantize(x, dtype, block, importance, method), dtype, "; ".join(notes)
+            if second_moment is not None and dtype in GPTQ_FORMATS and x.ndim == 2:
+                try:
+                    return (quantize_gptq(x, dtype, block, second_moment, importance=importance), dtype,
+                            "; ".join(notes + ["GPTQ"]))
+                except RangeError as exc:  # then as without GPTQ: searched, or the FP16 fallbacks below
+                    notes.append(f"GPTQ failed ({exc}): searched scales")
+                    second_moment = None
+            searched = quantize(x, dtype, block, importance, "rtn" if method == "rtn" else "search")
+            return searched, dtype, "; ".join(notes)
         except RangeError as exc:
             if dtype in Q_FORMATS:  # a block's FP16 scale or minimum overflows
                 notes.append(_overflow(name, f"{dtype} block scale exceeds FP16 ({exc})", fp16_overflow, "bf16"))
@@ -120,16 +136,17 @@ def _keeps_gguf_type(st: SourceTensor, keep_gguf: bool, rules: tuple[Rule, ...])
 
 def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, block: int, rules: tuple[Rule, ...],
                     fp16_overflow: str, importance: np.ndarray | None = None,
-                    method: str = "search", keep_gguf: bool = False) -> tuple[Tensor, dict[str, Any]]:
+                    method: str = "search", keep_gguf: bool = False,
+                    second_moment: np.ndarray | GptqFactor | None = None) -> tuple[Tensor, dict[str, Any]]:
     """One tensor: its stored form and its report row. ``keep_gguf``: a GGUF tensor no rule names
     takes pyrt.gguf_weights' mapping (its own bytes where pyrt has them)."""
     if finite and _keeps_gguf_type(st, keep_gguf, rules):
-        stored, how = st.native(x, method)
+        stored, how = st.native(x, "rtn" if method == "rtn" else "search")
         used, note = stored.dtype, f"GGUF {st.source_dtype}: {how}"
         rel, max_abs = roundtrip_error(x, stored)
     elif finite:
         stored, used, note = store_tensor(st.name, x, choose(st.name, st.shape, dtype, block, rules), fp16_overflow,
-                                          importance if x.ndim == 2 else None, method)
+                                          importance if x.ndim == 2 else None, method, second_moment)
         rel, max_abs = roundtrip_error(x, stored)
     else:  # allowed non-finite values: kept bit for bit, as f32 can hold NaN/Inf
         stored = Tensor(x.reshape(-1).view(np.uint8), "f32", x.shape, 1)
@@ -143,20 +160,23 @@ def _convert_tensor(st: SourceTensor, x: np.ndarray, finite: bool, dtype: str, b
 
 
 def _calibration(source: Source, dtype: str, block: int, rules: tuple[Rule, ...], calibration: CalibrationChoice,
-                 method: str, loaded: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Importance for the q-format tensors from a calibration run, and its record (or why none)."""
-    if method != "search":
-        return {}, {"used": False, "reason": "round to nearest (--quant-method rtn) takes no calibration"}
+                 method: str, loaded: dict[str, np.ndarray], keep_gguf: bool, planned: bool,
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+    """Importance for the q-format tensors from a calibration run, its record (or why none), and
+    the inputs' second moments of the 2-D weights GPTQ will quantize (method "gptq", no plan)."""
+    if method == "rtn":
+        return {}, {"used": False, "reason": "round to nearest (--quant-method rtn) takes no calibration"}, {}
     if not any(choose(st.name, st.shape, dtype, block, rules).dtype in Q_FORMATS for st in source.tensors if st.is_float):
-        return {}, {"used": False, "reason": "no q-format tensors"}
-    return calibration_importance(source, calibration, loaded)
-
-
-def _calibration_line(record: dict[str, Any]) -> str:
-    if record.get("used"):
-        return (f"calibration: {record['name']} (sha256 {record['sha256'][:12]}..., {record['passages_run']} passages, "
-                f"{record['seconds']:.1f} s)")
-    return f"calibration: none ({record['reason']})"
+        return {}, {"used": False, "reason": "no q-format tensors"}, {}
+    gptq = {st.name for st in source.tensors
+            if method == "gptq" and not planned and st.is_float and len(st.shape) == 2
+            and choose(st.name, st.shape, dtype, block, rules).dtype in GPTQ_FORMATS
+            and not _keeps_gguf_type(st, keep_gguf, rules)}
+    importance, record, moments = calibration_importance(source, calibration, loaded, gptq.__contains__)
+    if method == "gptq":
+        record["gptq"] = ("not used: a mixed-precision plan quantizes with the searched scales" if planned else
+                          f"{len(moments)} tensors" if moments else "not used: no second moments (no calibration run)")
+    return importance, record, moments
 
 
 def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, Any],
@@ -181,7 +201,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                        rules: Iterable[str | Rule] = (), report: str | os.PathLike | None = None,
                        quiet: bool = True, allow_nonfinite: bool = False,
                        fp16_overflow: str = "bf16", calibration: CalibrationChoice = DEFAULT_CALIBRATION,
-                       quant_method: str = "search", target_bpw: float | None = None,
+                       quant_method: str = DEFAULT_QUANT_METHOD, target_bpw: float | None = None,
                        target_quality: str | None = None, accuracy: bool = False,
                        calibration_texts: Sequence[str] | None = None,
                        evaluation_texts: Sequence[str] | None = None) -> dict[str, Any]:
@@ -191,8 +211,10 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     the other tensors); None: q8, except that a GGUF source keeps its tensors' types where pyrt has
     the same bytes and converts the others with the least loss (pyrt.gguf_weights, docs/format.md); ``rules``: 'REGEX=DTYPE[:BLOCK]' overrides, first match wins; ``report``:
     also write the report to this .md or .json file; ``fp16_overflow``: 'bf16' (fall back) or
-    'stop' (raise RangeError); ``quant_method``: "search" (searched q-format scales, the default) or
-    "rtn" (round to nearest); ``calibration``: "default" (the text shipped with pyrt), a text file, or
+    'stop' (raise RangeError); ``quant_method``: "gptq" (the default: GPTQ error compensation on
+    searched scales for the matmul weights that calibration measured, searched scales for the other
+    q-format tensors; a mixed-precision plan uses searched scales), "search" (searched scales only)
+    or "rtn" (round to nearest); ``calibration``: "default" (the text shipped with pyrt), a text file, or
     None: when the model is one pyrt runs, the search is weighted by its activations on that text
     (pyrt.convert.calibrate). Returns the report dict (also stored in the file). Raises pyrt
     errors; on any failure ``out`` is left as it was and no temporary file remains.
@@ -227,15 +249,21 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         loaded: dict[str, np.ndarray] = {}  # values calibration read, reused once below
         if keep_gguf and not rules:
             importance, conversion["calibration"] = {}, {"used": False, "reason": "GGUF types kept (no --dtype)"}
+            moments: dict[str, np.ndarray] = {}
         else:
-            importance, conversion["calibration"] = _calibration(source, dtype, block, rules, calibration,
-                                                                 quant_method, loaded)
-        # The planner measures each candidate quantized as the file will hold it: same importance, same method.
+            importance, conversion["calibration"], moments = _calibration(
+                source, dtype, block, rules, calibration, quant_method, loaded, keep_gguf,
+                planned=target_bpw is not None or target_quality is not None)
+        factors = GptqFactors(moments)
+        del moments
+        # The planner measures each candidate quantized as the file will hold it: same importance, same
+        # method (GPTQ is for uniform formats: a plan's tensors are searched).
+        plan_method = "rtn" if quant_method == "rtn" else "search"
         quality = QualityPass(source, target_bpw=target_bpw, target_quality=target_quality, accuracy=accuracy,
                               calibration_texts=_planner_texts(calibration, calibration_texts),
                               evaluation_texts=evaluation_texts,
                               quantizer=lambda name, x, d, b: store_tensor(name, x, Choice(d, b, "plan"), fp16_overflow,
-                                                                           importance.get(name), quant_method)[0],
+                                                                           importance.get(name), plan_method)[0],
                               loader=lambda st: _load_values(st, loaded), user_rules=rules)
         rules = rules + tuple(parse_rule(r) for r in quality.rules())  # the user's rules come first
         try:
@@ -256,7 +284,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 if nonfinite and not allow_nonfinite:
                     continue  # keep scanning so that the error names every bad tensor
                 stored, row = _convert_tensor(st, x, finite, dtype, block, rules, fp16_overflow,
-                                              importance.get(st.name), quant_method, keep_gguf)
+                                              importance.get(st.name), quant_method, keep_gguf,
+                                              factors.take(st.name))
                 quality.annotate(row, stored)
                 try:
                     writer.add_tensor(st.name, stored)
@@ -279,7 +308,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
         write_report(result, report)
     if not quiet:
         print(format_table(result))
-        print(_calibration_line(result["calibration"]))
+        print(calibration_line(result["calibration"]))
         for line in accuracy_lines(result["accuracy"]):
             print(line)
         print(f"wrote {out} in {result['seconds']:.2f} s")

@@ -17,6 +17,15 @@ from ..quality import accuracy_lines
 CHUNK_ELEMENTS = 1 << 16  # float64 work in cache-sized slices: bounded memory for large tables
 
 
+def calibration_line(record: dict[str, Any]) -> str:
+    """One line on the calibration a conversion used (its ``conversion.calibration`` record)."""
+    if record.get("used"):
+        gptq = f"; GPTQ: {record['gptq']}" if "gptq" in record else ""
+        return (f"calibration: {record['name']} (sha256 {record['sha256'][:12]}..., {record['passages_run']} passages, "
+                f"{record['seconds']:.1f} s){gptq}")
+    return f"calibration: none ({record.get('reason', 'not recorded')})"
+
+
 def roundtrip_error(source: np.ndarray, stored: Tensor) -> tuple[float | None, float | None]:
     """(relative Frobenius error, max abs error) of the stored values against ``source`` (finite),
     in float64. The relative error is None for an all-zero source with a nonzero error."""

@@ -88,21 +88,27 @@ def test_advise_plot_without_matplotlib_names_the_extra(tmp_path):
 
 @needs_minilm
 def test_advise_quantizes_as_the_converter_does(tmp_path):
-    # The candidates `pyrt advise` measures are the bytes `pyrt convert` writes: searched and
-    # weighted by the same calibration (a difference here made advise under-report q4a/32).
+    # The candidates `pyrt advise` measures are the bytes `pyrt convert` writes: GPTQ on searched
+    # scales, weighted by the same calibration (a difference here made advise under-report q4a/32).
     import pyrt
     from pyrt.advisor import _uniform_tensors
     from pyrt.calibration import default_calibration_texts
     from pyrt.convert import convert_checkpoint
-    from pyrt.convert.calibrate import model_importance
+    from pyrt.convert.calibrate import model_importance, model_second_moments
     from pyrt.convert.source_model import SourceModel
 
     model = SourceModel.load(MINILM)
-    importance, _ = model_importance(model.build(model.reference_tensors()), default_calibration_texts())
-    advised = _uniform_tensors(model, "q4a", importance=importance)
+    built = model.build(model.reference_tensors())
+    texts = default_calibration_texts()
+    importance, _ = model_importance(built, texts)
+    names = ["encoder.layer.2.attention.self.value.weight", "encoder.layer.5.output.dense.weight"]
+    moments = model_second_moments(built, texts, names)
+    advised = _uniform_tensors(model, "q4a", importance=importance, moments=moments)
     convert_checkpoint(MINILM, tmp_path / "m.pyrt", dtype="q4a", block=32, accuracy=False)
     converted = pyrt.load(tmp_path / "m.pyrt")
-    for name in ("encoder.layer.2.attention.self.value.weight", "encoder.layer.5.output.dense.weight"):
+    for name in names:
         np.testing.assert_array_equal(advised[name].numpy(), converted.tensors[name].numpy())
+    searched = _uniform_tensors(model, "q4a", importance=importance)["encoder.layer.5.output.dense.weight"]
     uncalibrated = _uniform_tensors(model, "q4a")["encoder.layer.5.output.dense.weight"]
-    assert not np.array_equal(uncalibrated.numpy(), advised["encoder.layer.5.output.dense.weight"].numpy())
+    for other in (searched, uncalibrated):
+        assert not np.array_equal(other.numpy(), advised["encoder.layer.5.output.dense.weight"].numpy())

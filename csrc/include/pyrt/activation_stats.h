@@ -4,12 +4,17 @@
 // matmul() records its whole input; a product split over a team (matmul_rows per thread,
 // stacked_matmul_rows) is recorded once, by the share that starts at output row 0 / team member 0.
 //
+// For the weights named at start, a product also adds its input's full second moment x^T x [K, K]
+// (GPTQ, pyrt/quantize_gptq.py), computed with the active ISA's f32 GEMM on the recording thread;
+// consecutive products on the same input (Q, K and V; gate and up) reuse one computation.
+//
 // Weights are keyed by the address of their bytes (WeightView::data); the caller maps addresses
 // back to tensor names. Collection is process-wide and thread-safe; when off it costs one relaxed
 // atomic load per product.
 #pragma once
 #include <cstdint>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "pyrt/matmul.h"
@@ -19,10 +24,12 @@ namespace pyrt {
 struct ColumnStats {
   std::vector<double> sum_sq;  // [K]: sum over rows of x[row, k]^2
   int64_t rows = 0;
+  std::vector<double> second_moment;  // [K, K]: sum over rows of x x^T; only for weights asked for
 };
 
-// Clears earlier statistics and turns collection on.
-void start_activation_stats();
+// Clears earlier statistics and turns collection on; the weights at `second_moment_of` (data
+// addresses) also collect their input's second moment.
+void start_activation_stats(const std::set<const void*>& second_moment_of = {});
 // Turns collection off and returns what was collected, by weight address. Throws (Internal) if a
 // record could not be stored (out of memory during the forward pass).
 std::map<const void*, ColumnStats> stop_activation_stats();
