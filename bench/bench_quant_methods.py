@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Quantization methods side by side: round to nearest (RTN), searched scales, searched scales
-weighted by calibration activations (pyrt.calibration), on the real models, as a markdown table.
+weighted by calibration activations (pyrt.calibration), and GPTQ on the calibrated searched scales
+(pyrt/quantize_gptq.py, the converter's default), on the real models, as a markdown table.
 
 Encoder: all-MiniLM-L6-v2, only the Linear weights quantized (embeddings and norms stay f32), the
 cosine of each of 64 evaluation sentences' embeddings to the FP32 model's (mean and min). The
@@ -8,9 +9,12 @@ sentences are our own (very short, multilingual, code, numbers, some over 128 to
 nothing with the calibration text (pyrt/data/calibration/default.txt).
 Decoder: SmolLM2-135M-Instruct from its Q4_1 GGUF (the only source): perplexity of an evaluation
 text for the dequantized source weights and for q4/32 requantized by RTN and by the calibrated
-search (token embedding q8 in both, as llama.cpp does); how much of the gap to the source closes.
-Held out: the same cosines on pyrt/data/evaluation/heldout.txt (48 sentences written separately,
-never used to choose a method), so that the gains are not fitted to the 64 sentences.
+search and GPTQ (token embedding q8 in every case, as llama.cpp does); how much of the gap to the
+source closes; the converter's accuracy report (perplexity, KL, top-1 on 256 tokens of
+pyrt/data/evaluation/decoder.txt) for the searched and the GPTQ conversion.
+Held out: the same cosines on pyrt/data/evaluation/sentences.txt and heldout.txt (66 and 48
+sentences written separately; heldout.txt never used to choose a method), so that the gains are
+not fitted to the 64 sentences.
 Conversion: wall time of pyrt.convert.convert_checkpoint with calibration (the default).
 
 Usage: python bench/bench_quant_methods.py [--models DIR] [--skip-llm] [--out FILE.md]
@@ -32,7 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pyrt  # noqa: E402
-from pyrt.calibration import calibration_sentences, collect_activation_stats, default_calibration_texts  # noqa: E402
+from pyrt.calibration import (calibration_sentences, collect_activation_stats, collect_second_moments,  # noqa: E402
+                              default_calibration_texts)
+from pyrt.quantize_gptq import quantize_gptq  # noqa: E402
 
 EVAL_SENTENCES = [
     "hi", "no", "Thanks!", "Why?", "ok then", "42", "¡Hola!", "Danke schön.", "Merci beaucoup.", "谢谢", "ありがとう",
@@ -95,6 +101,8 @@ SCHEMES = [  # (label, format, method, calibrated)
     ("q4a searched + calibration", "q4a", "search", True),
     ("q4n searched", "q4n", "search", False), ("q4n searched + calibration", "q4n", "search", True),
     ("q8 RTN", "q8", "rtn", False), ("q8 searched", "q8", "search", False), ("q8 searched + calibration", "q8", "search", True),
+    ("q4 GPTQ (calibrated search)", "q4", "gptq", True), ("q4a GPTQ (calibrated search)", "q4a", "gptq", True),
+    ("q4n GPTQ (calibrated search)", "q4n", "gptq", True), ("q8 GPTQ (calibrated search)", "q8", "gptq", True),
 ]
 
 
@@ -118,37 +126,49 @@ def minilm(models: Path, rows: list[str]) -> None:
     config = json.loads((path / "config.json").read_text())
     f32 = {k: pyrt.quantize(v, "f32") for k, v in arrays.items()}
     ref_model = pyrt.SentenceEncoder.from_parts(f32, config, files)
-    heldout = [line for line in (REPO / "pyrt/data/evaluation/heldout.txt").read_text(encoding="utf-8").splitlines()
-               if line.strip()]
-    ref, ref_heldout = ref_model.encode(EVAL_SENTENCES), ref_model.encode(heldout)
+    sets = {"eval64": EVAL_SENTENCES}
+    for name in ("sentences.txt", "heldout.txt"):
+        sets[name] = [line for line in (REPO / "pyrt/data/evaluation" / name).read_text(encoding="utf-8").splitlines()
+                      if line.strip()]
+    refs = {k: ref_model.encode(v) for k, v in sets.items()}
     # as the converter calibrates an encoder (pyrt/convert/calibrate.py): on the text's sentences
-    stats = collect_activation_stats(ref_model, calibration_sentences(default_calibration_texts()))
+    sentences = calibration_sentences(default_calibration_texts())
+    stats = collect_activation_stats(ref_model, sentences, batch_size=64)
     linear = [k for k, v in arrays.items() if k.startswith("encoder.") and v.ndim == 2]
-    rows += ["", "### all-MiniLM-L6-v2, 64 evaluation sentences, Linear weights only, block 32", "",
-             "| scheme | bits/weight | cos mean | cos min | held-out mean | held-out min | quantize s |",
-             "|---|---|---|---|---|---|---|"]
+    start = time.perf_counter()
+    moments = collect_second_moments(ref_model, sentences, linear, batch_size=64, dtype=np.float32)
+    moments_seconds = time.perf_counter() - start
+    rows += ["", "### all-MiniLM-L6-v2, Linear weights only, block 32: cosine to FP32, mean / min", "",
+             "| scheme | bits/weight | eval64 | sentences.txt | heldout.txt | quantize s |", "|---|---|---|---|---|---|"]
     for label, fmt, method, calibrated in SCHEMES:
         tensors = dict(f32)
         start = time.perf_counter()
         for k in linear:
             imp = stats[k].astype(np.float32) if calibrated else None
-            tensors[k] = pyrt.quantize(arrays[k], fmt, 32, importance=imp, method=method)
+            if method == "gptq":
+                tensors[k] = quantize_gptq(arrays[k], fmt, 32, moments[k], importance=imp)
+            else:
+                tensors[k] = pyrt.quantize(arrays[k], fmt, 32, importance=imp, method=method)
         seconds = time.perf_counter() - start
         model = pyrt.SentenceEncoder.from_parts(tensors, config, files)
-        cos, held = _cosines(model.encode(EVAL_SENTENCES), ref), _cosines(model.encode(heldout), ref_heldout)
+        cos = {k: _cosines(model.encode(v), refs[k]) for k, v in sets.items()}
         bits = pyrt.FORMATS[fmt].bits_per_weight(32)
-        rows.append(f"| {label} | {bits:.1f} | {cos.mean():.4f} | {cos.min():.4f} | {held.mean():.4f} | {held.min():.4f} "
-                    f"| {seconds:.2f} |")
+        rows.append(f"| {label} | {bits:.1f} | " + " | ".join(f"{c.mean():.4f} / {c.min():.4f}" for c in cos.values())
+                    + f" | {seconds:.2f} |")
         print(rows[-1], flush=True)
+    rows.append(f"\nSecond moments of the 36 Linear inputs (GPTQ): {moments_seconds:.1f} s wall")
     tmp = Path(tempfile.mkdtemp())
     from pyrt.convert import convert_checkpoint
 
-    start, cpu = time.perf_counter(), time.process_time()
-    report = convert_checkpoint(path, tmp / "m.pyrt", dtype="q4a", block=32)
-    rows.append(f"\nConversion all-MiniLM-L6-v2 -> q4a/32 with the default calibration: "
-                f"{time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu:.1f} s CPU "
-                f"(calibration {report['calibration']['seconds']:.1f} s wall), load average {os.getloadavg()[0]:.1f}")
-    print(rows[-1], flush=True)
+    for method in ("search", "gptq"):  # as `pyrt convert --dtype q4a [--quant-method search]` (with the report)
+        start, cpu = time.perf_counter(), time.process_time()
+        report = convert_checkpoint(path, tmp / "m.pyrt", dtype="q4a", block=32, quant_method=method, accuracy=True)
+        m = report["accuracy"]["metrics"]
+        rows.append(f"\nConversion all-MiniLM-L6-v2 -> q4a/32 ({method}, default calibration, accuracy report): "
+                    f"{time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu:.1f} s CPU "
+                    f"(calibration {report['calibration']['seconds']:.1f} s wall), load average "
+                    f"{os.getloadavg()[0]:.1f}; report cosine {m['cos_mean']:.4f} / {m['cos_min']:.4f}")
+        print(rows[-1], flush=True)
 
 
 def smollm2(models: Path, rows: list[str]) -> None:
@@ -168,22 +188,30 @@ def smollm2(models: Path, rows: list[str]) -> None:
     tmp = Path(tempfile.mkdtemp())
     from pyrt.convert import convert_checkpoint
 
-    start, cpu = time.perf_counter(), time.process_time()
-    report = convert_checkpoint(gguf, tmp / "s.pyrt", dtype="q4", block=32)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    model = pyrt.load(tmp / "s.pyrt")
-    ppl_cal = ppl(dict(model.tensors))
+    converted = {}
+    for method in ("search", "gptq"):
+        start, cpu = time.perf_counter(), time.process_time()
+        report = convert_checkpoint(gguf, tmp / "s.pyrt", dtype="q4", block=32, quant_method=method, accuracy=True)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        converted[method] = (ppl(dict(pyrt.load(tmp / "s.pyrt").tensors)), report["accuracy"]["metrics"], seconds, cpu,
+                             report["calibration"]["seconds"])
     searched = quantize_weights(arrays, "q4", 32, "q8", method="search")
     ppl_search = ppl(searched)
     gap = ppl_rtn - source
     rows += ["", f"### SmolLM2-135M-Instruct (source: {gguf.name}), perplexity of a {len(LLM_EVAL_TEXT)}-character text",
-             "", "| weights | perplexity | gap to source closed |", "|---|---|---|",
-             f"| source (Q4_1, dequantized) | {source:.3f} | |", f"| q4/32 RTN | {ppl_rtn:.3f} | 0 % |",
-             f"| q4/32 searched | {ppl_search:.3f} | {100 * (ppl_rtn - ppl_search) / gap:.0f} % |",
-             f"| q4/32 searched + calibration (pyrt convert) | {ppl_cal:.3f} | {100 * (ppl_rtn - ppl_cal) / gap:.0f} % |",
-             "", f"Conversion SmolLM2 -> q4/32 with the default calibration: {seconds:.1f} s wall, {cpu:.1f} s CPU "
-             f"(calibration {report['calibration']['seconds']:.1f} s wall), load average {os.getloadavg()[0]:.1f}"]
-    print("\n".join(rows[-9:]), flush=True)
+             "", "| weights | perplexity | gap to source closed | report: ppl / source ppl, KL, top-1 |", "|---|---|---|---|",
+             f"| source (Q4_1, dequantized) | {source:.3f} | | |", f"| q4/32 RTN | {ppl_rtn:.3f} | 0 % | |",
+             f"| q4/32 searched | {ppl_search:.3f} | {100 * (ppl_rtn - ppl_search) / gap:.0f} % | |"]
+    for method, label in (("search", "searched + calibration (--quant-method search)"),
+                          ("gptq", "GPTQ on the calibrated search (pyrt convert's default)")):
+        p, m, seconds, cpu, cal = converted[method]
+        rows.append(f"| q4/32 {label} | {p:.3f} | {100 * (ppl_rtn - p) / gap:.0f} % | {m['perplexity']:.3f} / "
+                    f"{m['source_perplexity']:.3f}, {m['kl']:.4f}, {m['top1']:.3f} |")
+    for method in ("search", "gptq"):
+        _, _, seconds, cpu, cal = converted[method]
+        rows.append(f"\nConversion SmolLM2 -> q4/32 ({method}, default calibration, accuracy report): {seconds:.1f} s "
+                    f"wall, {cpu:.1f} s CPU (calibration {cal:.1f} s wall), load average {os.getloadavg()[0]:.1f}")
+    print("\n".join(rows[-10:]), flush=True)
 
 
 def main() -> int:

@@ -152,7 +152,7 @@ class Advisor:
 
     def run(self, formats: Sequence[str] | None = None, budgets: Sequence[float] = DEFAULT_BUDGETS) -> list[Trial]:
         from .convert.accuracy_report import calibration_or_default
-        from .convert.calibrate import model_importance, model_second_moments
+        from .convert.calibrate import gptq_candidates, model_second_moments, model_statistics
 
         formats = check_formats(formats)
         trials = []
@@ -160,8 +160,9 @@ class Advisor:
         # the converter's default: q-formats weighted by the model's activation statistics, the
         # matmul weights of a uniform format by GPTQ
         built = self.model.build(self.model.reference_tensors())
-        importance, _ = model_importance(built, texts)
-        moments = model_second_moments(built, texts, [n for n in importance if self.model.arrays[n].ndim == 2])
+        importance, rows, _ = model_statistics(built, texts)
+        moments = model_second_moments(built, texts, [n for n in gptq_candidates(importance, rows)
+                                                      if self.model.arrays[n].ndim == 2])
         factors: dict[int, GptqFactor] = {}
         with tempfile.TemporaryDirectory(prefix="pyrt-advise-") as tmp:
             folder = Path(tmp)

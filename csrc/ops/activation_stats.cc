@@ -1,6 +1,7 @@
 // The op-level activation statistics (pyrt/activation_stats.h).
 #include "pyrt/activation_stats.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -28,9 +29,13 @@ struct Gram {
 };
 Gram g_gram;
 
-// x^T x of x [M, K] as the f32 GEMM y = xt @ xt^T, single-threaded on the calling thread (a
-// product recorded inside a model's parallel region must not start threads of its own). Float
-// sums over one call's rows (at most a batch of tokens) are then added in double.
+// Rows of x^T x computed per GEMM call: each block of rows from its diagonal on, so that only the
+// upper triangle is computed (x^T x is symmetric; stop_activation_stats mirrors it).
+constexpr int64_t kGramRowBlock = 64;
+
+// The upper triangle of x^T x for x [M, K], by the f32 GEMM y = xt @ xt^T, single-threaded on the
+// calling thread (a product recorded inside a model's parallel region must not start threads of
+// its own). Float sums over one call's rows (at most a batch of tokens) are then added in double.
 const std::vector<float>& gram(const float* x, int64_t M, int64_t K) {
   const size_t n = size_t(M * K);
   if (g_gram.M == M && g_gram.K == K && std::memcmp(g_gram.x.data(), x, n * sizeof(float)) == 0) return g_gram.xtx;
@@ -41,15 +46,17 @@ const std::vector<float>& gram(const float* x, int64_t M, int64_t K) {
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) g_gram.xt[size_t(k * M + m)] = x[m * K + k];
   MatmulParams p;
-  p.x = g_gram.xt.data();
-  p.M = K;
   p.w.format = Format::f32;
   p.w.rows = K;
   p.w.cols = M;
   p.w.data = reinterpret_cast<const uint8_t*>(g_gram.xt.data());
   p.w.row_stride = M * int64_t(sizeof(float));
-  p.y = g_gram.xtx.data();
-  cpu::matmul_rows(p, 0, K);
+  for (int64_t i0 = 0; i0 < K; i0 += kGramRowBlock) {
+    p.x = g_gram.xt.data() + i0 * M;
+    p.M = std::min(kGramRowBlock, K - i0);
+    p.y = g_gram.xtx.data() + i0 * K;  // rows i0.. of y [K, K]; columns from i0 on
+    cpu::matmul_rows(p, i0, K);
+  }
   g_gram.M = M;
   g_gram.K = K;
   return g_gram.xtx;
@@ -71,6 +78,12 @@ std::map<const void*, ColumnStats> stop_activation_stats() {
   g_active.store(false, std::memory_order_relaxed);
   g_gram = Gram();  // the buffers can be large: free them
   PYRT_CHECK(!g_failed, Internal, "activation statistics could not be stored (out of memory)");
+  for (auto& entry : g_stats) {  // only the upper triangles were added
+    ColumnStats& s = entry.second;
+    const size_t K = s.sum_sq.size();
+    for (size_t i = 0; i < K && !s.second_moment.empty(); ++i)
+      for (size_t j = 0; j < i; ++j) s.second_moment[i * K + j] = s.second_moment[j * K + i];
+  }
   return std::move(g_stats);
 }
 
@@ -95,7 +108,8 @@ void record_activations(const MatmulParams& p) noexcept {
     if (g_second_moment_of.count(p.w.data)) {
       if (s.second_moment.empty()) s.second_moment.assign(size_t(K * K), 0.0);
       const std::vector<float>& xtx = gram(x, p.M, K);
-      for (size_t i = 0; i < xtx.size(); ++i) s.second_moment[i] += xtx[i];
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = i; j < K; ++j) s.second_moment[size_t(i * K + j)] += xtx[size_t(i * K + j)];
     }
   } catch (...) {
     g_failed = true;

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_stats,
+from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_sums,
                            collect_second_moments,
                            read_calibration_text, split_calibration_text)
 from ..decoder_families import FAMILIES
@@ -105,8 +105,8 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
     if model is None:
         return {}, {"used": False, "reason": why_not, **identity}, {}
     passages = split_calibration_text(text)
-    importance, passages_run = model_importance(model, passages)
-    wanted = [n for n in importance if second_moment_of is not None and second_moment_of(n)]
+    importance, rows, passages_run = model_statistics(model, passages)
+    wanted = [n for n in gptq_candidates(importance, rows) if second_moment_of is not None and second_moment_of(n)]
     moments = model_second_moments(model, passages, wanted) if wanted else {}
     return importance, {"used": True, **identity, "passages_run": passages_run, "tensors": len(importance),
                         "second_moments": len(moments), "seconds": round(time.perf_counter() - start, 2)}, moments
@@ -132,13 +132,28 @@ def model_second_moments(model: Any, passages: list[str], names: list[str]) -> d
     return out
 
 
-def model_importance(model: Any, passages: list[str]) -> tuple[dict[str, np.ndarray], int]:
-    """({tensor name: float32 [K] importance}, inputs run) of a built model (SentenceEncoder or
-    LanguageModel) on calibration passages (see _inputs)."""
+def model_statistics(model: Any, passages: list[str]) -> tuple[dict[str, np.ndarray], dict[str, int], int]:
+    """({tensor name: float32 [K] importance}, {tensor name: input rows seen}, inputs run) of a built
+    model (SentenceEncoder or LanguageModel) on calibration passages (see _inputs)."""
     inputs = _inputs(model, passages)
     # batches of 64 short sentences: a third of the CPU time of 16 (statistics identical: no padding rows)
-    stats = collect_activation_stats(model, inputs, batch_size=64)
-    return {n: s.astype(np.float32) for n, s in stats.items()}, len(inputs)
+    sums = collect_activation_sums(model, inputs, batch_size=64)
+    importance = {n: (s / float(rows)).astype(np.float32) for n, (s, rows) in sums.items()}
+    return importance, {n: rows for n, (_, rows) in sums.items()}, len(inputs)
+
+
+def model_importance(model: Any, passages: list[str]) -> tuple[dict[str, np.ndarray], int]:
+    """({tensor name: float32 [K] importance}, inputs run) of a built model (see model_statistics)."""
+    importance, _, inputs_run = model_statistics(model, passages)
+    return importance, inputs_run
+
+
+def gptq_candidates(importance: dict[str, np.ndarray], rows: dict[str, int]) -> list[str]:
+    """The weights whose inputs' second moment calibration can estimate: at least as many input rows
+    as columns. A tied LM head sees one row per passage: GPTQ on so few would fit them, not the
+    model (and the same table is the token embedding)."""
+    return [n for n, imp in importance.items() if rows.get(n, 0) >= len(imp)]
+
 
 class GptqFactors:
     """The GPTQ factors (pyrt.quantize_gptq.gptq_factor) of a conversion's second moments, each

@@ -347,3 +347,12 @@ def test_cli_calibration_options(tmp_path):
     assert conversion["quant_method"] == "rtn" and conversion["calibration"]["used"] is False
     with pytest.raises(SystemExit):  # the two options exclude each other
         main([str(_minilm_dir()), "-o", str(out), "--calibration", str(text), "--no-calibration"])
+
+
+def test_gptq_only_where_calibration_saw_enough_inputs():
+    # a tied LM head sees one row per passage: too few to estimate its input's K x K second moment
+    from pyrt.convert.calibrate import gptq_candidates
+
+    importance = {"head": np.ones(576, np.float32), "ffn": np.ones(1536, np.float32), "q": np.ones(576, np.float32)}
+    assert gptq_candidates(importance, {"head": 22, "ffn": 1536, "q": 2048}) == ["ffn", "q"]
+    assert gptq_candidates(importance, {"head": 22, "ffn": 1535}) == []
