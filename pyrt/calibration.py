@@ -1,5 +1,7 @@
 """Calibration for activation-aware quantization: run a model in pyrt on a calibration text and
-collect, at every matmul, the mean squared activation of each input column of its weight.
+collect, at every matmul, the mean squared activation of each input column of its weight, and for
+the weights asked for the full second moment E[x x^T] of their input (for GPTQ,
+pyrt/quantize_gptq.py).
 
 The statistics come from the C++ op layer (pyrt/activation_stats.h): while collection is on, each
 matmul adds its input's sum of x^2 per column, so the model's own forward pass is measured, with no
