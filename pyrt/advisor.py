@@ -87,25 +87,32 @@ def _quantizer(importance: dict[str, np.ndarray]) -> Callable[[str, np.ndarray, 
     return run
 
 
+def _gptq_tensor(name: str, x: np.ndarray, dtype: str, block: int, importance: dict[str, np.ndarray],
+                 moments: dict[str, np.ndarray], factors: dict[int, GptqFactor]) -> Tensor | None:
+    """``x`` quantized by GPTQ as the converter does, or None where the converter would not (no
+    second moment, not a GPTQ format). ``factors`` caches the GPTQ factors by id of their moment
+    (the caller keeps ``moments`` alive)."""
+    h = moments.get(name)
+    if h is None or dtype not in GPTQ_FORMATS or x.ndim != 2:
+        return None
+    factor = factors.get(id(h)) or factors.setdefault(id(h), gptq_factor(h))
+    return quantize_gptq(x, dtype, block, factor, importance=importance.get(name))
+
+
 def _uniform_tensors(model: SourceModel, dtype: str, block: int = 32,
                      importance: dict[str, np.ndarray] | None = None,
                      moments: dict[str, np.ndarray] | None = None,
                      factors: dict[int, GptqFactor] | None = None) -> dict[str, Tensor]:
     """The tensors `pyrt convert --dtype DTYPE` would store (same default rules, same calibration):
-    with ``moments`` (the inputs' second moments), the matmul weights by GPTQ. ``factors`` caches
-    the GPTQ factors by id of their moment across calls (the caller keeps ``moments`` alive)."""
-    quantizer = _quantizer(importance or {})
-    moments = moments or {}
+    with ``moments`` (the inputs' second moments), the matmul weights by GPTQ."""
+    importance, moments = importance or {}, moments or {}
     factors = {} if factors is None else factors
+    quantizer = _quantizer(importance)
     out = {}
     for name, x in model.arrays.items():
         c = choose(name, x.shape, dtype, block)
-        h = moments.get(name)
-        if h is not None and c.dtype in GPTQ_FORMATS and x.ndim == 2:
-            factor = factors.get(id(h)) or factors.setdefault(id(h), gptq_factor(h))
-            out[name] = quantize_gptq(x, c.dtype, c.block, factor, importance=(importance or {}).get(name))
-        else:
-            out[name] = quantizer(name, x, c.dtype, c.block)
+        t = _gptq_tensor(name, x, c.dtype, c.block, importance, moments, factors)
+        out[name] = t if t is not None else quantizer(name, x, c.dtype, c.block)
     return out
 
 
@@ -177,7 +184,10 @@ class Advisor:
                         continue
                     plan = planner.for_bpw(b)
                     tensors = dict(self.model.reference_tensors())
-                    tensors.update({n: planner.stored(n, c) for n, c in plan.choice.items()})
+                    # as the converter writes a plan: chosen with searched scales, GPTQ where it applies
+                    for n, c in plan.choice.items():
+                        t = _gptq_tensor(n, self.model.arrays[n], c.dtype, c.block, importance, moments, factors)
+                        tensors[n] = t if t is not None else planner.stored(n, c)
                     trials.append(self._trial(f"mixed <= {b:g} bpw", tensors, folder, mixed=True))
         return trials
 

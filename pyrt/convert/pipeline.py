@@ -163,19 +163,19 @@ def _calibration(source: Source, dtype: str, block: int, rules: tuple[Rule, ...]
                  method: str, loaded: dict[str, np.ndarray], keep_gguf: bool, planned: bool,
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
     """Importance for the q-format tensors from a calibration run, its record (or why none), and
-    the inputs' second moments of the 2-D weights GPTQ will quantize (method "gptq", no plan)."""
+    the inputs' second moments of the 2-D weights GPTQ may quantize (method "gptq")."""
     if method == "rtn":
         return {}, {"used": False, "reason": "round to nearest (--quant-method rtn) takes no calibration"}, {}
     if not any(choose(st.name, st.shape, dtype, block, rules).dtype in Q_FORMATS for st in source.tensors if st.is_float):
         return {}, {"used": False, "reason": "no q-format tensors"}, {}
+    # A plan may give any 2-D tensor a GPTQ format: collect them all (the plan is not known yet).
     gptq = {st.name for st in source.tensors
-            if method == "gptq" and not planned and st.is_float and len(st.shape) == 2
-            and choose(st.name, st.shape, dtype, block, rules).dtype in GPTQ_FORMATS
+            if method == "gptq" and st.is_float and len(st.shape) == 2
+            and (planned or choose(st.name, st.shape, dtype, block, rules).dtype in GPTQ_FORMATS)
             and not _keeps_gguf_type(st, keep_gguf, rules)}
     importance, record, moments = calibration_importance(source, calibration, loaded, gptq.__contains__)
-    if method == "gptq":
-        record["gptq"] = ("not used: a mixed-precision plan quantizes with the searched scales" if planned else
-                          f"{len(moments)} tensors" if moments else "not used: no second moments (no calibration run)")
+    if method == "gptq" and not moments:
+        record["gptq"] = "not used: no second moments (no calibration run)"
     return importance, record, moments
 
 
@@ -292,6 +292,10 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
                 except FileIOError as exc:
                     raise _as_output_error(exc) from exc
                 rows.append(row)
+            gptq_rows = sum(row["note"].endswith("GPTQ") for row in rows)
+            if gptq_rows:
+                conversion["calibration"]["gptq"] = f"{gptq_rows} tensors" + (
+                    " (the plan was chosen with searched scales)" if target_bpw or target_quality else "")
             if nonfinite and not allow_nonfinite:
                 raise RangeError("NaN/Inf in the source, conversion refused (use --allow-nonfinite to keep "
                                  "such tensors as f32): " + ", ".join(nonfinite))

@@ -189,6 +189,10 @@ def test_convert_with_target_bpw_stores_the_plan_and_the_accuracy(tmp_path, monk
     assert (rows["embeddings.position_embeddings.weight"]["format"], rows["embeddings.position_embeddings.weight"]["block"]) \
         == ("q8", 64)
     assert json.loads((tmp_path / "r.json").read_text())["accuracy"]["metrics"] == report["accuracy"]["metrics"]
+    # the plan is chosen with searched scales; its matmul weights in q-formats are written by GPTQ
+    gptq = [r["name"] for r in rows.values() if r["note"].endswith("GPTQ")]
+    assert gptq and all(rows[n]["format"] in ("q8", "q4", "q4a", "q4n", "q5") for n in gptq)
+    assert stored["totals"] and report["calibration"]["gptq"].startswith(f"{len(gptq)} tensors (the plan")
 
 
 def test_target_on_a_model_pyrt_cannot_run_is_refused(tmp_path, rng):
