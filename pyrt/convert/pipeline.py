@@ -175,7 +175,7 @@ def _calibration(source: Source, dtype: str, block: int, rules: tuple[Rule, ...]
             and not _keeps_gguf_type(st, keep_gguf, rules)}
     importance, record, moments = calibration_importance(source, calibration, loaded, gptq.__contains__)
     if method == "gptq" and not moments:
-        record["gptq"] = "not used: no second moments (no calibration run)"
+        record["gptq"] = "not used: no weight had its input's second moment measured"
     return importance, record, moments
 
 
@@ -213,8 +213,8 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     also write the report to this .md or .json file; ``fp16_overflow``: 'bf16' (fall back) or
     'stop' (raise RangeError); ``quant_method``: "gptq" (the default: GPTQ error compensation on
     searched scales for the matmul weights that calibration measured, searched scales for the other
-    q-format tensors; a mixed-precision plan uses searched scales), "search" (searched scales only)
-    or "rtn" (round to nearest); ``calibration``: "default" (the text shipped with pyrt), a text file, or
+    q-format tensors; a mixed-precision plan is chosen with searched scales and written with GPTQ),
+    "search" (searched scales only) or "rtn" (round to nearest); ``calibration``: "default" (the text shipped with pyrt), a text file, or
     None: when the model is one pyrt runs, the search is weighted by its activations on that text
     (pyrt.convert.calibrate). Returns the report dict (also stored in the file). Raises pyrt
     errors; on any failure ``out`` is left as it was and no temporary file remains.
