@@ -122,7 +122,7 @@ def _inputs(model: Any, passages: list[str]) -> list[str]:
 
 def model_second_moments(model: Any, passages: list[str], names: list[str]) -> dict[str, np.ndarray]:
     """{tensor name: float32 [K, K] mean of x x^T over its inputs} of a built model on calibration
-    passages (run as model_importance runs them). Weights fed the same inputs (Q, K and V; gate and
+    passages (run as model_statistics runs them). Weights fed the same inputs (Q, K and V; gate and
     up) share one array."""
     moments = collect_second_moments(model, _inputs(model, passages), names, batch_size=64, dtype=np.float32)
     shared: dict[bytes, np.ndarray] = {}
