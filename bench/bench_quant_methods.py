@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 import pyrt  # noqa: E402
 from pyrt.calibration import (calibration_sentences, collect_activation_stats, collect_second_moments,  # noqa: E402
                               default_calibration_texts)
+from pyrt.calibration_synthetic import GPTQ_DAMP as SYNTHETIC_DAMP, synthetic_calibration_texts  # noqa: E402
 from pyrt.quantize_gptq import quantize_gptq  # noqa: E402
 
 EVAL_SENTENCES = [
@@ -95,7 +96,7 @@ LLM_EVAL_TEXT = (
     "stalls were opening and the smell of fresh bread mixed with the smell of salt."
 )
 
-SCHEMES = [  # (label, format, method, calibrated)
+SCHEMES = [  # (label, format, method, calibrated: False, True (the default text) or "synthetic")
     ("q4 RTN", "q4", "rtn", False), ("q4 searched", "q4", "search", False), ("q4 searched + calibration", "q4", "search", True),
     ("q4a RTN", "q4a", "rtn", False), ("q4a searched", "q4a", "search", False),
     ("q4a searched + calibration", "q4a", "search", True),
@@ -103,6 +104,10 @@ SCHEMES = [  # (label, format, method, calibrated)
     ("q8 RTN", "q8", "rtn", False), ("q8 searched", "q8", "search", False), ("q8 searched + calibration", "q8", "search", True),
     ("q4 GPTQ (calibrated search)", "q4", "gptq", True), ("q4a GPTQ (calibrated search)", "q4a", "gptq", True),
     ("q4n GPTQ (calibrated search)", "q4n", "gptq", True), ("q8 GPTQ (calibrated search)", "q8", "gptq", True),
+    # no calibration text: statistics from random sequences of the model's tokens (--calibration synthetic)
+    ("q4a searched + synthetic calibration", "q4a", "search", "synthetic"),
+    ("q4a GPTQ, synthetic calibration (no text)", "q4a", "gptq", "synthetic"),
+    ("q4n GPTQ, synthetic calibration (no text)", "q4n", "gptq", "synthetic"),
 ]
 
 
@@ -138,14 +143,20 @@ def minilm(models: Path, rows: list[str]) -> None:
     start = time.perf_counter()
     moments = collect_second_moments(ref_model, sentences, linear, batch_size=64, dtype=np.float32)
     moments_seconds = time.perf_counter() - start
+    synthetic = synthetic_calibration_texts(ref_model)
+    synthetic_stats = collect_activation_stats(ref_model, synthetic, batch_size=64)
+    synthetic_moments = collect_second_moments(ref_model, synthetic, linear, batch_size=64, dtype=np.float32)
     rows += ["", "### all-MiniLM-L6-v2, Linear weights only, block 32: cosine to FP32, mean / min", "",
              "| scheme | bits/weight | eval64 | sentences.txt | heldout.txt | quantize s |", "|---|---|---|---|---|---|"]
     for label, fmt, method, calibrated in SCHEMES:
         tensors = dict(f32)
         start = time.perf_counter()
         for k in linear:
-            imp = stats[k].astype(np.float32) if calibrated else None
-            if method == "gptq":
+            source = synthetic_stats if calibrated == "synthetic" else stats
+            imp = source[k].astype(np.float32) if calibrated else None
+            if method == "gptq" and calibrated == "synthetic":
+                tensors[k] = quantize_gptq(arrays[k], fmt, 32, synthetic_moments[k], damp=SYNTHETIC_DAMP, importance=imp)
+            elif method == "gptq":
                 tensors[k] = quantize_gptq(arrays[k], fmt, 32, moments[k], importance=imp)
             else:
                 tensors[k] = pyrt.quantize(arrays[k], fmt, 32, importance=imp, method=method)

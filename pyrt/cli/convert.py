@@ -34,8 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tensors beyond the FP16 range: fall back to bf16 (default) or stop")
     calibration = p.add_mutually_exclusive_group()
     calibration.add_argument("--calibration", metavar="FILE", default="default",
-                             help="UTF-8 text whose activations weight the q-format scale search (passages separated "
-                                  "by blank lines; default: the text shipped with pyrt; used when pyrt runs the model)")
+                             help="UTF-8 text whose activations weight the q-format scale search and GPTQ (passages "
+                                  "separated by blank lines; default: the text shipped with pyrt; used when pyrt runs "
+                                  "the model). 'synthetic': no text, random sequences of the model's own tokens "
+                                  "(a file of that name: ./synthetic)")
     calibration.add_argument("--no-calibration", dest="calibration", action="store_const", const=None,
                              help="search the q-format scales without activation statistics")
     p.add_argument("--quant-method", choices=("gptq", "search", "rtn"), default="gptq",

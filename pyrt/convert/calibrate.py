@@ -19,15 +19,17 @@ import numpy as np
 from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_sums,
                            collect_second_moments,
                            read_calibration_text, split_calibration_text)
+from ..calibration_synthetic import GPTQ_DAMP as SYNTHETIC_GPTQ_DAMP, SEED as SYNTHETIC_SEED, synthetic_calibration_texts
 from ..decoder_families import FAMILIES
 from ..encoder import ENCODER_FAMILIES
 from ..errors import PyrtError
-from ..quantize_gptq import GptqFactor, gptq_factor
+from ..quantize_gptq import DEFAULT_DAMP, GptqFactor, gptq_factor
 from ..tensor import Tensor, quantize
 from .readers import Source
 
 CalibrationChoice = Union[str, os.PathLike, None]
 DEFAULT = "default"  # the calibration text shipped with pyrt
+SYNTHETIC = "synthetic"  # no text: random sequences of the model's own tokens (pyrt.calibration_synthetic)
 # A decoder's calibration is bounded in tokens so that a conversion stays quick on 2 cores.
 LLM_CALIBRATION_TOKENS = 2048
 LLM_CONTEXT = 512
@@ -88,28 +90,39 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
     """({tensor name: float32 [K] importance}, the record for the conversion metadata,
     {tensor name: float32 [K, K] second moment of its input}).
 
-    ``calibration``: "default" (the text shipped with pyrt), a path to a UTF-8 text (passages
+    ``calibration``: "default" (the text shipped with pyrt), "synthetic" (no text: random sequences
+    of the model's ordinary tokens, pyrt.calibration_synthetic), a path to a UTF-8 text (passages
     separated by blank lines), or None (no calibration). A source pyrt cannot run is converted
     without calibration, and the record says why. ``loaded`` receives the float32 values read
     from the source (by name), for the caller to reuse. ``second_moment_of(name)``: whether to
-    collect a weight's second moment too (for GPTQ; default: none)."""
+    collect a weight's second moment too (for GPTQ; default: none). The record's "gptq_damp" is
+    the damping GPTQ should use with these moments."""
     loaded = {} if loaded is None else loaded
     if calibration is None:
         return {}, {"used": False, "reason": "disabled (--no-calibration)"}, {}
     start = time.perf_counter()
-    path = DEFAULT_CALIBRATION if calibration == DEFAULT else Path(calibration)
-    text = read_calibration_text(path)
-    name = "pyrt default" if calibration == DEFAULT else Path(calibration).name
-    identity = calibration_identity(name, text)
+    if calibration == SYNTHETIC:
+        identity: dict[str, Any] = {"name": "synthetic (random tokens of the model's vocabulary, no text)",
+                                    "seed": SYNTHETIC_SEED}
+    else:
+        path = DEFAULT_CALIBRATION if calibration == DEFAULT else Path(calibration)
+        text = read_calibration_text(path)
+        identity = calibration_identity("pyrt default" if calibration == DEFAULT else Path(calibration).name, text)
     model, why_not = _runnable_model(source, loaded)
     if model is None:
         return {}, {"used": False, "reason": why_not, **identity}, {}
-    passages = split_calibration_text(text)
-    importance, rows, passages_run = model_statistics(model, passages)
+    if calibration == SYNTHETIC:
+        inputs = synthetic_calibration_texts(model, LLM_CALIBRATION_TOKENS)
+        damp = SYNTHETIC_GPTQ_DAMP
+    else:
+        inputs = _inputs(model, split_calibration_text(text))
+        damp = DEFAULT_DAMP
+    importance, rows = inputs_statistics(model, inputs)
     wanted = [n for n in gptq_candidates(importance, rows) if second_moment_of is not None and second_moment_of(n)]
-    moments = model_second_moments(model, passages, wanted) if wanted else {}
-    return importance, {"used": True, **identity, "passages_run": passages_run, "tensors": len(importance),
-                        "second_moments": len(moments), "seconds": round(time.perf_counter() - start, 2)}, moments
+    moments = inputs_second_moments(model, inputs, wanted) if wanted else {}
+    return importance, {"used": True, **identity, "passages_run": len(inputs), "tensors": len(importance),
+                        "second_moments": len(moments), "gptq_damp": damp,
+                        "seconds": round(time.perf_counter() - start, 2)}, moments
 
 
 def _inputs(model: Any, passages: list[str]) -> list[str]:
@@ -120,11 +133,10 @@ def _inputs(model: Any, passages: list[str]) -> list[str]:
     return calibration_sentences(passages)
 
 
-def model_second_moments(model: Any, passages: list[str], names: list[str]) -> dict[str, np.ndarray]:
-    """{tensor name: float32 [K, K] mean of x x^T over its inputs} of a built model on calibration
-    passages (run as model_statistics runs them). Weights fed the same inputs (Q, K and V; gate and
-    up) share one array."""
-    moments = collect_second_moments(model, _inputs(model, passages), names, batch_size=64, dtype=np.float32)
+def inputs_second_moments(model: Any, inputs: list[str], names: list[str]) -> dict[str, np.ndarray]:
+    """{tensor name: float32 [K, K] mean of x x^T over its inputs} of a built model run on
+    ``inputs`` as they are. Weights fed the same inputs (Q, K and V; gate and up) share one array."""
+    moments = collect_second_moments(model, inputs, names, batch_size=64, dtype=np.float32)
     shared: dict[bytes, np.ndarray] = {}
     out = {}
     for name, h in moments.items():
@@ -132,20 +144,26 @@ def model_second_moments(model: Any, passages: list[str], names: list[str]) -> d
     return out
 
 
+def inputs_statistics(model: Any, inputs: list[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """({tensor name: float32 [K] importance}, {tensor name: input rows seen}) of a built model
+    (SentenceEncoder or LanguageModel) run on ``inputs`` as they are."""
+    # batches of 64 short sentences: a third of the CPU time of 16 (statistics identical: no padding rows)
+    sums = collect_activation_sums(model, inputs, batch_size=64)
+    importance = {n: (s / float(rows)).astype(np.float32) for n, (s, rows) in sums.items()}
+    return importance, {n: rows for n, (_, rows) in sums.items()}
+
+
+def model_second_moments(model: Any, passages: list[str], names: list[str]) -> dict[str, np.ndarray]:
+    """inputs_second_moments on calibration passages, run as model_statistics runs them."""
+    return inputs_second_moments(model, _inputs(model, passages), names)
+
+
 def model_statistics(model: Any, passages: list[str]) -> tuple[dict[str, np.ndarray], dict[str, int], int]:
     """({tensor name: float32 [K] importance}, {tensor name: input rows seen}, inputs run) of a built
     model (SentenceEncoder or LanguageModel) on calibration passages (see _inputs)."""
     inputs = _inputs(model, passages)
-    # batches of 64 short sentences: a third of the CPU time of 16 (statistics identical: no padding rows)
-    sums = collect_activation_sums(model, inputs, batch_size=64)
-    importance = {n: (s / float(rows)).astype(np.float32) for n, (s, rows) in sums.items()}
-    return importance, {n: rows for n, (_, rows) in sums.items()}, len(inputs)
-
-
-def model_importance(model: Any, passages: list[str]) -> tuple[dict[str, np.ndarray], int]:
-    """({tensor name: float32 [K] importance}, inputs run) of a built model (see model_statistics)."""
-    importance, _, inputs_run = model_statistics(model, passages)
-    return importance, inputs_run
+    importance, rows = inputs_statistics(model, inputs)
+    return importance, rows, len(inputs)
 
 
 def gptq_candidates(importance: dict[str, np.ndarray], rows: dict[str, int]) -> list[str]:
@@ -159,8 +177,9 @@ class GptqFactors:
     """The GPTQ factors (pyrt.quantize_gptq.gptq_factor) of a conversion's second moments, each
     computed once for the weights that share an input and dropped after the last of them."""
 
-    def __init__(self, moments: dict[str, np.ndarray]):
+    def __init__(self, moments: dict[str, np.ndarray], damp: float = DEFAULT_DAMP):
         self._moments = dict(moments)
+        self._damp = damp
         self._users: dict[int, int] = {}
         for h in self._moments.values():
             self._users[id(h)] = self._users.get(id(h), 0) + 1
@@ -174,7 +193,7 @@ class GptqFactors:
         key = id(h)  # h stays referenced by the other users' entries until the last takes it
         factor = self._factors.get(key)
         if factor is None:
-            factor = gptq_factor(h)
+            factor = gptq_factor(h, self._damp)
         self._users[key] -= 1
         if self._users[key]:
             self._factors[key] = factor

@@ -18,10 +18,11 @@ import numpy as np
 from .. import __version__
 from ..errors import DtypeError, FileFormatError, FileIOError, PyrtError, RangeError
 from ..formats import FP16_MAX, effective_block
-from ..quantize_gptq import GPTQ_FORMATS, GptqFactor, quantize_gptq
+from ..quantize_gptq import DEFAULT_DAMP, GPTQ_FORMATS, GptqFactor, quantize_gptq
 from ..tensor import Tensor, quantize
 from ..calibration import read_calibration_text, split_calibration_text
-from .calibrate import DEFAULT as DEFAULT_CALIBRATION, CalibrationChoice, GptqFactors, calibration_importance
+from .calibrate import (DEFAULT as DEFAULT_CALIBRATION, SYNTHETIC as SYNTHETIC_CALIBRATION, CalibrationChoice, GptqFactors,
+                        calibration_importance)
 from ..quality import accuracy_lines
 from .accuracy_report import QualityPass
 from .readers import Source, SourceTensor, open_source
@@ -192,8 +193,9 @@ def _metadata(source: Source, provenance: dict[str, Any], conversion: dict[str, 
 
 def _planner_texts(calibration: CalibrationChoice, texts: Sequence[str] | None) -> Sequence[str] | None:
     """The mixed-precision planner's texts: given ones, else the user's --calibration file's passages,
-    else None (the planner's default, the calibration text shipped with pyrt)."""
-    if texts is not None or calibration in (None, DEFAULT_CALIBRATION):
+    else None (the planner's default, the calibration text shipped with pyrt: also with no or
+    synthetic calibration, since a plan is measured on text)."""
+    if texts is not None or calibration in (None, DEFAULT_CALIBRATION, SYNTHETIC_CALIBRATION):
         return texts
     return split_calibration_text(read_calibration_text(calibration))
 
@@ -254,7 +256,7 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
             importance, conversion["calibration"], moments = _calibration(
                 source, dtype, block, rules, calibration, quant_method, loaded, keep_gguf,
                 planned=target_bpw is not None or target_quality is not None)
-        factors = GptqFactors(moments)
+        factors = GptqFactors(moments, conversion["calibration"].get("gptq_damp", DEFAULT_DAMP))
         del moments
         # The planner measures each candidate quantized as the file will hold it: same importance, same
         # method (GPTQ is for uniform formats: a plan's tensors are searched).

@@ -21,7 +21,8 @@ def calibration_line(record: dict[str, Any]) -> str:
     """One line on the calibration a conversion used (its ``conversion.calibration`` record)."""
     if record.get("used"):
         gptq = f"; GPTQ: {record['gptq']}" if "gptq" in record else ""
-        return (f"calibration: {record['name']} (sha256 {record['sha256'][:12]}..., {record['passages_run']} passages, "
+        source = f"sha256 {record['sha256'][:12]}..., " if "sha256" in record else f"seed {record.get('seed')}, "
+        return (f"calibration: {record['name']} ({source}{record['passages_run']} passages, "
                 f"{record['seconds']:.1f} s){gptq}")
     return f"calibration: none ({record.get('reason', 'not recorded')})"
 

@@ -94,13 +94,13 @@ def test_advise_quantizes_as_the_converter_does(tmp_path):
     from pyrt.advisor import _uniform_tensors
     from pyrt.calibration import default_calibration_texts
     from pyrt.convert import convert_checkpoint
-    from pyrt.convert.calibrate import model_importance, model_second_moments
+    from pyrt.convert.calibrate import model_second_moments, model_statistics
     from pyrt.convert.source_model import SourceModel
 
     model = SourceModel.load(MINILM)
     built = model.build(model.reference_tensors())
     texts = default_calibration_texts()
-    importance, _ = model_importance(built, texts)
+    importance, _, _ = model_statistics(built, texts)
     names = ["encoder.layer.2.attention.self.value.weight", "encoder.layer.5.output.dense.weight"]
     moments = model_second_moments(built, texts, names)
     advised = _uniform_tensors(model, "q4a", importance=importance, moments=moments)
