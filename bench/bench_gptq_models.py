@@ -4,8 +4,10 @@
 evaluation texts against the source weights), and the conversion's wall and CPU seconds.
 
 Encoders at q4a/32 (embedding tables q8, the converter's rule), decoders at q4/32 (from their GGUF).
+With --no-text: also no calibration at all (searched scales alone) and `--calibration synthetic`
+(random sequences of the model's own tokens, GPTQ on them), the two ways to convert without text.
 
-Usage: python bench/bench_gptq_models.py [--models DIR] [--only NAME ...]
+Usage: python bench/bench_gptq_models.py [--models DIR] [--only NAME ...] [--no-text]
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=os.environ.get("PYRT_MODELS", str(Path.home() / ".cache/pyrt/models")))
     ap.add_argument("--only", nargs="*", choices=list(MODELS), help="these models only")
+    ap.add_argument("--no-text", action="store_true", help="also convert with no calibration and synthetic calibration")
     args = ap.parse_args()
     print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC, load average {os.getloadavg()[0]:.1f}")
     print("| model, format | method | quality (report) | conversion |\n|---|---|---|---|")
@@ -56,13 +59,17 @@ def main() -> int:
             if not src.exists():
                 print(f"| {name} | absent ({src}) | | |")
                 continue
-            for method in ("search", "gptq"):
+            runs = [("search", "default"), ("gptq", "default")]
+            if args.no_text:
+                runs += [("search", None), ("gptq", "synthetic")]
+            for method, calibration in runs:
                 start, cpu = time.perf_counter(), time.process_time()
                 report = convert_checkpoint(src, Path(tmp) / "m.pyrt", dtype=dtype, block=32, quant_method=method,
-                                            accuracy=True)
+                                            calibration=calibration, accuracy=True)
                 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
                 gptq = report["calibration"].get("gptq", "")
-                print(f"| {src.name}, {dtype}/32 | {method}{f' ({gptq})' if gptq else ''} | "
+                label = {"default": "", None: ", no calibration", "synthetic": ", synthetic calibration"}[calibration]
+                print(f"| {src.name}, {dtype}/32 | {method}{label}{f' ({gptq})' if gptq else ''} | "
                       f"{_quality(report['accuracy']['metrics'])} | {wall:.1f} s wall, {cpu:.1f} s CPU "
                       f"(load average {os.getloadavg()[0]:.1f}) |", flush=True)
     return 0

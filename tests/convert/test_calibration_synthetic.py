@@ -9,12 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import models_dir
 
 import pyrt
-from helpers import models_dir
 from pyrt.calibration import collect_activation_stats, collect_second_moments
-from pyrt.calibration_synthetic import (DECODER_SEQUENCE_TOKENS, ENCODER_LENGTHS, ENCODER_SEQUENCES, GPTQ_DAMP,
-                                        ordinary_token_ids, synthetic_calibration_texts)
+from pyrt.calibration_synthetic import (
+    DECODER_SEQUENCE_TOKENS,
+    ENCODER_LENGTHS,
+    ENCODER_SEQUENCES,
+    GPTQ_DAMP,
+    ordinary_token_ids,
+    synthetic_calibration_texts,
+)
 from pyrt.quantize_gptq import DEFAULT_DAMP, quantize_gptq
 
 pytest.importorskip("tokenizers", reason="the models' tokenizers need the 'tokenizers' package")
@@ -132,8 +138,9 @@ def test_converter_synthetic_calibration_bytes_record_and_quality(tmp_path, mini
 
 
 def test_cli_takes_synthetic_and_a_model_pyrt_cannot_run_says_why(tmp_path):
-    from pyrt.cli.convert import main
     from safetensors.numpy import save_file
+
+    from pyrt.cli.convert import main
 
     src = tmp_path / "plain.safetensors"
     rng = np.random.default_rng(3)
