@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 import pyrt  # noqa: E402
 from pyrt.calibration import (calibration_sentences, collect_activation_stats, collect_second_moments,  # noqa: E402
                               default_calibration_texts)
-from pyrt.calibration_synthetic import GPTQ_DAMP as SYNTHETIC_DAMP, synthetic_calibration_texts  # noqa: E402
+from pyrt.calibration_synthetic import ENCODER_GPTQ_DAMP as SYNTHETIC_DAMP, synthetic_calibration_texts  # noqa: E402
 from pyrt.quantize_gptq import quantize_gptq  # noqa: E402
 
 EVAL_SENTENCES = [

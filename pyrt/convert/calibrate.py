@@ -19,7 +19,7 @@ import numpy as np
 from ..calibration import (DEFAULT_CALIBRATION, calibration_identity, calibration_sentences, collect_activation_sums,
                            collect_second_moments,
                            read_calibration_text, split_calibration_text)
-from ..calibration_synthetic import GPTQ_DAMP as SYNTHETIC_GPTQ_DAMP, SEED as SYNTHETIC_SEED, synthetic_calibration_texts
+from ..calibration_synthetic import SEED as SYNTHETIC_SEED, synthetic_calibration_texts, synthetic_gptq_damp
 from ..decoder_families import FAMILIES
 from ..encoder import ENCODER_FAMILIES
 from ..errors import PyrtError
@@ -29,7 +29,7 @@ from .readers import Source
 
 CalibrationChoice = Union[str, os.PathLike, None]
 DEFAULT = "default"  # the calibration text shipped with pyrt
-SYNTHETIC = "synthetic"  # no text: random sequences of the model's own tokens (pyrt.calibration_synthetic)
+SYNTHETIC = "synthetic"  # no text: inputs the model makes for itself (pyrt.calibration_synthetic)
 # A decoder's calibration is bounded in tokens so that a conversion stays quick on 2 cores.
 LLM_CALIBRATION_TOKENS = 2048
 LLM_CONTEXT = 512
@@ -90,9 +90,9 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
     """({tensor name: float32 [K] importance}, the record for the conversion metadata,
     {tensor name: float32 [K, K] second moment of its input}).
 
-    ``calibration``: "default" (the text shipped with pyrt), "synthetic" (no text: random sequences
-    of the model's ordinary tokens, pyrt.calibration_synthetic), a path to a UTF-8 text (passages
-    separated by blank lines), or None (no calibration). A source pyrt cannot run is converted
+    ``calibration``: "default" (the text shipped with pyrt), "synthetic" (no text: a decoder's own
+    sampled text, an encoder's random token sequences; pyrt.calibration_synthetic), a path to a
+    UTF-8 text (passages separated by blank lines), or None (no calibration). A source pyrt cannot run is converted
     without calibration, and the record says why. ``loaded`` receives the float32 values read
     from the source (by name), for the caller to reuse. ``second_moment_of(name)``: whether to
     collect a weight's second moment too (for GPTQ; default: none). The record's "gptq_damp" is
@@ -102,8 +102,7 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
         return {}, {"used": False, "reason": "disabled (--no-calibration)"}, {}
     start = time.perf_counter()
     if calibration == SYNTHETIC:
-        identity: dict[str, Any] = {"name": "synthetic (random tokens of the model's vocabulary, no text)",
-                                    "seed": SYNTHETIC_SEED}
+        identity: dict[str, Any] = {"name": "synthetic (no text: the model's own)", "seed": SYNTHETIC_SEED}
     else:
         path = DEFAULT_CALIBRATION if calibration == DEFAULT else Path(calibration)
         text = read_calibration_text(path)
@@ -113,7 +112,7 @@ def calibration_importance(source: Source, calibration: CalibrationChoice,
         return {}, {"used": False, "reason": why_not, **identity}, {}
     if calibration == SYNTHETIC:
         inputs = synthetic_calibration_texts(model, LLM_CALIBRATION_TOKENS)
-        damp = SYNTHETIC_GPTQ_DAMP
+        damp = synthetic_gptq_damp(model)
     else:
         inputs = _inputs(model, split_calibration_text(text))
         damp = DEFAULT_DAMP

@@ -17,7 +17,7 @@ from pyrt.calibration_synthetic import (
     DECODER_SEQUENCE_TOKENS,
     ENCODER_LENGTHS,
     ENCODER_SEQUENCES,
-    GPTQ_DAMP,
+    ENCODER_GPTQ_DAMP,
     ordinary_token_ids,
     synthetic_calibration_texts,
 )
@@ -77,19 +77,30 @@ def test_encoder_draws_ordinary_tokens_reproducibly(minilm):
     assert np.corrcoef(lengths, ENCODER_LENGTHS)[0, 1] > 0.95, lengths
 
 
-def test_decoder_draws_normal_tokens_up_to_the_budget(smollm2):
+def test_decoder_writes_its_own_text_up_to_the_budget(smollm2):
+    from pyrt.calibration_synthetic import synthetic_gptq_damp
     from pyrt.tokenizer_types import TOKEN_NORMAL
 
     ids = ordinary_token_ids(smollm2)
     types = np.asarray(smollm2.tokenizer.token_types)
     assert (types[ids] == TOKEN_NORMAL).all() and (types != TOKEN_NORMAL).any()
     assert len(ids) == int((types == TOKEN_NORMAL).sum())
-    texts = synthetic_calibration_texts(smollm2, decoder_tokens=1000)
-    assert len(texts) == -(-1000 // DECODER_SEQUENCE_TOKENS)
+    texts = synthetic_calibration_texts(smollm2, decoder_tokens=500)
+    assert len(texts) == -(-500 // DECODER_SEQUENCE_TOKENS)
+    # end-of-generation is banned: every sequence runs its full length (re-tokenized, about as many)
     tokens = [len(smollm2.tokenizer.encode(t, add_bos=False)) for t in texts]
-    # a decoded random sequence re-tokenizes to about as many tokens (byte-level BPE may merge some)
-    assert all(0.6 * DECODER_SEQUENCE_TOKENS <= n <= 1.5 * DECODER_SEQUENCE_TOKENS for n in tokens), tokens
-    assert texts == synthetic_calibration_texts(smollm2, decoder_tokens=1000)
+    assert all(0.8 * DECODER_SEQUENCE_TOKENS <= n <= 1.2 * DECODER_SEQUENCE_TOKENS for n in tokens), tokens
+    assert len(set(texts)) == len(texts)  # each from its own random first token
+    assert texts == synthetic_calibration_texts(smollm2, decoder_tokens=500)  # seeded
+    # the model's own text is likelier under the model than random tokens of its vocabulary
+    rng = np.random.default_rng(5)
+    random_text = smollm2.tokenizer.decode(rng.choice(ids, DECODER_SEQUENCE_TOKENS).tolist())
+    assert smollm2.perplexity(texts[0]) < smollm2.perplexity(random_text) / 10
+    assert synthetic_gptq_damp(smollm2) == DEFAULT_DAMP
+    # generating leaves the default sequence alone: calibration's forward() runs from an empty cache
+    assert smollm2._cached == []
+    assert np.isfinite(smollm2.forward(smollm2.tokenizer.encode("Hello there"))).all()
+    smollm2.reset()
 
 
 def _convert(tmp_path, name, **kw):
@@ -106,7 +117,7 @@ def test_converter_synthetic_calibration_bytes_record_and_quality(tmp_path, mini
     record = model.metadata["conversion"]["calibration"]
     assert record["used"] and record["name"].startswith("synthetic") and record["seed"] == 0
     assert "sha256" not in record and record["passages_run"] == ENCODER_SEQUENCES
-    assert record["gptq_damp"] == GPTQ_DAMP != DEFAULT_DAMP and record["gptq"] == "36 tensors"
+    assert record["gptq_damp"] == ENCODER_GPTQ_DAMP != DEFAULT_DAMP and record["gptq"] == "36 tensors"
     assert report["calibration"] == record
     from pyrt.convert.report import calibration_line
 
@@ -118,7 +129,7 @@ def test_converter_synthetic_calibration_bytes_record_and_quality(tmp_path, mini
     stats = collect_activation_stats(f32_model, texts, batch_size=64)
     moments = collect_second_moments(f32_model, texts, names, batch_size=64, dtype=np.float32)
     for name in names:
-        expected = quantize_gptq(arrays[name], "q4a", 32, moments[name], damp=GPTQ_DAMP,
+        expected = quantize_gptq(arrays[name], "q4a", 32, moments[name], damp=ENCODER_GPTQ_DAMP,
                                  importance=stats[name].astype(np.float32))
         np.testing.assert_array_equal(model.tensors[name].numpy(), expected.numpy())
     # quality on held-out sentences against no calibration at all. Measured 2026-12-04 (converter,
