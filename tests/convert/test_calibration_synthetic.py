@@ -1,7 +1,8 @@
-"""Calibration with no text (`--calibration synthetic`): random sequences of the model's ordinary
-tokens, drawn reproducibly; the converter weights the search and runs GPTQ on their statistics with
-its own damping, records what it used, and all-MiniLM-L6-v2 at q4a/32 beats the uncalibrated
-search by a margin on held-out sentences."""
+"""Calibration with no text (`--calibration synthetic`): an encoder's random sequences of its
+ordinary tokens, a decoder's own sampled text, both drawn reproducibly; the converter weights the
+search and runs GPTQ on their statistics (an encoder's with its own damping), records what it
+used, and all-MiniLM-L6-v2 at q4a/32 beats the uncalibrated search by a margin on held-out
+sentences."""
 from __future__ import annotations
 
 import json
@@ -9,18 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import models_dir
 
 import pyrt
+from helpers import models_dir
 from pyrt.calibration import collect_activation_stats, collect_second_moments
-from pyrt.calibration_synthetic import (
-    DECODER_SEQUENCE_TOKENS,
-    ENCODER_LENGTHS,
-    ENCODER_SEQUENCES,
-    ENCODER_GPTQ_DAMP,
-    ordinary_token_ids,
-    synthetic_calibration_texts,
-)
+from pyrt.calibration_synthetic import (DECODER_SEQUENCE_TOKENS, ENCODER_GPTQ_DAMP, ENCODER_LENGTHS, ENCODER_SEQUENCES,
+                                        ordinary_token_ids, synthetic_calibration_texts)
 from pyrt.quantize_gptq import DEFAULT_DAMP, quantize_gptq
 
 pytest.importorskip("tokenizers", reason="the models' tokenizers need the 'tokenizers' package")
