@@ -60,6 +60,16 @@ def models_dir() -> Path:
     return fetched_models_dir()
 
 
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder tools/fetch_models.py fetches; skips the test when it is absent."""
+    import pytest  # noqa: PLC0415 - helpers is imported by non-pytest tools too
+
+    path = models_dir() / "all-MiniLM-L6-v2"
+    if not (path / "model.safetensors").is_file():
+        pytest.skip(f"{path} is absent: run python tools/fetch_models.py --only minilm (or set PYRT_MODELS)")
+    return path
+
+
 def run_python(*args: str, env: dict | None = None, timeout: float = 300,
                base_env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs ``python *args`` from a neutral directory, so the subprocess imports the installed pyrt

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pyrt
-from helpers import models_dir
+from helpers import minilm_dir, models_dir
 from pyrt.calibration import (DEFAULT_CALIBRATION, calibration_sentences, collect_activation_stats,
                               collect_activation_sums, collect_second_moments, default_calibration_texts)
 from pyrt.quantize_gptq import quantize_gptq
@@ -20,7 +20,6 @@ from pyrt.quantize_gptq import quantize_gptq
 pytest.importorskip("tokenizers", reason="the models' tokenizers need the 'tokenizers' package")
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
 
-MINILM = "all-MiniLM-L6-v2"
 # Evaluation sentences: our own, unrelated to the calibration text (never taken from it).
 EVAL = [
     "ok", "Where is the nearest pharmacy?", "The invoice was paid twice by mistake.",
@@ -35,11 +34,7 @@ EVAL = [
 ]
 
 
-def _minilm_dir():
-    path = models_dir() / MINILM
-    if not (path / "model.safetensors").is_file():
-        pytest.skip(f"{path} is absent: run python tools/fetch_models.py --only minilm (or set PYRT_MODELS)")
-    return path
+_minilm_dir = minilm_dir
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pyrt
-from helpers import models_dir
+from helpers import minilm_dir, models_dir
 from pyrt.calibration import collect_activation_stats, collect_second_moments
 from pyrt.calibration_synthetic import (DECODER_SEQUENCE_TOKENS, ENCODER_GPTQ_DAMP, ENCODER_LENGTHS, ENCODER_SEQUENCES,
                                         ordinary_token_ids, synthetic_calibration_texts)
@@ -21,16 +21,11 @@ from pyrt.quantize_gptq import DEFAULT_DAMP, quantize_gptq
 pytest.importorskip("tokenizers", reason="the models' tokenizers need the 'tokenizers' package")
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="tests need the safetensors package")
 
-MINILM = "all-MiniLM-L6-v2"
 HELDOUT = Path(pyrt.__file__).parent / "data" / "evaluation" / "heldout.txt"
 FILES = ("tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
 
 
-def _minilm_dir():
-    path = models_dir() / MINILM
-    if not (path / "model.safetensors").is_file():
-        pytest.skip(f"{path} is absent: run python tools/fetch_models.py --only minilm (or set PYRT_MODELS)")
-    return path
+_minilm_dir = minilm_dir
 
 
 @pytest.fixture(scope="module")
