@@ -83,11 +83,12 @@ def _generated(model: Any, ids: np.ndarray, rng: np.random.Generator, sequences:
     bos = [int(tok.bos_id)] if tok.add_bos and tok.bos_id is not None else []
     prompts = [bos + [int(i)] for i in rng.choice(ids, sequences)]
     banned = np.array(sorted(int(i) for i in getattr(tok, "end_of_generation", ())), dtype=np.int64)
+    length = max(1, min(DECODER_SEQUENCE_TOKENS, int(model.context_length) - len(bos)))  # a short context too
     decoder = model._decoder  # the native decoder: batched forward over separate KV caches
-    caches = [decoder.new_cache(len(p) + DECODER_SEQUENCE_TOKENS) for p in prompts]
+    caches = [decoder.new_cache(len(bos) + length) for _ in prompts]
     out = [list(p[len(bos):]) for p in prompts]
     inputs = prompts
-    while len(out[0]) < DECODER_SEQUENCE_TOKENS:
+    while len(out[0]) < length:
         tokens = np.fromiter((t for chunk in inputs for t in chunk), np.int32)
         counts = np.fromiter((len(c) for c in inputs), np.int64, count=len(inputs))
         logits = np.asarray(decoder.forward_batch(tokens, counts, caches), dtype=np.float64)

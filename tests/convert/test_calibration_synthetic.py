@@ -86,6 +86,12 @@ def test_decoder_writes_its_own_text_up_to_the_budget(smollm2):
     rng = np.random.default_rng(5)
     random_text = smollm2.tokenizer.decode(rng.choice(ids, DECODER_SEQUENCE_TOKENS).tolist())
     assert smollm2.perplexity(texts[0]) < smollm2.perplexity(random_text) / 10
+    # a context shorter than a sequence bounds it
+    from pyrt.convert.readers.gguf_file import quantize_weights, read_gguf
+
+    arrays, md = read_gguf(sorted((models_dir() / "smollm2").glob("*.gguf"))[0])
+    short = pyrt.LanguageModel.from_parts(quantize_weights(arrays, "f32"), md, md, context_length=40)
+    assert all(len(short.tokenizer.encode(t)) <= 48 for t in synthetic_calibration_texts(short, decoder_tokens=256))
     assert synthetic_gptq_damp(smollm2) == DEFAULT_DAMP
     # generating leaves the default sequence alone: calibration's forward() runs from an empty cache
     assert smollm2._cached == []
