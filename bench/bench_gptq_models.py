@@ -5,7 +5,8 @@ evaluation texts against the source weights), and the conversion's wall and CPU 
 
 Encoders at q4a/32 (embedding tables q8, the converter's rule), decoders at q4/32 (from their GGUF).
 With --no-text: also no calibration at all (searched scales alone) and `--calibration synthetic`
-(random sequences of the model's own tokens, GPTQ on them), the two ways to convert without text.
+(GPTQ on inputs the model makes: a decoder's own sampled text, an encoder's random token
+sequences), the two ways to convert without text.
 
 Usage: python bench/bench_gptq_models.py [--models DIR] [--only NAME ...] [--no-text]
 """

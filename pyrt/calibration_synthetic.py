@@ -42,12 +42,14 @@ DECODER_SEQUENCE_TOKENS = 128
 ENCODER_GPTQ_DAMP = 0.1
 
 
+def _is_decoder(model: Any) -> bool:
+    return hasattr(model, "forward") and hasattr(model, "tokenizer")
+
+
 def ordinary_token_ids(model: Any) -> np.ndarray:
     """The ids of the ordinary tokens of a SentenceEncoder's or LanguageModel's tokenizer."""
-    tokenizer = getattr(model, "tokenizer", None)
-    types = getattr(tokenizer, "token_types", None)
-    if types is not None:  # GGUFTokenizer (LanguageModel)
-        ids = np.flatnonzero(np.asarray(types) == TOKEN_NORMAL)
+    if _is_decoder(model):  # GGUFTokenizer: its token types
+        ids = np.flatnonzero(np.asarray(model.tokenizer.token_types) == TOKEN_NORMAL)
     else:  # a tokenizers.Tokenizer (SentenceEncoder): the vocabulary without added/special tokens
         tok = getattr(model, "_tokenizer", None)
         if tok is None:
@@ -60,14 +62,7 @@ def ordinary_token_ids(model: Any) -> np.ndarray:
 
 
 def _decode(model: Any, ids: list[int]) -> str:
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is not None and hasattr(tokenizer, "token_types"):
-        return str(tokenizer.decode(ids))
-    return str(model._tokenizer.decode(ids))
-
-
-def _is_decoder(model: Any) -> bool:
-    return hasattr(model, "forward") and hasattr(model, "tokenizer")
+    return str((model.tokenizer if _is_decoder(model) else model._tokenizer).decode(ids))
 
 
 def synthetic_gptq_damp(model: Any) -> float:

@@ -36,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     calibration.add_argument("--calibration", metavar="FILE", default="default",
                              help="UTF-8 text whose activations weight the q-format scale search and GPTQ (passages "
                                   "separated by blank lines; default: the text shipped with pyrt; used when pyrt runs "
-                                  "the model). 'synthetic': no text, inputs the model makes (a decoder's own sampled text, "
-                                  "an encoder's random token sequences; a file of that name: ./synthetic)")
+                                  "the model). 'synthetic': no text, inputs the model makes (a decoder's own sampled "
+                                  "text, an encoder's random token sequences; a file of that name: ./synthetic)")
     calibration.add_argument("--no-calibration", dest="calibration", action="store_const", const=None,
                              help="search the q-format scales without activation statistics")
     p.add_argument("--quant-method", choices=("gptq", "search", "rtn"), default="gptq",

@@ -21,8 +21,8 @@ from ..formats import FP16_MAX, effective_block
 from ..quantize_gptq import DEFAULT_DAMP, GPTQ_FORMATS, GptqFactor, quantize_gptq
 from ..tensor import Tensor, quantize
 from ..calibration import read_calibration_text, split_calibration_text
-from .calibrate import (DEFAULT as DEFAULT_CALIBRATION, SYNTHETIC as SYNTHETIC_CALIBRATION, CalibrationChoice, GptqFactors,
-                        calibration_importance)
+from .calibrate import (DEFAULT as DEFAULT_CALIBRATION, SYNTHETIC as SYNTHETIC_CALIBRATION, CalibrationChoice,
+                        GptqFactors, calibration_importance)
 from ..quality import accuracy_lines
 from .accuracy_report import QualityPass
 from .readers import Source, SourceTensor, open_source
@@ -216,8 +216,9 @@ def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, dtype: st
     'stop' (raise RangeError); ``quant_method``: "gptq" (the default: GPTQ error compensation on
     searched scales for the matmul weights that calibration measured, searched scales for the other
     q-format tensors; a mixed-precision plan is chosen with searched scales and written with GPTQ),
-    "search" (searched scales only) or "rtn" (round to nearest); ``calibration``: "default" (the text shipped with pyrt), a text file, or
-    None: when the model is one pyrt runs, the search is weighted by its activations on that text
+    "search" (searched scales only) or "rtn" (round to nearest); ``calibration``: "default" (the
+    text shipped with pyrt), a text file, "synthetic" (no text: inputs the model makes) or None:
+    when the model is one pyrt runs, the search is weighted by its activations on that text
     (pyrt.convert.calibrate). Returns the report dict (also stored in the file). Raises pyrt
     errors; on any failure ``out`` is left as it was and no temporary file remains.
 

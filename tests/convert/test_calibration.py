@@ -34,12 +34,9 @@ EVAL = [
 ]
 
 
-_minilm_dir = minilm_dir
-
-
 @pytest.fixture(scope="module")
 def minilm_f32():
-    path = _minilm_dir()
+    path = minilm_dir()
     arrays = safetensors_numpy.load_file(str(path / "model.safetensors"))
     files = {}
     for name in ("tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
@@ -232,7 +229,7 @@ def _convert(tmp_path, name, **kw):
     from pyrt.convert import convert_checkpoint
 
     out = tmp_path / f"{name}.pyrt"
-    report = convert_checkpoint(_minilm_dir(), out, dtype="q4a", block=32, **kw)
+    report = convert_checkpoint(minilm_dir(), out, dtype="q4a", block=32, **kw)
     return pyrt.load(out), report
 
 
@@ -247,7 +244,7 @@ def _linear_q4a_cosines(minilm_f32, sentences, importance):
         if name.startswith("encoder.") and a.ndim == 2:
             imp = None if importance is None else importance[name].astype(np.float32)
             tensors[name] = pyrt.quantize(a.astype(np.float32), "q4a", 32, importance=imp)
-    files = {n: (_minilm_dir() / n).read_text(encoding="utf-8")
+    files = {n: (minilm_dir() / n).read_text(encoding="utf-8")
              for n in ("tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")}
     quantized = pyrt.SentenceEncoder.from_parts(tensors, config, files)
     return _cosines(quantized.encode(sentences), model.encode(sentences))
@@ -334,14 +331,14 @@ def test_cli_calibration_options(tmp_path):
     text = tmp_path / "cal.txt"
     text.write_text("Ein kurzer Text.\n\nA short text.\n", encoding="utf-8")
     out = tmp_path / "cli.pyrt"
-    assert main([str(_minilm_dir()), "-o", str(out), "--dtype", "q4", "--calibration", str(text), "-q"]) == 0
+    assert main([str(minilm_dir()), "-o", str(out), "--dtype", "q4", "--calibration", str(text), "-q"]) == 0
     assert pyrt.load(out).metadata["conversion"]["calibration"]["name"] == "cal.txt"
-    assert main([str(_minilm_dir()), "-o", str(out), "--dtype", "q4", "--no-calibration", "--quant-method", "rtn",
+    assert main([str(minilm_dir()), "-o", str(out), "--dtype", "q4", "--no-calibration", "--quant-method", "rtn",
                  "-q"]) == 0
     conversion = pyrt.load(out).metadata["conversion"]
     assert conversion["quant_method"] == "rtn" and conversion["calibration"]["used"] is False
     with pytest.raises(SystemExit):  # the two options exclude each other
-        main([str(_minilm_dir()), "-o", str(out), "--calibration", str(text), "--no-calibration"])
+        main([str(minilm_dir()), "-o", str(out), "--calibration", str(text), "--no-calibration"])
 
 
 def test_gptq_only_where_calibration_saw_enough_inputs():
